@@ -1,0 +1,422 @@
+//! Wire types of the HTTP API (`shared/API.md`), shared by the server, the
+//! typed client, the runner, the CLI and the tests so they cannot drift apart.
+
+use crate::status::{AttemptStatus, ResultStatus, RunStatus};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
+
+/// Timestamps travel as RFC 3339 in UTC.
+pub type Timestamp = DateTime<Utc>;
+
+/// The error envelope every non-2xx JSON answer carries.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ErrorEnvelope {
+    pub error: ErrorBody,
+}
+
+/// Machine-readable code plus a message for humans.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ErrorBody {
+    pub code: String,
+    pub message: String,
+}
+
+/// `GET /health`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Health {
+    pub status: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+}
+
+/// A team as shown to its members.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Team {
+    pub id: i64,
+    pub slug: String,
+    pub name: String,
+}
+
+/// Body of `POST /api/v1/bootstrap/team`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct BootstrapTeamRequest {
+    pub slug: String,
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+}
+
+/// A team plus a fresh admin token (bootstrap and login).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct TeamWithToken {
+    pub team: Team,
+    pub token: String,
+}
+
+/// Body of `POST /api/v1/teams/login`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct LoginRequest {
+    pub slug: String,
+    pub password: String,
+}
+
+/// Token roles: admins may see runners and mint admin tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Admin,
+    Member,
+}
+
+impl Role {
+    /// Wire and database spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Member => "member",
+        }
+    }
+    /// Parses the database spelling.
+    pub fn parse(s: &str) -> Option<Role> {
+        match s {
+            "admin" => Some(Role::Admin),
+            "member" => Some(Role::Member),
+            _ => None,
+        }
+    }
+}
+
+/// `GET /api/v1/me`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Me {
+    pub team: Team,
+    pub role: Role,
+    pub token_id: i64,
+}
+
+/// Body of `POST /api/v1/tokens`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct CreateTokenRequest {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub role: Option<Role>,
+}
+
+/// A freshly minted token; the secret is shown this once.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct CreatedToken {
+    pub id: i64,
+    pub name: String,
+    pub role: Role,
+    pub token: String,
+}
+
+/// A token as listed (never the secret).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct TokenInfo {
+    pub id: i64,
+    pub name: String,
+    pub role: Role,
+    pub created_at: DateTime<Utc>,
+    pub last_used_at: Option<DateTime<Utc>>,
+}
+
+/// `GET /api/v1/tokens`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct TokenList {
+    pub tokens: Vec<TokenInfo>,
+}
+
+/// Body of `POST /api/v1/apps`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct CreateAppRequest {
+    pub slug: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+}
+
+/// An app: a named series of immutable versions.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct App {
+    pub id: i64,
+    pub slug: String,
+    pub description: Option<String>,
+    pub created_at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latest_version: Option<i64>,
+}
+
+/// `GET /api/v1/apps`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct AppList {
+    pub apps: Vec<App>,
+}
+
+/// One immutable version of an app.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Version {
+    pub version_no: i64,
+    pub artifact_sha256: String,
+    pub entrypoint: String,
+    pub timeout_seconds: i64,
+    #[schema(value_type = Option<Object>)]
+    pub params_schema: Option<Value>,
+    pub created_at: DateTime<Utc>,
+    /// Extra import folders (packed under `modules/`) from the Towerfile.
+    #[serde(default)]
+    pub import_paths: Vec<String>,
+}
+
+/// `GET /api/v1/apps/{app}/versions`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct VersionList {
+    pub versions: Vec<Version>,
+}
+
+/// Body of `POST /api/v1/apps/{app}/runs`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+pub struct CreateRunRequest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub input: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version_no: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_retries: Option<i64>,
+    /// Runner environment that may take the run (default `default`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environment: Option<String>,
+}
+
+/// A run as users see it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Run {
+    pub id: i64,
+    pub run_no: i64,
+    pub app: String,
+    pub version_no: i64,
+    pub status: RunStatus,
+    #[schema(value_type = Object)]
+    pub input: Value,
+    pub priority: i64,
+    pub max_retries: i64,
+    pub retry_count: i64,
+    pub cancel_requested: bool,
+    pub exit_code: Option<i32>,
+    pub error_message: Option<String>,
+    pub queued_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub environment: String,
+}
+
+/// One attempt in a run's history.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Attempt {
+    pub attempt_no: i64,
+    pub status: AttemptStatus,
+    pub runner: String,
+    pub exit_code: Option<i32>,
+    pub error_message: Option<String>,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+/// `GET /api/v1/runs/{run}`: the run plus its attempts.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct RunDetail {
+    #[serde(flatten)]
+    pub run: Run,
+    pub attempts: Vec<Attempt>,
+}
+
+/// Run lists.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct RunList {
+    pub runs: Vec<Run>,
+}
+
+/// One hour of finished runs for the dashboard chart.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct StatsBucket {
+    pub start: DateTime<Utc>,
+    pub completed: i64,
+    pub failed: i64,
+    pub cancelled: i64,
+    pub dead: i64,
+}
+
+/// `GET /api/v1/runs/stats?hours=N`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct RunStats {
+    pub hours: i64,
+    pub buckets: Vec<StatsBucket>,
+    pub finished: i64,
+    pub succeeded: i64,
+    pub success_rate: Option<f64>,
+    pub median_duration_seconds: Option<f64>,
+}
+
+/// A stored log line.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct LogLine {
+    pub seq: i64,
+    pub attempt_no: i64,
+    pub stream: String,
+    pub line: String,
+    pub logged_at: DateTime<Utc>,
+}
+
+/// `GET /api/v1/runs/{run}/logs`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct LogList {
+    pub logs: Vec<LogLine>,
+}
+
+/// The data of the SSE `end` event.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct StreamEnd {
+    pub status: RunStatus,
+}
+
+/// Body of `POST /api/v1/runners/register`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct RegisterRunnerRequest {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environment: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_concurrency: Option<i64>,
+}
+
+/// A runner's credentials.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct RegisteredRunner {
+    pub runner_id: i64,
+    pub token: String,
+}
+
+/// Body of `POST /api/v1/runs/lease`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+pub struct LeaseRequest {
+    #[serde(default)]
+    pub wait_seconds: Option<f64>,
+}
+
+/// Everything a runner needs to execute one attempt.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Lease {
+    pub run_id: i64,
+    pub run_no: i64,
+    pub attempt_no: i64,
+    pub lease_token: String,
+    pub lease_expires_at: DateTime<Utc>,
+    pub app: String,
+    pub version_no: i64,
+    pub entrypoint: String,
+    pub timeout_seconds: i64,
+    pub artifact_sha256: String,
+    #[schema(value_type = Object)]
+    pub input: Value,
+    pub team: String,
+    /// Highest log seq already stored for the run; this attempt continues after it.
+    #[serde(default)]
+    pub last_log_seq: i64,
+    /// Folders (relative to the workspace) to put on `PYTHONPATH`.
+    #[serde(default)]
+    pub import_paths: Vec<String>,
+}
+
+/// Answer of start and heartbeat.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct AttemptState {
+    pub status: AttemptStatus,
+    pub run_status: RunStatus,
+    pub cancel_requested: bool,
+    pub lease_expires_at: DateTime<Utc>,
+}
+
+/// One line a runner sends.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct NewLogLine {
+    pub seq: i64,
+    pub stream: String,
+    pub line: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logged_at: Option<DateTime<Utc>>,
+}
+
+/// Body of `POST /api/v1/runs/{run}/logs`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct LogBatch {
+    pub logs: Vec<NewLogLine>,
+}
+
+/// Answer to a log batch.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct LogBatchAck {
+    pub accepted: i64,
+    pub cancel_requested: bool,
+}
+
+/// Body of `POST /api/v1/runs/{run}/result`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ResultRequest {
+    pub status: ResultStatus,
+    #[serde(default)]
+    pub exit_code: Option<i32>,
+    #[serde(default)]
+    pub error_message: Option<String>,
+}
+
+/// Answer to a result.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ResultAck {
+    pub status: AttemptStatus,
+    pub run_status: RunStatus,
+}
+
+/// Whether a runner is heard from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RunnerStatus {
+    Online,
+    Offline,
+}
+
+/// A runner as admins see it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct RunnerInfo {
+    pub id: i64,
+    pub name: String,
+    pub environment: String,
+    pub status: RunnerStatus,
+    pub last_seen_at: Option<DateTime<Utc>>,
+    pub active_runs: i64,
+    pub max_concurrency: i64,
+}
+
+/// `GET /api/v1/admin/runners`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct RunnerList {
+    pub runners: Vec<RunnerInfo>,
+}
+
+/// Header carrying the attempt's lease token.
+pub const LEASE_TOKEN_HEADER: &str = "X-Lease-Token";
+/// Header carrying an artifact's hash on download.
+pub const ARTIFACT_SHA_HEADER: &str = "X-Artifact-SHA256";
+/// Header that makes run creation idempotent.
+pub const IDEMPOTENCY_HEADER: &str = "Idempotency-Key";
+/// Longest long-poll a lease may ask for.
+pub const MAX_LEASE_WAIT_SECONDS: f64 = 30.0;
+
+/// Formats a timestamp the way the API writes them (millisecond precision, `Z`).
+pub fn format_ts(ts: &Timestamp) -> String {
+    ts.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}

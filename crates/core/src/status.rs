@@ -1,0 +1,359 @@
+//! Run and attempt statuses and the state machine that moves between them.
+//!
+//! Every store implementation asks these pure functions what the next state
+//! is, then writes it with a compare-and-set on the state it read. Keeping the
+//! rules here means SQLite and Postgres cannot disagree about what is legal.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+
+/// Lifecycle of a run as the user sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    Queued,
+    Leased,
+    Running,
+    Cancelling,
+    Completed,
+    Failed,
+    Cancelled,
+    Dead,
+}
+
+/// Lifecycle of one execution attempt of a run on one runner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AttemptStatus {
+    Leased,
+    Running,
+    Cancelling,
+    Completed,
+    Failed,
+    Cancelled,
+    Expired,
+}
+
+/// The outcome a runner may report for its attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ResultStatus {
+    Completed,
+    Failed,
+    Cancelled,
+}
+
+impl RunStatus {
+    /// All statuses, in lifecycle order (summary endpoints list them all).
+    pub const ALL: [RunStatus; 8] = [
+        RunStatus::Queued,
+        RunStatus::Leased,
+        RunStatus::Running,
+        RunStatus::Cancelling,
+        RunStatus::Completed,
+        RunStatus::Failed,
+        RunStatus::Cancelled,
+        RunStatus::Dead,
+    ];
+
+    /// Wire and database spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Queued => "queued",
+            RunStatus::Leased => "leased",
+            RunStatus::Running => "running",
+            RunStatus::Cancelling => "cancelling",
+            RunStatus::Completed => "completed",
+            RunStatus::Failed => "failed",
+            RunStatus::Cancelled => "cancelled",
+            RunStatus::Dead => "dead",
+        }
+    }
+
+    /// Terminal runs never change again.
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            RunStatus::Completed | RunStatus::Failed | RunStatus::Cancelled | RunStatus::Dead
+        )
+    }
+}
+
+impl AttemptStatus {
+    /// Wire and database spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AttemptStatus::Leased => "leased",
+            AttemptStatus::Running => "running",
+            AttemptStatus::Cancelling => "cancelling",
+            AttemptStatus::Completed => "completed",
+            AttemptStatus::Failed => "failed",
+            AttemptStatus::Cancelled => "cancelled",
+            AttemptStatus::Expired => "expired",
+        }
+    }
+
+    /// Only an active attempt holds a lease.
+    pub fn is_active(self) -> bool {
+        matches!(
+            self,
+            AttemptStatus::Leased | AttemptStatus::Running | AttemptStatus::Cancelling
+        )
+    }
+}
+
+impl ResultStatus {
+    /// Wire spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResultStatus::Completed => "completed",
+            ResultStatus::Failed => "failed",
+            ResultStatus::Cancelled => "cancelled",
+        }
+    }
+    /// The attempt status a reported result leads to.
+    pub fn attempt_status(self) -> AttemptStatus {
+        match self {
+            ResultStatus::Completed => AttemptStatus::Completed,
+            ResultStatus::Failed => AttemptStatus::Failed,
+            ResultStatus::Cancelled => AttemptStatus::Cancelled,
+        }
+    }
+    /// The run status a reported result leads to.
+    pub fn run_status(self) -> RunStatus {
+        match self {
+            ResultStatus::Completed => RunStatus::Completed,
+            ResultStatus::Failed => RunStatus::Failed,
+            ResultStatus::Cancelled => RunStatus::Cancelled,
+        }
+    }
+}
+
+/// A status string that is not one of the known set.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown status {0:?}")]
+pub struct UnknownStatus(pub String);
+
+macro_rules! impl_str {
+    ($t:ty, [$($v:expr),*]) => {
+        impl FromStr for $t {
+            type Err = UnknownStatus;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                $( if s == $v.as_str() { return Ok($v); } )*
+                Err(UnknownStatus(s.to_string()))
+            }
+        }
+        impl fmt::Display for $t {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+impl_str!(
+    RunStatus,
+    [
+        RunStatus::Queued,
+        RunStatus::Leased,
+        RunStatus::Running,
+        RunStatus::Cancelling,
+        RunStatus::Completed,
+        RunStatus::Failed,
+        RunStatus::Cancelled,
+        RunStatus::Dead
+    ]
+);
+impl_str!(
+    AttemptStatus,
+    [
+        AttemptStatus::Leased,
+        AttemptStatus::Running,
+        AttemptStatus::Cancelling,
+        AttemptStatus::Completed,
+        AttemptStatus::Failed,
+        AttemptStatus::Cancelled,
+        AttemptStatus::Expired
+    ]
+);
+impl_str!(
+    ResultStatus,
+    [
+        ResultStatus::Completed,
+        ResultStatus::Failed,
+        ResultStatus::Cancelled
+    ]
+);
+
+/// Why a transition was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TransitionError {
+    /// The attempt no longer holds the lease (expired, finished, superseded).
+    #[error("the lease is no longer active")]
+    LeaseGone,
+    /// The run is in a state where this action makes no sense.
+    #[error("cannot {action} a run that is {status}")]
+    Conflict {
+        action: &'static str,
+        status: RunStatus,
+    },
+}
+
+/// The statuses a transition writes. `changed == false` means an idempotent
+/// repeat: nothing is to be written and the caller answers as before.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Transition {
+    pub run: RunStatus,
+    pub attempt: Option<AttemptStatus>,
+    pub changed: bool,
+}
+
+impl Transition {
+    fn to(run: RunStatus, attempt: Option<AttemptStatus>) -> Self {
+        Transition {
+            run,
+            attempt,
+            changed: true,
+        }
+    }
+    fn same(run: RunStatus, attempt: Option<AttemptStatus>) -> Self {
+        Transition {
+            run,
+            attempt,
+            changed: false,
+        }
+    }
+}
+
+/// A queued run is handed to a runner: run `queued -> leased`, new attempt `leased`.
+pub fn lease(run: RunStatus) -> Result<Transition, TransitionError> {
+    match run {
+        RunStatus::Queued => Ok(Transition::to(
+            RunStatus::Leased,
+            Some(AttemptStatus::Leased),
+        )),
+        status => Err(TransitionError::Conflict {
+            action: "lease",
+            status,
+        }),
+    }
+}
+
+/// The runner acknowledges its lease. Repeating it is harmless; a start
+/// after cancel was requested keeps the cancelling state so the runner learns
+/// of the cancel.
+pub fn start(run: RunStatus, attempt: AttemptStatus) -> Result<Transition, TransitionError> {
+    match attempt {
+        AttemptStatus::Leased => Ok(Transition::to(
+            RunStatus::Running,
+            Some(AttemptStatus::Running),
+        )),
+        AttemptStatus::Running | AttemptStatus::Cancelling => {
+            Ok(Transition::same(run, Some(attempt)))
+        }
+        _ => Err(TransitionError::LeaseGone),
+    }
+}
+
+/// A heartbeat only extends the lease of an active attempt.
+pub fn heartbeat(run: RunStatus, attempt: AttemptStatus) -> Result<Transition, TransitionError> {
+    if attempt.is_active() {
+        Ok(Transition::same(run, Some(attempt)))
+    } else {
+        Err(TransitionError::LeaseGone)
+    }
+}
+
+/// A user cancels. Queued runs end at once; leased or running ones move to
+/// `cancelling` and wait for the runner; a second cancel changes nothing.
+pub fn cancel(
+    run: RunStatus,
+    attempt: Option<AttemptStatus>,
+) -> Result<Transition, TransitionError> {
+    match run {
+        RunStatus::Queued => Ok(Transition::to(RunStatus::Cancelled, None)),
+        RunStatus::Leased | RunStatus::Running => Ok(Transition::to(
+            RunStatus::Cancelling,
+            attempt.map(|a| {
+                if a.is_active() {
+                    AttemptStatus::Cancelling
+                } else {
+                    a
+                }
+            }),
+        )),
+        RunStatus::Cancelling => Ok(Transition::same(run, attempt)),
+        status => Err(TransitionError::Conflict {
+            action: "cancel",
+            status,
+        }),
+    }
+}
+
+/// What the store knows about an attempt that already finished, so a
+/// repeated result can be told apart from a conflicting one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordedResult {
+    pub status: AttemptStatus,
+    pub exit_code: Option<i32>,
+    pub error_message: Option<String>,
+}
+
+/// The runner reports the outcome of its attempt. The run takes the reported
+/// status even when a cancel raced it: the first terminal fact wins, and the
+/// run converges to exactly one terminal state.
+pub fn result(
+    run: RunStatus,
+    attempt: AttemptStatus,
+    reported: ResultStatus,
+    exit_code: Option<i32>,
+    error_message: Option<&str>,
+    recorded: Option<&RecordedResult>,
+) -> Result<Transition, TransitionError> {
+    if attempt.is_active() {
+        return Ok(Transition::to(
+            reported.run_status(),
+            Some(reported.attempt_status()),
+        ));
+    }
+    match (attempt, recorded) {
+        (AttemptStatus::Expired, _) => Err(TransitionError::LeaseGone),
+        (_, Some(rec))
+            if rec.status == reported.attempt_status()
+                && rec.exit_code == exit_code
+                && rec.error_message.as_deref() == error_message =>
+        {
+            Ok(Transition::same(run, Some(attempt)))
+        }
+        _ => Err(TransitionError::Conflict {
+            action: "report a different result for",
+            status: run,
+        }),
+    }
+}
+
+/// The reaper found an attempt whose lease passed. The attempt expires; the
+/// run is requeued while it has retries left, cancelled if a cancel was
+/// requested, and dead otherwise.
+pub fn expire(
+    run: RunStatus,
+    attempt: AttemptStatus,
+    cancel_requested: bool,
+    retry_count: i64,
+    max_retries: i64,
+) -> Result<Transition, TransitionError> {
+    if !attempt.is_active() {
+        return Err(TransitionError::LeaseGone);
+    }
+    let next = if cancel_requested || run == RunStatus::Cancelling {
+        RunStatus::Cancelled
+    } else if retry_count < max_retries {
+        RunStatus::Queued
+    } else {
+        RunStatus::Dead
+    };
+    Ok(Transition::to(next, Some(AttemptStatus::Expired)))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,365 @@
+//! The storage contract of the control plane.
+//!
+//! One [`Store`] trait, implemented by SQLite (the embedded default) and
+//! Postgres (scale-out). Every state change goes through the pure functions
+//! of `minitower_core::status` and is written as a compare-and-set on the
+//! status (and lease token) that was read, inside one transaction, so two
+//! replicas or two tasks can never both win a transition. Time is always
+//! passed in (`now`), which keeps the reaper and lease expiry testable
+//! without sleeping. The `conformance` module (feature `conformance`) is the
+//! test suite every backend must pass.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use minitower_core::api::{
+    App, AttemptState, Lease, LogLine, NewLogLine, ResultAck, ResultRequest, Role, Run,
+    RunDetail, RunStats, RunnerInfo, Team, TokenInfo, Version,
+};
+use minitower_core::status::{RunStatus, TransitionError};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+#[cfg(feature = "conformance")]
+pub mod conformance;
+
+/// Errors every backend maps its failures to; the server maps these to HTTP.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// No such object (for this team).
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// Unique constraint or illegal state transition.
+    #[error("{0}")]
+    Conflict(String),
+    /// The lease token does not name the active attempt any more.
+    #[error("lease is no longer active")]
+    LeaseGone,
+    /// The database failed; not the caller's fault.
+    #[error("database error: {0}")]
+    Database(String),
+}
+
+impl From<TransitionError> for StoreError {
+    fn from(e: TransitionError) -> Self {
+        match e {
+            TransitionError::LeaseGone => StoreError::LeaseGone,
+            TransitionError::Conflict { .. } => StoreError::Conflict(e.to_string()),
+        }
+    }
+}
+
+/// Shorthand for store results.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// A team token resolved from its hash: who is calling and with what role.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenIdentity {
+    pub token_id: i64,
+    pub team: Team,
+    pub role: Role,
+    pub last_used_at: Option<DateTime<Utc>>,
+}
+
+/// A runner resolved from its token hash.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunnerIdentity {
+    pub runner_id: i64,
+    pub name: String,
+    pub environment: String,
+    pub max_concurrency: i64,
+}
+
+/// Everything needed to insert a version; the number is assigned by the store.
+#[derive(Debug, Clone)]
+pub struct NewVersion {
+    pub artifact_sha256: String,
+    pub artifact_size: i64,
+    pub entrypoint: String,
+    pub timeout_seconds: i64,
+    pub params_schema: Option<Value>,
+    pub towerfile: Option<String>,
+    pub import_paths: Vec<String>,
+}
+
+/// A version with the internal ids the server needs to create runs.
+#[derive(Debug, Clone)]
+pub struct VersionRecord {
+    pub id: i64,
+    pub app_id: i64,
+    pub version: Version,
+}
+
+/// An app with its internal id.
+#[derive(Debug, Clone)]
+pub struct AppRecord {
+    pub id: i64,
+    pub app: App,
+}
+
+/// Everything needed to queue a run.
+#[derive(Debug, Clone)]
+pub struct NewRun {
+    pub team_id: i64,
+    pub app_id: i64,
+    pub version_id: i64,
+    pub environment: String,
+    pub input: Value,
+    pub priority: i64,
+    pub max_retries: i64,
+    pub idempotency_key: Option<String>,
+    pub now: DateTime<Utc>,
+}
+
+/// Filters of run lists; `None` means any.
+#[derive(Debug, Clone, Default)]
+pub struct RunFilter {
+    pub app_id: Option<i64>,
+    pub status: Option<RunStatus>,
+    pub limit: i64,
+    pub offset: i64,
+}
+
+/// Metric labels of a run whose state changed, for the server's counters.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunLabels {
+    pub run_id: i64,
+    pub team: String,
+    pub app: String,
+    pub environment: String,
+}
+
+/// What a result or reap did, with the timings the histograms need.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Finished {
+    pub labels: RunLabels,
+    pub status: RunStatus,
+    pub queued_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: DateTime<Utc>,
+}
+
+/// Outcome of a submitted result.
+#[derive(Debug, Clone)]
+pub struct ResultOutcome {
+    pub ack: ResultAck,
+    /// Set when this call finished the run (not on an idempotent repeat).
+    pub finished: Option<Finished>,
+}
+
+/// Outcome of one reaped attempt.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reaped {
+    pub labels: RunLabels,
+    pub attempt_no: i64,
+    /// `Queued` (retried), `Dead` or `Cancelled`.
+    pub run_status: RunStatus,
+    pub finished: Option<Finished>,
+}
+
+/// A lease plus what the server's metrics need.
+#[derive(Debug, Clone)]
+pub struct Leased {
+    pub lease: Lease,
+    pub labels: RunLabels,
+    pub queued_at: DateTime<Utc>,
+}
+
+/// Lease parameters.
+#[derive(Debug, Clone, Copy)]
+pub struct LeaseParams {
+    pub now: DateTime<Utc>,
+    pub ttl: Duration,
+}
+
+/// A row of the pending-runs gauge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingCount {
+    pub team: String,
+    pub app: String,
+    pub environment: String,
+    pub count: i64,
+}
+
+/// The control plane's storage. Implementations must be safe to call from
+/// many tasks (and, for Postgres, many processes) at once.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Health check for `/ready`.
+    async fn ping(&self) -> StoreResult<()>;
+
+    // ---- teams and tokens ----
+
+    /// Creates a team and its first admin token in one transaction.
+    /// Duplicate slug -> `Conflict`.
+    async fn create_team(
+        &self,
+        slug: &str,
+        name: &str,
+        password_hash: Option<&str>,
+        token_name: &str,
+        token_hash: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<(Team, i64)>;
+    /// The team and its password hash, for login.
+    async fn team_login_info(&self, slug: &str) -> StoreResult<Option<(Team, Option<String>)>>;
+    /// Adds a token to a team and returns its id.
+    async fn create_token(
+        &self,
+        team_id: i64,
+        name: &str,
+        role: Role,
+        token_hash: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<TokenInfo>;
+    /// Resolves a (non-revoked) team token.
+    async fn token_by_hash(&self, token_hash: &str) -> StoreResult<Option<TokenIdentity>>;
+    /// Records use of a token (callers throttle this).
+    async fn touch_token(&self, token_id: i64, now: DateTime<Utc>) -> StoreResult<()>;
+    /// Tokens of a team that are not revoked, oldest first.
+    async fn list_tokens(&self, team_id: i64) -> StoreResult<Vec<TokenInfo>>;
+    /// Revokes a token of this team; `NotFound` when it is not the team's.
+    async fn revoke_token(&self, team_id: i64, token_id: i64, now: DateTime<Utc>) -> StoreResult<()>;
+
+    // ---- apps and versions ----
+
+    /// Creates an app; duplicate slug in the team -> `Conflict`.
+    async fn create_app(
+        &self,
+        team_id: i64,
+        slug: &str,
+        description: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<AppRecord>;
+    /// Apps of a team, by slug.
+    async fn list_apps(&self, team_id: i64) -> StoreResult<Vec<App>>;
+    /// One app of a team, with its latest version number.
+    async fn get_app(&self, team_id: i64, slug: &str) -> StoreResult<Option<AppRecord>>;
+    /// Adds the next version (numbered 1, 2, 3 per app).
+    async fn create_version(
+        &self,
+        team_id: i64,
+        app_id: i64,
+        version: NewVersion,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Version>;
+    /// Versions of an app, newest first.
+    async fn list_versions(&self, team_id: i64, app_id: i64) -> StoreResult<Vec<Version>>;
+    /// A version by number, or the latest when `None`.
+    async fn get_version(
+        &self,
+        team_id: i64,
+        app_id: i64,
+        version_no: Option<i64>,
+    ) -> StoreResult<Option<VersionRecord>>;
+
+    // ---- runs ----
+
+    /// Queues a run. With an idempotency key already used for this app, returns
+    /// the first run and `false`.
+    async fn create_run(&self, run: NewRun) -> StoreResult<(Run, bool)>;
+    /// A run of this team, with attempts.
+    async fn get_run(&self, team_id: i64, run_id: i64) -> StoreResult<Option<RunDetail>>;
+    /// Runs of the team, newest first.
+    async fn list_runs(&self, team_id: i64, filter: &RunFilter) -> StoreResult<Vec<Run>>;
+    /// Count of runs per status (every status present, zeros included).
+    async fn runs_summary(&self, team_id: i64) -> StoreResult<BTreeMap<RunStatus, i64>>;
+    /// Hourly finished-run counts and success figures since `now - hours`.
+    async fn run_stats(&self, team_id: i64, hours: i64, now: DateTime<Utc>) -> StoreResult<RunStats>;
+    /// User cancel (see `status::cancel`). Returns the run afterwards.
+    async fn cancel_run(&self, team_id: i64, run_id: i64, now: DateTime<Utc>) -> StoreResult<Run>;
+    /// Log lines with seq > `after_seq`, ascending, at most `limit`.
+    /// `team_id` `None` skips the team check (internal streaming).
+    async fn get_logs(
+        &self,
+        team_id: Option<i64>,
+        run_id: i64,
+        after_seq: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<LogLine>>;
+    /// Status of a run and whether it is terminal, for streams (no team check).
+    async fn run_status(&self, run_id: i64) -> StoreResult<Option<RunStatus>>;
+
+    // ---- runners ----
+
+    /// Registers a runner or rotates the token of an existing name.
+    async fn register_runner(
+        &self,
+        name: &str,
+        environment: &str,
+        max_concurrency: i64,
+        token_hash: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<i64>;
+    /// Resolves a runner token.
+    async fn runner_by_token_hash(&self, token_hash: &str) -> StoreResult<Option<RunnerIdentity>>;
+    /// Marks the runner seen (online) now. Lease and heartbeat do this too.
+    async fn runner_seen(&self, runner_id: i64, now: DateTime<Utc>) -> StoreResult<()>;
+    /// Hands the next queued run of the runner's environment to it, if the
+    /// runner is below its concurrency. `lease_token_hash` is stored; the
+    /// caller hands the plain token to the runner.
+    async fn lease(
+        &self,
+        runner: &RunnerIdentity,
+        lease_token: &str,
+        lease_token_hash: &str,
+        params: LeaseParams,
+    ) -> StoreResult<Option<Leased>>;
+    /// `leased -> running`; harmless to repeat. `LeaseGone` on a stale token.
+    async fn start_attempt(
+        &self,
+        runner_id: i64,
+        run_id: i64,
+        lease_token_hash: &str,
+        params: LeaseParams,
+    ) -> StoreResult<(AttemptState, Option<RunLabels>)>;
+    /// Extends the lease; reports whether cancel was requested.
+    async fn heartbeat(
+        &self,
+        runner_id: i64,
+        run_id: i64,
+        lease_token_hash: &str,
+        params: LeaseParams,
+    ) -> StoreResult<AttemptState>;
+    /// Stores log lines of the active attempt; seqs already stored are ignored.
+    /// Returns how many were new and whether cancel was requested.
+    async fn append_logs(
+        &self,
+        runner_id: i64,
+        run_id: i64,
+        lease_token_hash: &str,
+        lines: &[NewLogLine],
+        now: DateTime<Utc>,
+    ) -> StoreResult<(i64, bool)>;
+    /// Finishes the attempt and the run (see `status::result`).
+    async fn complete_attempt(
+        &self,
+        runner_id: i64,
+        run_id: i64,
+        lease_token_hash: &str,
+        result: &ResultRequest,
+        now: DateTime<Utc>,
+    ) -> StoreResult<ResultOutcome>;
+    /// The artifact hash of the run's version, if the token holds the lease.
+    async fn leased_artifact(
+        &self,
+        runner_id: i64,
+        run_id: i64,
+        lease_token_hash: &str,
+    ) -> StoreResult<String>;
+    /// Every runner with its online state and active attempt count.
+    async fn list_runners(&self) -> StoreResult<Vec<RunnerInfo>>;
+
+    // ---- reaper and metrics ----
+
+    /// Expires up to `limit` attempts whose lease ended before `now` and
+    /// requeues, kills or cancels their runs. Each expiry is applied once,
+    /// even when several reapers race.
+    async fn reap_expired(&self, now: DateTime<Utc>, limit: i64) -> StoreResult<Vec<Reaped>>;
+    /// Marks runners not seen since `threshold` offline; returns how many.
+    async fn mark_stale_runners_offline(&self, threshold: DateTime<Utc>) -> StoreResult<i64>;
+    /// Queued runs per team, app and environment.
+    async fn pending_counts(&self) -> StoreResult<Vec<PendingCount>>;
+    /// Online runners per environment.
+    async fn runners_online(&self) -> StoreResult<Vec<(String, i64)>>;
+}
