@@ -1,0 +1,147 @@
+// Wire types, as in /work/shared/API.md (v1).
+
+export type Role = 'admin' | 'member'
+
+export interface Team {
+  id: number
+  slug: string
+  name: string
+}
+
+export interface LoginResponse {
+  team: Team
+  token: string
+}
+
+export interface MeResponse {
+  team: Team
+  role: Role
+  token_id: number
+}
+
+export interface TokenInfo {
+  id: number
+  name: string
+  role: Role
+  created_at: string
+  last_used_at: string | null
+}
+
+export interface CreatedToken {
+  id: number
+  name: string
+  role: Role
+  token: string
+}
+
+export interface JsonSchema {
+  type?: string | string[]
+  title?: string
+  description?: string
+  properties?: Record<string, JsonSchema>
+  required?: string[]
+  default?: unknown
+  enum?: unknown[]
+  items?: JsonSchema
+  [key: string]: unknown
+}
+
+export interface Version {
+  version_no: number
+  artifact_sha256: string
+  entrypoint: string
+  timeout_seconds: number
+  params_schema: JsonSchema | null
+  created_at: string
+}
+
+export interface App {
+  id: number
+  slug: string
+  description: string | null
+  created_at: string
+  latest_version?: Version | null
+}
+
+export const ACTIVE_STATUSES = ['queued', 'leased', 'running', 'cancelling'] as const
+export const TERMINAL_STATUSES = ['completed', 'failed', 'cancelled', 'dead'] as const
+export const RUN_STATUSES = [...ACTIVE_STATUSES, ...TERMINAL_STATUSES] as const
+export type RunStatus = (typeof RUN_STATUSES)[number]
+
+export function isActive(status: string | undefined | null): boolean {
+  return !!status && (ACTIVE_STATUSES as readonly string[]).includes(status)
+}
+
+export interface Attempt {
+  attempt_no: number
+  status: string
+  runner: string | null
+  exit_code: number | null
+  started_at: string | null
+  finished_at: string | null
+}
+
+export interface Run {
+  id: number
+  run_no: number
+  app: string
+  version_no: number
+  status: RunStatus
+  input: unknown
+  priority: number
+  max_retries: number
+  retry_count: number
+  cancel_requested: boolean
+  exit_code: number | null
+  error_message: string | null
+  queued_at: string
+  started_at: string | null
+  finished_at: string | null
+  environment: string
+  attempts?: Attempt[]
+}
+
+export type RunsSummary = Partial<Record<RunStatus, number>>
+
+export interface StatsBucket {
+  start: string
+  completed: number
+  failed: number
+  cancelled: number
+  dead: number
+}
+
+export interface RunStats {
+  hours: number
+  buckets: StatsBucket[]
+  finished: number
+  succeeded: number
+  success_rate: number | null
+  median_duration_seconds: number | null
+}
+
+export type LogStream = 'stdout' | 'stderr' | 'setup' | string
+
+export interface LogLine {
+  seq: number
+  attempt_no: number
+  stream: LogStream
+  line: string
+  logged_at: string
+}
+
+export interface Runner {
+  id: number
+  name: string
+  environment: string
+  status: 'online' | 'offline'
+  last_seen_at: string | null
+  active_runs: number
+}
+
+export interface CreateRunBody {
+  input?: unknown
+  version_no?: number
+  priority?: number
+  max_retries?: number
+}

@@ -1,0 +1,66 @@
+import type { Run } from '../api/types'
+
+const UNITS: [Intl.RelativeTimeFormatUnit, number][] = [
+  ['year', 365 * 24 * 3600],
+  ['month', 30 * 24 * 3600],
+  ['day', 24 * 3600],
+  ['hour', 3600],
+  ['minute', 60],
+  ['second', 1],
+]
+
+const rtf = new Intl.RelativeTimeFormat('en', { numeric: 'auto' })
+
+/** "3 minutes ago", "in 5 seconds"; "—" for null. */
+export function relativeTime(iso: string | null | undefined, now: number = Date.now()): string {
+  if (!iso) return '—'
+  const t = Date.parse(iso)
+  if (Number.isNaN(t)) return iso
+  const diff = (t - now) / 1000
+  if (Math.abs(diff) < 5) return 'just now'
+  for (const [unit, secs] of UNITS) {
+    if (Math.abs(diff) >= secs || unit === 'second') return rtf.format(Math.round(diff / secs), unit)
+  }
+  return iso
+}
+
+/** Absolute local date-time, for tooltips. */
+export function dateTime(iso: string | null | undefined): string {
+  if (!iso) return ''
+  const d = new Date(iso)
+  return Number.isNaN(d.getTime()) ? iso : d.toLocaleString()
+}
+
+/** 0.42 → "420 ms", 75 → "1m 15s", 3700 → "1h 1m". */
+export function formatDuration(seconds: number | null | undefined): string {
+  if (seconds === null || seconds === undefined || Number.isNaN(seconds)) return '—'
+  if (seconds < 1) return `${Math.round(seconds * 1000)} ms`
+  if (seconds < 60) return `${seconds < 10 ? seconds.toFixed(1) : Math.round(seconds)} s`
+  const s = Math.round(seconds)
+  const h = Math.floor(s / 3600)
+  const m = Math.floor((s % 3600) / 60)
+  if (h > 0) return `${h}h ${m}m`
+  return `${m}m ${s % 60}s`
+}
+
+/** Duration of a run in seconds: start (or queue) to finish, or to now while active. */
+export function runDuration(run: Pick<Run, 'started_at' | 'finished_at'>, now: number = Date.now()): number | null {
+  if (!run.started_at) return null
+  const start = Date.parse(run.started_at)
+  const end = run.finished_at ? Date.parse(run.finished_at) : now
+  if (Number.isNaN(start) || Number.isNaN(end)) return null
+  return Math.max(0, (end - start) / 1000)
+}
+
+export function shortSha(sha: string | null | undefined, n = 12): string {
+  return sha ? sha.slice(0, n) : '—'
+}
+
+export function percent(x: number | null | undefined): string {
+  if (x === null || x === undefined) return '—'
+  return `${(x * 100).toFixed(x === 1 || x === 0 ? 0 : 1)}%`
+}
+
+export function prettyJson(v: unknown): string {
+  return JSON.stringify(v, null, 2)
+}

@@ -1,0 +1,49 @@
+import { createApp, watch } from 'vue'
+import { createPinia } from 'pinia'
+import { QueryClient, VueQueryPlugin } from '@tanstack/vue-query'
+import App from './App.vue'
+import { api, ApiError } from './api/client'
+import { createAppRouter } from './router'
+import { useSessionStore } from './stores/session'
+import { useThemeStore } from './stores/theme'
+import './style.css'
+
+const app = createApp(App)
+const pinia = createPinia()
+app.use(pinia)
+
+const session = useSessionStore(pinia)
+session.rehydrate()
+useThemeStore(pinia)
+
+const queryClient = new QueryClient({
+  defaultOptions: {
+    queries: {
+      // Client errors (4xx) will not fix themselves; only retry network/server errors.
+      retry: (count, err) => !(err instanceof ApiError && err.status >= 400 && err.status < 500) && count < 2,
+      staleTime: 5_000,
+    },
+  },
+})
+app.use(VueQueryPlugin, { queryClient })
+
+const router = createAppRouter()
+app.use(router)
+
+// Any 401 on a session call: the client already dropped the token; end the session visibly.
+api.onUnauthorized(() => {
+  const cur = router.currentRoute.value
+  session.logout()
+  void router.replace({
+    name: 'signin',
+    query: { expired: '1', ...(cur.meta.public ? {} : { redirect: cur.fullPath }) },
+  })
+})
+
+// Never show one session's cached data to the next.
+watch(
+  () => session.token,
+  () => queryClient.clear(),
+)
+
+void router.isReady().then(() => app.mount('#app'))
