@@ -1,0 +1,263 @@
+// Browser tests: a real minitowerd + runner, driven through the UI with Debian's chromium.
+// Run with `npm run e2e` (node --test). Needs the binaries (see harness.mjs) and /usr/bin/chromium.
+import { after, before, describe, it } from 'node:test'
+import assert from 'node:assert/strict'
+import { mkdirSync } from 'node:fs'
+import path from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { chromium } from 'playwright-core'
+import { COUNTDOWN_MAIN, HELLO_MAIN, HELLO_SCHEMA, Stack, until } from './harness.mjs'
+import { startStaticServer } from './static-server.mjs'
+
+const here = path.dirname(fileURLToPath(import.meta.url))
+const SHOTS = path.resolve(process.env.SCREENSHOT_DIR || path.join(here, 'screenshots'))
+const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium'
+const LONG = 120_000 // first run may need a venv; be generous
+
+const stack = new Stack()
+let browser
+let page
+let ui // base URL of the UI
+let staticServer
+let adminToken
+let shot = 0
+let failed = false
+
+process.on('exit', () => stack.killNow())
+
+async function screenshot(name) {
+  shot += 1
+  await page.screenshot({ path: path.join(SHOTS, `${String(shot).padStart(2, '0')}-${name}.png`), fullPage: true })
+}
+
+const byTestId = (id) => page.getByTestId(id)
+
+describe('MiniTower web UI', { timeout: 10 * 60_000 }, () => {
+  before(async () => {
+    mkdirSync(SHOTS, { recursive: true })
+    await stack.start()
+    const boot = await stack.api('POST', '/api/v1/bootstrap/team', {
+      token: 'boot',
+      json: { slug: 'acme', name: 'Acme', password: 'pw-123456' },
+      expect: 201,
+    })
+    adminToken = boot.token
+    // The control plane embeds web/dist; fall back to serving dist here if it does not.
+    ui = stack.base
+    const index = await fetch(`${stack.base}/`).then((r) => r.text()).catch(() => '')
+    if (process.env.E2E_SERVE_DIST === '1' || !index.includes('id="app"')) {
+      if (process.env.E2E_SERVE_DIST !== '1') console.warn('# minitowerd does not serve the UI at /; serving web/dist from the test')
+      staticServer = await startStaticServer(path.resolve(here, '..', 'dist'), stack.base)
+      ui = staticServer.url
+    }
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      args: ['--no-sandbox', '--headless', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
+    })
+    const context = await browser.newContext({ viewport: { width: 1360, height: 900 } })
+    context.setDefaultTimeout(30_000)
+    page = await context.newPage()
+    page.on('pageerror', (e) => console.error('# page error:', e.message))
+  })
+
+  after(async () => {
+    if (failed) console.error(stack.tail())
+    await browser?.close().catch(() => {})
+    await staticServer?.close()
+    await stack.stop()
+  })
+
+  const step = (name, fn) =>
+    it(name, async () => {
+      try {
+        await fn()
+      } catch (e) {
+        failed = true
+        await screenshot(`FAILED-${name.replace(/\W+/g, '-')}`).catch(() => {})
+        throw e
+      }
+    })
+
+  step('redirects to sign in and signs in with team slug + password', async () => {
+    await page.goto(`${ui}/`)
+    await page.waitForURL(/\/signin/)
+    await byTestId('signin-form').waitFor()
+    await screenshot('signin')
+    await byTestId('signin-slug').fill('acme')
+    await byTestId('signin-password').fill('wrong-password')
+    await byTestId('signin-submit').click()
+    await byTestId('signin-error').waitFor()
+    await byTestId('signin-password').fill('pw-123456')
+    await byTestId('signin-submit').click()
+    await byTestId('dashboard-page').waitFor()
+    assert.equal(new URL(page.url()).pathname, '/')
+    await byTestId('status-counts').waitFor()
+    await byTestId('runs-chart').waitFor()
+    assert.equal(await byTestId('chart-bar').count(), 24)
+    await byTestId('stat-runners-online').waitFor()
+    await screenshot('dashboard')
+  })
+
+  step('creates an app through the form', async () => {
+    await byTestId('nav-apps').click()
+    await byTestId('apps-page').waitFor()
+    await byTestId('empty-state').waitFor()
+    await screenshot('apps-empty')
+    await byTestId('create-app-slug').fill('Bad Slug')
+    await byTestId('create-app-slug-error').waitFor()
+    await byTestId('create-app-slug').fill('hello')
+    await byTestId('create-app-description').fill('Greets people')
+    await byTestId('create-app-submit').click()
+    await page.waitForURL(/\/apps\/hello$/)
+    await byTestId('app-detail-page').waitFor()
+    await byTestId('trigger-no-version').waitFor()
+  })
+
+  step('uploads a version through the form', async () => {
+    const artifact = stack.makeArtifact('hello', { 'main.py': HELLO_MAIN })
+    await byTestId('upload-artifact').setInputFiles(artifact)
+    await byTestId('upload-entrypoint').fill('main.py')
+    await byTestId('upload-timeout').fill('60')
+    await byTestId('upload-schema').fill(JSON.stringify(HELLO_SCHEMA))
+    await byTestId('upload-submit').click()
+    await byTestId('upload-success').waitFor()
+    await page.locator('[data-testid="version-row"][data-version="1"]').waitFor()
+    await screenshot('app-detail-version')
+  })
+
+  step('triggers a run from the generated form and shows its logs until completed', async () => {
+    const name = byTestId('param-input-name')
+    await name.waitFor()
+    assert.equal(await name.inputValue(), 'World', 'default prefilled')
+    assert.equal(await byTestId('param-name').getByTestId('param-required').count(), 1, 'name is marked required')
+    assert.equal(await byTestId('param-times').getByTestId('param-required').count(), 0)
+    // Out of the schema's range: the server's invalid_input message shows next to the form.
+    await byTestId('param-input-times').fill('0')
+    await byTestId('trigger-submit').click()
+    await byTestId('trigger-error').waitFor()
+    assert.ok((await byTestId('trigger-error').innerText()).trim().length > 0)
+    await screenshot('trigger-invalid-input')
+
+    await byTestId('param-input-times').fill('1')
+    await name.fill('MiniTower')
+    await byTestId('trigger-submit').click()
+    await page.waitForURL(/\/runs\/\d+$/)
+    await byTestId('run-detail-page').waitFor()
+    await byTestId('log-viewer').getByText('Hello, MiniTower!').waitFor({ timeout: LONG })
+    await page.locator('[data-testid="run-status"][data-status="completed"]').waitFor({ timeout: LONG })
+    await page.locator('[data-testid="log-state"][data-state="ended"]').waitFor()
+    assert.match(await byTestId('run-input').innerText(), /"name": "MiniTower"/)
+    await page.locator('[data-testid="attempt"][data-status="completed"]').waitFor()
+    assert.equal((await byTestId('run-exit-code').innerText()).trim(), '0')
+    assert.equal(await byTestId('cancel-run').count(), 0, 'no cancel button on a finished run')
+    await screenshot('run-completed')
+  })
+
+  step('cancels a running countdown run', async () => {
+    await stack.api('POST', '/api/v1/apps', { token: adminToken, json: { slug: 'countdown' }, expect: 201 })
+    const art = stack.makeArtifact('countdown', { 'main.py': COUNTDOWN_MAIN })
+    await stack.uploadVersion(adminToken, 'countdown', art, { entrypoint: 'main.py', timeout_seconds: 300 })
+    await page.goto(`${ui}/apps/countdown`)
+    await byTestId('trigger-raw-input').waitFor()
+    await byTestId('trigger-submit').click()
+    await page.waitForURL(/\/runs\/\d+$/)
+    await byTestId('log-viewer').getByText('T-minus 58').waitFor({ timeout: LONG })
+    await page.locator('[data-testid="run-status"][data-status="running"]').waitFor()
+    await screenshot('run-countdown-running')
+    await byTestId('cancel-run').click()
+    await page.locator('[data-testid="run-status"][data-status="cancelling"]').waitFor()
+    await screenshot('run-cancelling')
+    await page.locator('[data-testid="run-status"][data-status="cancelled"]').waitFor({ timeout: 60_000 })
+    await page.locator('[data-testid="attempt"][data-status="cancelled"]').waitFor()
+    await screenshot('run-cancelled')
+  })
+
+  step('lists and filters runs', async () => {
+    await byTestId('nav-runs').click()
+    await byTestId('runs-page').waitFor()
+    await until(async () => (await byTestId('run-row').count()) === 2, { what: 'two runs listed' })
+    await byTestId('filter-status').selectOption('completed')
+    await page.waitForURL(/status=completed/)
+    await until(async () => (await byTestId('run-row').count()) === 1, { what: 'one completed run' })
+    await byTestId('filter-app').selectOption('countdown')
+    await byTestId('empty-state').waitFor()
+    await byTestId('filter-clear').click()
+    await until(async () => (await byTestId('run-row').count()) === 2, { what: 'filters cleared' })
+    assert.equal(await byTestId('pager-next').isDisabled(), true)
+    await screenshot('runs')
+  })
+
+  step('shows the dashboard with finished runs and the runner', async () => {
+    await byTestId('nav-dashboard').click()
+    await page.locator('[data-testid="count-completed"]').getByText('1', { exact: true }).waitFor()
+    await until(async () => (await byTestId('stat-success-rate').getByTestId('stat-value').innerText()).includes('%'), {
+      what: 'success rate',
+    })
+    await screenshot('dashboard-after-runs')
+  })
+
+  step('shows runners to an admin', async () => {
+    await byTestId('nav-runners').click()
+    await byTestId('runners-page').waitFor()
+    await page.locator('[data-testid="runner-row"][data-runner="ui-runner"]').waitFor()
+    await screenshot('runners')
+  })
+
+  step('creates a token and shows the secret once', async () => {
+    await byTestId('nav-tokens').click()
+    await byTestId('tokens-page').waitFor()
+    await byTestId('token-name').fill('ui-created')
+    await byTestId('token-role').selectOption('member')
+    await byTestId('token-submit').click()
+    await byTestId('token-secret').waitFor()
+    assert.ok((await byTestId('token-secret').innerText()).trim().length > 10)
+    await page.locator('[data-testid="token-row"]').getByText('ui-created').waitFor()
+    await screenshot('tokens')
+  })
+
+  step('a member signs in with a pasted token and cannot see runners', async () => {
+    const member = await stack.api('POST', '/api/v1/tokens', {
+      token: adminToken,
+      json: { name: 'member-ui', role: 'member' },
+      expect: 201,
+    })
+    await byTestId('sign-out').click()
+    await byTestId('signin-form').waitFor()
+    await byTestId('tab-token').click()
+    await byTestId('signin-token').fill('not-a-real-token')
+    await byTestId('signin-submit').click()
+    await byTestId('signin-error').waitFor()
+    await byTestId('signin-token').fill(member.token)
+    await byTestId('signin-submit').click()
+    await byTestId('dashboard-page').waitFor()
+    await page.locator('[data-testid="session-info"] [data-role="member"]').waitFor()
+    assert.equal(await byTestId('nav-runners').count(), 0, 'runners link hidden for members')
+    assert.equal(await byTestId('stat-runners-online').count(), 0, 'no runner card for members')
+    await screenshot('dashboard-member')
+    await page.goto(`${ui}/runners`)
+    await byTestId('forbidden').waitFor()
+    await screenshot('runners-forbidden')
+  })
+
+  step('a revoked session returns to sign in', async () => {
+    // Revoke the member's own token behind its back; the next call gets 401.
+    const { tokens } = await stack.api('GET', '/api/v1/tokens', { token: adminToken, expect: 200 })
+    const t = tokens.find((x) => x.name === 'member-ui')
+    await stack.api('DELETE', `/api/v1/tokens/${t.id}`, { token: adminToken, expect: 204 })
+    await page.goto(`${ui}/apps`)
+    await byTestId('session-expired').waitFor()
+    assert.match(page.url(), /\/signin/)
+    assert.equal(await page.evaluate(() => localStorage.getItem('minitower.session')), null)
+  })
+
+  step('toggles and remembers the theme', async () => {
+    const before = await page.evaluate(() => document.documentElement.dataset.theme)
+    await byTestId('theme-toggle').click()
+    const toggled = await page.evaluate(() => document.documentElement.dataset.theme)
+    assert.notEqual(toggled, before)
+    await page.reload()
+    await byTestId('signin-form').waitFor()
+    assert.equal(await page.evaluate(() => document.documentElement.dataset.theme), toggled)
+    await screenshot(`signin-${toggled}`)
+  })
+})

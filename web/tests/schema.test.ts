@@ -1,0 +1,48 @@
+import { describe, expect, it } from 'vitest'
+import { buildInput, FieldError, fieldsFromSchema, initialValues } from '../src/lib/schema'
+
+const schema = {
+  type: 'object',
+  required: ['name', 'count'],
+  properties: {
+    name: { type: 'string', default: 'World' },
+    count: { type: 'integer', default: 3 },
+    ratio: { type: 'number' },
+    loud: { type: 'boolean', default: true },
+    color: { enum: ['red', 'green'], default: 'green' },
+    tags: { type: 'array', items: { type: 'string' } },
+  },
+}
+
+describe('params schema form', () => {
+  it('derives one field per property with kinds, required flags and defaults', () => {
+    const f = fieldsFromSchema(schema)
+    expect(f.map((x) => [x.name, x.kind, x.required])).toEqual([
+      ['name', 'string', true],
+      ['count', 'integer', true],
+      ['ratio', 'number', false],
+      ['loud', 'boolean', false],
+      ['color', 'enum', false],
+      ['tags', 'json', false],
+    ])
+    expect(initialValues(f)).toEqual({ name: 'World', count: '3', ratio: '', loud: true, color: '1', tags: '' })
+  })
+
+  it('builds typed input and omits empty optional fields', () => {
+    const f = fieldsFromSchema(schema)
+    const v = { ...initialValues(f), tags: '["a"]' }
+    expect(buildInput(f, v)).toEqual({ name: 'World', count: 3, loud: true, color: 'green', tags: ['a'] })
+  })
+
+  it('reports type errors per field', () => {
+    const f = fieldsFromSchema(schema)
+    expect(() => buildInput(f, { ...initialValues(f), count: '1.5' })).toThrow(FieldError)
+    expect(() => buildInput(f, { ...initialValues(f), count: '' })).toThrow(/required/)
+    expect(() => buildInput(f, { ...initialValues(f), tags: '[' })).toThrow(/JSON/)
+  })
+
+  it('has no fields without a schema', () => {
+    expect(fieldsFromSchema(null)).toEqual([])
+    expect(fieldsFromSchema({ type: 'object' })).toEqual([])
+  })
+})
