@@ -6,6 +6,7 @@
 pub mod api;
 pub mod archive;
 pub mod status;
+pub mod towerfile;
 pub mod validate;
 
 pub use status::{AttemptStatus, ResultStatus, RunStatus};
