@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod archive;
+pub mod package;
 pub mod status;
 pub mod towerfile;
 pub mod validate;
