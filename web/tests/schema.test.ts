@@ -46,3 +46,10 @@ describe('params schema form', () => {
     expect(fieldsFromSchema({ type: 'object' })).toEqual([])
   })
 })
+
+describe('number inputs', () => {
+  it('accepts numbers from v-model on type="number" inputs', () => {
+    const f = fieldsFromSchema(schema)
+    expect(buildInput(f, { ...initialValues(f), count: 4, ratio: 0.5 })).toMatchObject({ count: 4, ratio: 0.5 })
+  })
+})

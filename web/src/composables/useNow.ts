@@ -1,19 +1,25 @@
-import { onScopeDispose, ref } from 'vue'
+import { onScopeDispose, ref, type Ref } from 'vue'
 
-// One shared ticking clock for relative times, so every timestamp re-renders together.
-const now = ref(Date.now())
-let users = 0
-let timer: ReturnType<typeof setInterval> | null = null
+// Shared ticking clocks for relative times and running durations: one timer per interval,
+// so every timestamp on a page re-renders together. The timer stops when nobody listens.
+const clocks = new Map<number, { now: Ref<number>; users: number; timer: ReturnType<typeof setInterval> | null }>()
 
-export function useNow() {
-  users++
-  if (!timer) timer = setInterval(() => (now.value = Date.now()), 15_000)
+export function useNow(intervalMs = 15_000): Ref<number> {
+  let c = clocks.get(intervalMs)
+  if (!c) {
+    c = { now: ref(Date.now()), users: 0, timer: null }
+    clocks.set(intervalMs, c)
+  }
+  const clock = c
+  clock.users++
+  clock.now.value = Date.now()
+  clock.timer ??= setInterval(() => (clock.now.value = Date.now()), intervalMs)
   onScopeDispose(() => {
-    users--
-    if (users === 0 && timer) {
-      clearInterval(timer)
-      timer = null
+    clock.users--
+    if (clock.users === 0 && clock.timer) {
+      clearInterval(clock.timer)
+      clock.timer = null
     }
   })
-  return now
+  return clock.now
 }

@@ -17,7 +17,8 @@ export function relativeTime(iso: string | null | undefined, now: number = Date.
   const t = Date.parse(iso)
   if (Number.isNaN(t)) return iso
   const diff = (t - now) / 1000
-  if (Math.abs(diff) < 5) return 'just now'
+  // Small future offsets come from clock skew or a clock that ticked a moment ago.
+  if (Math.abs(diff) < 5 || (diff > 0 && diff < 60)) return 'just now'
   for (const [unit, secs] of UNITS) {
     if (Math.abs(diff) >= secs || unit === 'second') return rtf.format(Math.round(diff / secs), unit)
   }

@@ -15,8 +15,11 @@ export interface Field {
   default?: unknown
 }
 
-/** Form values: strings for text-like inputs (enum: the option index), booleans for checkboxes. */
-export type FormValues = Record<string, string | boolean>
+/**
+ * Form values: strings for text-like inputs (enum: the option index), booleans for checkboxes.
+ * v-model on <input type="number"> yields numbers, so those are accepted too.
+ */
+export type FormValues = Record<string, string | number | boolean>
 
 export class FieldError extends Error {
   constructor(
@@ -88,7 +91,7 @@ export function buildInput(fields: Field[], values: FormValues): Record<string, 
       out[f.name] = raw === true
       continue
     }
-    const s = typeof raw === 'string' ? raw : ''
+    const s = typeof raw === 'string' ? raw : typeof raw === 'number' ? String(raw) : ''
     if (s.trim() === '' && f.kind !== 'string') {
       if (f.required) throw new FieldError(f.name, `${f.label} is required`)
       continue
