@@ -164,6 +164,31 @@ describe('MiniTower web UI', { timeout: 10 * 60_000 }, () => {
     await byTestId('log-viewer').getByText('T-minus 58').waitFor({ timeout: LONG })
     await page.locator('[data-testid="run-status"][data-status="running"]').waitFor()
     await screenshot('run-countdown-running')
+
+    // Auto-scroll: follows the tail, stops when the user scrolls up, resumes at the bottom.
+    const viewer = byTestId('log-viewer')
+    await until(() => viewer.evaluate((el) => el.scrollHeight > el.clientHeight + 40), {
+      timeout: LONG,
+      interval: 500,
+      what: 'log viewer to overflow',
+    })
+    await until(() => viewer.evaluate((el) => el.scrollHeight - el.scrollTop - el.clientHeight < 24), {
+      what: 'viewer pinned to the bottom',
+    })
+    await viewer.evaluate((el) => el.scrollTo(0, 0))
+    await page.locator('[data-testid="log-viewer"][data-following="false"]').waitFor()
+    await byTestId('log-follow').waitFor()
+    const count = await byTestId('log-line').count()
+    await until(async () => (await byTestId('log-line').count()) > count, { timeout: 15_000, what: 'another log line' })
+    assert.equal(await viewer.evaluate((el) => el.scrollTop), 0, 'stays where the user scrolled')
+    await viewer.evaluate((el) => el.scrollTo(0, el.scrollHeight))
+    await page.locator('[data-testid="log-viewer"][data-following="true"]').waitFor()
+    const count2 = await byTestId('log-line').count()
+    await until(async () => (await byTestId('log-line').count()) > count2, { timeout: 15_000, what: 'another log line' })
+    await until(() => viewer.evaluate((el) => el.scrollHeight - el.scrollTop - el.clientHeight < 24), {
+      what: 'viewer following again',
+    })
+
     await byTestId('cancel-run').click()
     await page.locator('[data-testid="run-status"][data-status="cancelling"]').waitFor()
     await screenshot('run-cancelling')
