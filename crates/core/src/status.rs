@@ -22,6 +22,19 @@ pub enum RunStatus {
     Dead,
 }
 
+/// Lifecycle order, so a status can key a `BTreeMap` (`Store::runs_summary`).
+impl Ord for RunStatus {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (*self as u8).cmp(&(*other as u8))
+    }
+}
+
+impl PartialOrd for RunStatus {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
 /// Lifecycle of one execution attempt of a run on one runner.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
