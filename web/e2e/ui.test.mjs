@@ -151,6 +151,14 @@ describe('MiniTower web UI', { timeout: 10 * 60_000 }, () => {
     assert.equal((await byTestId('run-exit-code').innerText()).trim(), '0')
     assert.equal(await byTestId('cancel-run').count(), 0, 'no cancel button on a finished run')
     await screenshot('run-completed')
+
+    // Re-run: same app, input and version, as a new run.
+    const firstUrl = page.url()
+    await byTestId('rerun').click()
+    await page.waitForURL((u) => /\/runs\/\d+$/.test(u.pathname) && u.href !== firstUrl)
+    await page.locator('[data-testid="run-status"][data-status="completed"]').waitFor({ timeout: LONG })
+    assert.match(await byTestId('run-input').innerText(), /"name": "MiniTower"/)
+    await byTestId('log-viewer').getByText('Hello, MiniTower!').waitFor()
   })
 
   step('cancels a running countdown run', async () => {
@@ -197,24 +205,36 @@ describe('MiniTower web UI', { timeout: 10 * 60_000 }, () => {
     await screenshot('run-cancelled')
   })
 
+  step('searches apps', async () => {
+    await byTestId('nav-apps').click()
+    await until(async () => (await byTestId('app-row').count()) === 2, { what: 'two apps listed' })
+    await byTestId('apps-search').fill('count')
+    await until(async () => (await byTestId('app-row').count()) === 1, { what: 'search narrows the list' })
+    await page.locator('[data-testid="app-row"][data-app="countdown"]').waitFor()
+    await byTestId('apps-search').fill('zzz')
+    await byTestId('empty-state').waitFor()
+    await byTestId('apps-search').fill('')
+    await screenshot('apps')
+  })
+
   step('lists and filters runs', async () => {
     await byTestId('nav-runs').click()
     await byTestId('runs-page').waitFor()
-    await until(async () => (await byTestId('run-row').count()) === 2, { what: 'two runs listed' })
+    await until(async () => (await byTestId('run-row').count()) === 3, { what: 'three runs listed' })
     await byTestId('filter-status').selectOption('completed')
     await page.waitForURL(/status=completed/)
-    await until(async () => (await byTestId('run-row').count()) === 1, { what: 'one completed run' })
+    await until(async () => (await byTestId('run-row').count()) === 2, { what: 'two completed runs' })
     await byTestId('filter-app').selectOption('countdown')
     await byTestId('empty-state').waitFor()
     await byTestId('filter-clear').click()
-    await until(async () => (await byTestId('run-row').count()) === 2, { what: 'filters cleared' })
+    await until(async () => (await byTestId('run-row').count()) === 3, { what: 'filters cleared' })
     assert.equal(await byTestId('pager-next').isDisabled(), true)
     await screenshot('runs')
   })
 
   step('shows the dashboard with finished runs and the runner', async () => {
     await byTestId('nav-dashboard').click()
-    await page.locator('[data-testid="count-completed"]').getByText('1', { exact: true }).waitFor()
+    await page.locator('[data-testid="count-completed"]').getByText('2', { exact: true }).waitFor()
     await until(async () => (await byTestId('stat-success-rate').getByTestId('stat-value').innerText()).includes('%'), {
       what: 'success rate',
     })
