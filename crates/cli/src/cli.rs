@@ -1,0 +1,228 @@
+//! The command line grammar.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+const AFTER_HELP: &str = "\
+Configuration:
+  The server and token come from, in order: --server/--token, the
+  MINITOWER_SERVER_URL/MINITOWER_TOKEN environment variables, then the saved
+  profile (written by `minitower login` or `minitower dev`) in
+  $MINITOWER_CONFIG, else $XDG_CONFIG_HOME/minitower/config.toml, else
+  ~/.config/minitower/config.toml.
+
+Exit codes:
+  0    success (for `run` and `logs --follow`: the run completed)
+  1    error, or the run ended failed, dead or cancelled
+  2    invalid command line
+  3    not found (HTTP 404)
+  4    not logged in, or the token was refused (HTTP 401/403)
+  5    the server could not be reached
+  130  interrupted with Ctrl-C (a followed run keeps going)";
+
+/// MiniTower: deploy Python apps and run them on your own runners.
+#[derive(Debug, Parser)]
+#[command(name = "minitower", version, after_long_help = AFTER_HELP)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every command takes.
+#[derive(Debug, Clone, Args)]
+pub struct Global {
+    /// Print machine-readable JSON instead of tables and prose.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Control plane URL (overrides the profile).
+    #[arg(long, global = true, env = "MINITOWER_SERVER_URL", value_name = "URL")]
+    pub server: Option<String>,
+    /// Team token (overrides the profile).
+    #[arg(long, global = true, env = "MINITOWER_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Saved profile to use (default: the one `login` saved last).
+    #[arg(long, global = true, env = "MINITOWER_PROFILE", value_name = "NAME")]
+    pub profile: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Save a server and team token as a profile.
+    ///
+    /// Either pass an existing token with --token, or log in to a team with a
+    /// password (--team; the password is prompted for when not given).
+    Login(LoginArgs),
+    /// Package the app in DIR (per its Towerfile) and upload it as a new version.
+    Deploy(DeployArgs),
+    /// Start a run of APP and follow its logs until it ends.
+    ///
+    /// Exits 0 when the run completed and 1 when it failed, died or was
+    /// cancelled. Ctrl-C stops following (exit 130) without cancelling the run.
+    /// With --json, log lines and then the final run are printed as one JSON
+    /// object per line.
+    Run(RunArgs),
+    /// Print a run's logs (and keep following with --follow).
+    Logs(LogsArgs),
+    /// List recent runs.
+    Runs(RunsArgs),
+    /// Show one run with its attempts.
+    Show(RunRef),
+    /// Ask for a run to be cancelled.
+    Cancel(RunRef),
+    /// List the team's apps.
+    Apps,
+    /// List the versions of an app, newest first.
+    Versions(AppRef),
+    /// Create, list and revoke team tokens.
+    #[command(subcommand)]
+    Tokens(TokensCmd),
+    /// List runners (admin tokens only).
+    Runners,
+    /// Show the server, its health and who the token belongs to.
+    Status,
+    /// Start a complete local MiniTower (server + runner) in one process.
+    ///
+    /// Data lives in --data-dir (default ./.minitower). The first start creates a
+    /// team `dev` and its tokens; every start saves a CLI profile for it and
+    /// deploys the bundled examples (hello, with-deps, countdown) when they changed.
+    Dev(DevArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct LoginArgs {
+    /// Team slug to log in to with its password.
+    #[arg(long)]
+    pub team: Option<String>,
+    /// Team password (prompted for when missing; also read from MINITOWER_PASSWORD).
+    #[arg(
+        long,
+        requires = "team",
+        env = "MINITOWER_PASSWORD",
+        hide_env_values = true
+    )]
+    pub password: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct DeployArgs {
+    /// Folder holding the Towerfile.
+    #[arg(default_value = ".")]
+    pub dir: PathBuf,
+    /// Run time limit of the version, e.g. 60s, 10m (server default: 1h).
+    #[arg(long, value_name = "DURATION")]
+    pub timeout: Option<String>,
+    /// Skip the upload when the latest version already has the same archive.
+    #[arg(long)]
+    pub if_changed: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// App slug.
+    pub app: String,
+    /// Input parameter KEY=VALUE (repeatable; merged over --input).
+    #[arg(short = 'p', long = "param", value_name = "KEY=VALUE")]
+    pub params: Vec<String>,
+    /// Whole input as a JSON object.
+    #[arg(long, value_name = "JSON")]
+    pub input: Option<String>,
+    /// Version to run (default: latest).
+    #[arg(long, value_name = "N")]
+    pub version: Option<i64>,
+    /// Higher runs are leased first.
+    #[arg(long, value_name = "N")]
+    pub priority: Option<i64>,
+    /// Retries after a lost runner (server default: 2).
+    #[arg(long, value_name = "N")]
+    pub max_retries: Option<i64>,
+    /// Repeat-safe key: the same key returns the first run instead of starting another.
+    #[arg(long, value_name = "KEY")]
+    pub idempotency_key: Option<String>,
+    /// Print the queued run and exit without following it.
+    #[arg(long, short = 'd')]
+    pub detach: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// Run id.
+    pub run: i64,
+    /// Keep streaming until the run ends (exit code as for `run`).
+    #[arg(long, short = 'f')]
+    pub follow: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RunsArgs {
+    /// Only runs of this app.
+    pub app: Option<String>,
+    /// Only runs in this status (queued, running, completed, failed, ...).
+    #[arg(long)]
+    pub status: Option<String>,
+    /// How many runs to show.
+    #[arg(long, default_value_t = 20)]
+    pub limit: i64,
+}
+
+#[derive(Debug, Args)]
+pub struct RunRef {
+    /// Run id.
+    pub run: i64,
+}
+
+#[derive(Debug, Args)]
+pub struct AppRef {
+    /// App slug.
+    pub app: String,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum RoleArg {
+    Admin,
+    Member,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokensCmd {
+    /// Mint a token; its secret is printed this once.
+    Create {
+        /// A name to recognise it by.
+        name: String,
+        /// Role of the token (members always get member tokens).
+        #[arg(long, value_enum)]
+        role: Option<RoleArg>,
+    },
+    /// List the team's tokens (never their secrets).
+    List,
+    /// Revoke a token at once.
+    Revoke {
+        /// Token id (see `tokens list`).
+        id: i64,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct DevArgs {
+    /// Where the database, artifacts, runner workspaces and tokens live.
+    #[arg(long, default_value = ".minitower", value_name = "DIR")]
+    pub data_dir: PathBuf,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR")]
+    pub listen: String,
+    /// Do not deploy the bundled examples.
+    #[arg(long)]
+    pub no_examples: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn grammar_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

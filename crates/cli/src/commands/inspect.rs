@@ -1,0 +1,200 @@
+//! Read-mostly commands: runs, show, cancel, apps, versions.
+
+use super::Ctx;
+use crate::cli::RunsArgs;
+use crate::error::{CliError, CliResult};
+use crate::output::{self, opt, print_json, Table};
+use minitower_client::RunQuery;
+use minitower_core::api::Run;
+use minitower_core::RunStatus;
+use serde_json::json;
+
+fn run_duration(r: &Run) -> String {
+    match (r.started_at, r.finished_at) {
+        (Some(s), Some(f)) => output::duration(f - s),
+        (Some(s), None) => format!("{}…", output::duration(chrono::Utc::now() - s)),
+        _ => "-".into(),
+    }
+}
+
+pub async fn runs(ctx: &Ctx, args: RunsArgs) -> CliResult<()> {
+    if let Some(s) = &args.status {
+        s.parse::<RunStatus>().map_err(|_| {
+            CliError::Usage(format!(
+                "unknown status {s:?} (queued, leased, running, cancelling, completed, failed, cancelled, dead)"
+            ))
+        })?;
+    }
+    if args.limit < 1 {
+        return Err(CliError::Usage("--limit must be at least 1".into()));
+    }
+    let client = ctx.client()?;
+    let runs = client
+        .list_runs(&RunQuery {
+            status: args.status.clone(),
+            app: args.app.clone(),
+            limit: Some(args.limit),
+            offset: None,
+        })
+        .await?;
+    if ctx.json() {
+        print_json(&json!({ "runs": runs }));
+        return Ok(());
+    }
+    let mut t = Table::new(&[
+        "ID", "APP", "RUN", "VER", "STATUS", "QUEUED", "DURATION", "EXIT",
+    ]);
+    for r in &runs {
+        t.row(vec![
+            r.id.to_string(),
+            r.app.clone(),
+            format!("#{}", r.run_no),
+            format!("v{}", r.version_no),
+            r.status.to_string(),
+            output::ago(&r.queued_at),
+            run_duration(r),
+            opt(r.exit_code),
+        ]);
+    }
+    t.print_or("No runs.");
+    Ok(())
+}
+
+pub async fn show(ctx: &Ctx, id: i64) -> CliResult<()> {
+    let client = ctx.client()?;
+    let d = client.get_run(id).await?;
+    if ctx.json() {
+        print_json(&d);
+        return Ok(());
+    }
+    let r = &d.run;
+    let field = |k: &str, v: String| println!("{k:<12} {v}");
+    field(
+        "Run",
+        format!(
+            "{} ({} #{}, version {})",
+            r.id, r.app, r.run_no, r.version_no
+        ),
+    );
+    field(
+        "Status",
+        r.status.to_string()
+            + if r.cancel_requested && !r.status.is_terminal() {
+                " (cancel requested)"
+            } else {
+                ""
+            },
+    );
+    field("Input", r.input.to_string());
+    field("Priority", r.priority.to_string());
+    field("Retries", format!("{} of {}", r.retry_count, r.max_retries));
+    field("Environment", r.environment.clone());
+    field("Queued", output::local_ago(&r.queued_at));
+    field("Started", opt(r.started_at.as_ref().map(output::local_ago)));
+    field(
+        "Finished",
+        opt(r.finished_at.as_ref().map(output::local_ago)),
+    );
+    field("Duration", run_duration(r));
+    field("Exit code", opt(r.exit_code));
+    if let Some(m) = &r.error_message {
+        field("Error", m.clone());
+    }
+    println!();
+    let mut t = Table::new(&[
+        "ATTEMPT", "STATUS", "RUNNER", "STARTED", "DURATION", "EXIT", "ERROR",
+    ]);
+    for a in &d.attempts {
+        t.row(vec![
+            a.attempt_no.to_string(),
+            a.status.to_string(),
+            a.runner.clone(),
+            output::local(&a.started_at),
+            a.finished_at
+                .map(|f| output::duration(f - a.started_at))
+                .unwrap_or_else(|| "-".into()),
+            opt(a.exit_code),
+            a.error_message
+                .as_deref()
+                .map(|m| output::truncate(m, 60))
+                .unwrap_or_else(|| "-".into()),
+        ]);
+    }
+    t.print_or("No attempts yet.");
+    Ok(())
+}
+
+pub async fn cancel(ctx: &Ctx, id: i64) -> CliResult<()> {
+    let client = ctx.client()?;
+    let r = client.cancel_run(id).await?;
+    if ctx.json() {
+        print_json(&r);
+    } else if r.status == RunStatus::Cancelling {
+        println!("Run {id} is cancelling: its runner stops it at the next heartbeat.");
+    } else {
+        println!("Run {id} is {}.", r.status);
+    }
+    Ok(())
+}
+
+pub async fn apps(ctx: &Ctx) -> CliResult<()> {
+    let client = ctx.client()?;
+    let apps = client.list_apps().await?;
+    if ctx.json() {
+        print_json(&json!({ "apps": apps }));
+        return Ok(());
+    }
+    let mut t = Table::new(&["APP", "LATEST", "CREATED", "DESCRIPTION"]);
+    for a in &apps {
+        t.row(vec![
+            a.slug.clone(),
+            a.latest_version
+                .map(|v| format!("v{v}"))
+                .unwrap_or_else(|| "-".into()),
+            output::ago(&a.created_at),
+            a.description
+                .as_deref()
+                .map(|d| output::truncate(d, 60))
+                .unwrap_or_default(),
+        ]);
+    }
+    t.print_or("No apps yet: deploy one with `minitower deploy DIR`.");
+    Ok(())
+}
+
+pub async fn versions(ctx: &Ctx, app: &str) -> CliResult<()> {
+    let client = ctx.client()?;
+    let versions = client.list_versions(app).await?;
+    if ctx.json() {
+        print_json(&json!({ "versions": versions }));
+        return Ok(());
+    }
+    let mut t = Table::new(&[
+        "VERSION",
+        "SHA256",
+        "ENTRYPOINT",
+        "TIMEOUT",
+        "PARAMS",
+        "CREATED",
+    ]);
+    for v in &versions {
+        let params = v
+            .params_schema
+            .as_ref()
+            .and_then(|s| s.get("properties"))
+            .and_then(|p| p.as_object())
+            .map(|p| p.keys().cloned().collect::<Vec<_>>().join(","))
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "-".into());
+        t.row(vec![
+            format!("v{}", v.version_no),
+            v.artifact_sha256.chars().take(12).collect(),
+            v.entrypoint.clone(),
+            format!("{}s", v.timeout_seconds),
+            params,
+            output::ago(&v.created_at),
+        ]);
+    }
+    t.print_or("No versions yet.");
+    Ok(())
+}

@@ -1,0 +1,248 @@
+//! `minitower run` and `minitower logs`: start runs and follow their logs
+//! live over SSE, surviving broken connections.
+
+use super::Ctx;
+use crate::cli::{LogsArgs, RunArgs};
+use crate::error::{CliError, CliResult};
+use crate::output::{self, print_json, print_json_line};
+use futures::StreamExt;
+use minitower_client::{Client, LogEvent};
+use minitower_core::api::{CreateRunRequest, LogLine, Run};
+use minitower_core::RunStatus;
+use serde_json::{Map, Value};
+use std::io::Write;
+use std::time::Duration;
+
+/// Consecutive failed reconnects before giving up on a stream.
+const MAX_RECONNECTS: u32 = 30;
+
+/// Builds the run input: `--input` object, then each `-p key=value` over it.
+pub fn build_input(input: Option<&str>, params: &[String]) -> CliResult<Option<Value>> {
+    let mut obj = match input {
+        None => Map::new(),
+        Some(text) => match serde_json::from_str::<Value>(text) {
+            Ok(Value::Object(m)) => m,
+            Ok(_) => return Err(CliError::Usage("--input must be a JSON object".into())),
+            Err(e) => return Err(CliError::Usage(format!("--input is not valid JSON: {e}"))),
+        },
+    };
+    for p in params {
+        let (k, v) = p
+            .split_once('=')
+            .filter(|(k, _)| !k.trim().is_empty())
+            .ok_or_else(|| CliError::Usage(format!("-p expects KEY=VALUE, got {p:?}")))?;
+        obj.insert(k.trim().to_string(), Value::String(v.to_string()));
+    }
+    Ok(if obj.is_empty() && input.is_none() {
+        None
+    } else {
+        Some(Value::Object(obj))
+    })
+}
+
+pub async fn run(ctx: &Ctx, args: RunArgs) -> CliResult<()> {
+    let input = build_input(args.input.as_deref(), &args.params)?;
+    let client = ctx.client()?;
+    let req = CreateRunRequest {
+        input,
+        version_no: args.version,
+        priority: args.priority,
+        max_retries: args.max_retries,
+        environment: None,
+    };
+    let (run, created) = client
+        .create_run(&args.app, &req, args.idempotency_key.as_deref())
+        .await?;
+    if args.detach {
+        if ctx.json() {
+            print_json(&run);
+        } else {
+            println!(
+                "Run {} queued: {} v{} #{} ({}). Follow it with `minitower logs {} -f`.",
+                run.id, run.app, run.version_no, run.run_no, run.status, run.id
+            );
+        }
+        return Ok(());
+    }
+    if !ctx.json() {
+        let what = if created {
+            "started"
+        } else {
+            "already exists (same idempotency key)"
+        };
+        eprintln!(
+            "Run {} {what}: {} v{} #{}. Following logs; Ctrl-C stops following, the run continues.",
+            run.id, run.app, run.version_no, run.run_no
+        );
+    }
+    follow_to_end(ctx, &client, &run, 0).await
+}
+
+pub async fn logs(ctx: &Ctx, args: LogsArgs) -> CliResult<()> {
+    let client = ctx.client()?;
+    if args.follow {
+        let run = client.get_run(args.run).await?.run;
+        return follow_to_end(ctx, &client, &run, 0).await;
+    }
+    // Make sure a missing run is a 404, not an empty list.
+    client.get_run(args.run).await?;
+    let mut after = 0;
+    loop {
+        let page = client.logs(args.run, after).await?;
+        let Some(last) = page.last() else { break };
+        after = last.seq;
+        for l in &page {
+            print_line(ctx.json(), l);
+        }
+    }
+    Ok(())
+}
+
+/// Follows until the run ends, then reports; Ctrl-C stops following.
+async fn follow_to_end(ctx: &Ctx, client: &Client, run: &Run, after_seq: i64) -> CliResult<()> {
+    let json = ctx.json();
+    let status = tokio::select! {
+        s = follow(client, run.id, after_seq, json) => s?,
+        _ = tokio::signal::ctrl_c() => {
+            if !json {
+                eprintln!("\nStopped following; run {} continues (`minitower logs {} -f` to resume, `minitower cancel {}` to stop it).", run.id, run.id, run.id);
+            }
+            return Err(CliError::Interrupted);
+        }
+    };
+    let detail = client.get_run(run.id).await?;
+    if json {
+        print_json_line(&detail);
+    } else {
+        let r = &detail.run;
+        let took = match (r.started_at, r.finished_at) {
+            (Some(s), Some(f)) => format!(" in {}", output::duration(f - s)),
+            _ => String::new(),
+        };
+        let mut extra = Vec::new();
+        if let Some(c) = r.exit_code {
+            extra.push(format!("exit code {c}"));
+        }
+        if let Some(m) = &r.error_message {
+            extra.push(m.clone());
+        }
+        if r.retry_count > 0 {
+            extra.push(format!("{} retries", r.retry_count));
+        }
+        let extra = if extra.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", extra.join(", "))
+        };
+        eprintln!("Run {} {}{took}{extra}", r.id, status);
+    }
+    if status == RunStatus::Completed {
+        Ok(())
+    } else {
+        Err(CliError::RunEnded { id: run.id, status })
+    }
+}
+
+/// Prints a log line: stderr lines to stderr, or one JSON object per line.
+fn print_line(json: bool, l: &LogLine) {
+    if json {
+        print_json_line(l);
+    } else if l.stream == "stderr" {
+        let mut e = std::io::stderr().lock();
+        let _ = writeln!(e, "{}", l.line);
+    } else {
+        let mut o = std::io::stdout().lock();
+        let _ = writeln!(o, "{}", l.line);
+        let _ = o.flush();
+    }
+}
+
+/// Streams a run's logs until its terminal status, reconnecting after
+/// `after_seq = last seen` when the stream breaks.
+pub async fn follow(
+    client: &Client,
+    run_id: i64,
+    after_seq: i64,
+    json: bool,
+) -> CliResult<RunStatus> {
+    let mut last = after_seq;
+    let mut failures = 0u32;
+    loop {
+        let mut last_error: Option<CliError> = None;
+        match client.stream_logs(run_id, last).await {
+            Ok(stream) => {
+                let mut stream = std::pin::pin!(stream);
+                while let Some(ev) = stream.next().await {
+                    match ev {
+                        Ok(LogEvent::Log(l)) => {
+                            if l.seq > last {
+                                print_line(json, &l);
+                                last = l.seq;
+                            }
+                            failures = 0;
+                        }
+                        Ok(LogEvent::End(status)) => return Ok(status),
+                        Err(e) => {
+                            last_error = Some(e.into());
+                            break;
+                        }
+                    }
+                }
+            }
+            Err(e) if !e.is_transient() => return Err(e.into()),
+            Err(e) => last_error = Some(e.into()),
+        }
+        // The stream ended without an `end` event: the connection broke.
+        failures += 1;
+        if failures > MAX_RECONNECTS {
+            return Err(last_error
+                .unwrap_or_else(|| CliError::Other("the log stream keeps closing early".into())));
+        }
+        // If the run is over, the stored logs are complete: drain them.
+        if let Ok(detail) = client.get_run(run_id).await {
+            if detail.run.status.is_terminal() {
+                loop {
+                    let page = client.logs(run_id, last).await?;
+                    let Some(l) = page.last() else { break };
+                    last = l.seq;
+                    for l in &page {
+                        print_line(json, l);
+                    }
+                }
+                return Ok(detail.run.status);
+            }
+        }
+        let backoff = Duration::from_millis(200 * u64::from(failures.min(10)));
+        tokio::time::sleep(backoff).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn params_merge_over_input() {
+        let v = build_input(
+            Some(r#"{"name":"a","n":1}"#),
+            &["name=b".into(), "x=1=2".into()],
+        )
+        .unwrap();
+        assert_eq!(v, Some(json!({"name": "b", "n": 1, "x": "1=2"})));
+        assert_eq!(build_input(None, &[]).unwrap(), None);
+        assert_eq!(build_input(Some("{}"), &[]).unwrap(), Some(json!({})));
+        assert!(matches!(
+            build_input(Some("[1]"), &[]),
+            Err(CliError::Usage(_))
+        ));
+        assert!(matches!(
+            build_input(None, &["novalue".into()]),
+            Err(CliError::Usage(_))
+        ));
+        assert!(matches!(
+            build_input(None, &["=v".into()]),
+            Err(CliError::Usage(_))
+        ));
+    }
+}
