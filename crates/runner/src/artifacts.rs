@@ -1,0 +1,264 @@
+//! Content-addressed artifact cache.
+//!
+//! Artifacts are stored as `<sha256>.tar.gz` once their bytes were verified,
+//! so a hit needs no download and no re-hash. Recency is the file's mtime
+//! (touched on every use), which works across runner processes sharing the
+//! data dir. Eviction keeps the cache under its size cap, oldest first, and
+//! skips artifacts pinned by an attempt of this process; another process
+//! losing a file it is about to open just downloads it again.
+
+use crate::error::SetupError;
+use futures::StreamExt;
+use minitower_client::Client;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+/// The artifact cache of one data dir.
+pub struct ArtifactCache {
+    dir: PathBuf,
+    max_bytes: u64,
+    pins: Arc<Mutex<HashMap<String, usize>>>,
+    downloads: tokio::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+/// A cached artifact that will not be evicted while this is alive.
+pub struct Pinned {
+    /// Where the verified `.tar.gz` is.
+    pub path: PathBuf,
+    /// Whether it was already cached (no download happened).
+    pub hit: bool,
+    sha: String,
+    pins: Arc<Mutex<HashMap<String, usize>>>,
+}
+
+impl Drop for Pinned {
+    fn drop(&mut self) {
+        let mut pins = self.pins.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = pins.get_mut(&self.sha) {
+            *n -= 1;
+            if *n == 0 {
+                pins.remove(&self.sha);
+            }
+        }
+    }
+}
+
+impl ArtifactCache {
+    /// Opens (creating) the cache and removes downloads left half-done by dead processes.
+    pub fn open(dir: PathBuf, max_bytes: u64) -> std::io::Result<ArtifactCache> {
+        std::fs::create_dir_all(&dir)?;
+        for entry in std::fs::read_dir(&dir)?.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if let Some(pid) = tmp_owner(&name) {
+                if !crate::workspace::pid_alive(pid) {
+                    let _ = std::fs::remove_file(entry.path());
+                }
+            }
+        }
+        Ok(ArtifactCache {
+            dir,
+            max_bytes,
+            pins: Arc::default(),
+            downloads: Default::default(),
+        })
+    }
+
+    /// Returns the verified artifact for `sha`, downloading it when needed.
+    pub async fn get(
+        &self,
+        client: &Client,
+        run_id: i64,
+        lease_token: &str,
+        sha: &str,
+    ) -> Result<Pinned, SetupError> {
+        let sha = sha.to_ascii_lowercase();
+        if sha.len() != 64 || !sha.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(SetupError::Download(format!(
+                "the lease names an invalid artifact hash {sha:?}"
+            )));
+        }
+        let path = self.dir.join(format!("{sha}.tar.gz"));
+        // Fast path: pin first so a concurrent eviction in this process skips it.
+        let pinned = self.pin(&sha, path.clone(), true);
+        if touch(&path) {
+            return Ok(pinned);
+        }
+        drop(pinned);
+        // One download per hash in this process; others wait and then hit.
+        let lock = {
+            let mut map = self.downloads.lock().await;
+            map.entry(sha.clone()).or_default().clone()
+        };
+        let _guard = lock.lock().await;
+        let pinned = self.pin(&sha, path.clone(), true);
+        if touch(&path) {
+            return Ok(pinned);
+        }
+        drop(pinned);
+        let pinned = self.pin(&sha, path.clone(), false);
+        self.download(client, run_id, lease_token, &sha, &path)
+            .await?;
+        self.evict();
+        Ok(pinned)
+    }
+
+    fn pin(&self, sha: &str, path: PathBuf, hit: bool) -> Pinned {
+        *self
+            .pins
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(sha.to_string())
+            .or_insert(0) += 1;
+        Pinned {
+            path,
+            hit,
+            sha: sha.to_string(),
+            pins: self.pins.clone(),
+        }
+    }
+
+    async fn download(
+        &self,
+        client: &Client,
+        run_id: i64,
+        lease_token: &str,
+        sha: &str,
+        dest: &Path,
+    ) -> Result<(), SetupError> {
+        let resp = client
+            .artifact(run_id, lease_token)
+            .await
+            .map_err(|e| SetupError::Download(e.to_string()))?;
+        let tmp = self.dir.join(format!(
+            ".tmp-{}-{:x}.part",
+            std::process::id(),
+            crate::backoff::random_u64()
+        ));
+        let result = async {
+            let mut file = std::fs::File::create(&tmp)?;
+            let mut hasher = Sha256::new();
+            let mut stream = resp.bytes_stream();
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk.map_err(|e| SetupError::Download(e.to_string()))?;
+                hasher.update(&chunk);
+                file.write_all(&chunk)?;
+            }
+            let actual = hex::encode(hasher.finalize());
+            if actual != sha {
+                return Err(SetupError::ChecksumMismatch {
+                    expected: sha.to_string(),
+                    actual,
+                });
+            }
+            file.sync_all()?;
+            std::fs::rename(&tmp, dest)?;
+            Ok(())
+        }
+        .await;
+        if result.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        result
+    }
+
+    /// Deletes least recently used, unpinned artifacts until the cache fits its cap.
+    pub fn evict(&self) {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return;
+        };
+        let mut files: Vec<(std::time::SystemTime, u64, String, PathBuf)> = entries
+            .flatten()
+            .filter_map(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let sha = name.strip_suffix(".tar.gz")?.to_string();
+                let meta = e.metadata().ok()?;
+                Some((meta.modified().ok()?, meta.len(), sha, e.path()))
+            })
+            .collect();
+        let mut total: u64 = files.iter().map(|f| f.1).sum();
+        if total <= self.max_bytes {
+            return;
+        }
+        files.sort();
+        let pins = self.pins.lock().unwrap_or_else(|p| p.into_inner());
+        for (_, len, sha, path) in files {
+            if total <= self.max_bytes {
+                break;
+            }
+            if pins.contains_key(&sha) {
+                continue;
+            }
+            if std::fs::remove_file(&path).is_ok() {
+                tracing::debug!(%sha, "evicted artifact");
+                total -= len;
+            }
+        }
+    }
+}
+
+/// Marks a cached file as just used; false when it is not there.
+fn touch(path: &Path) -> bool {
+    match std::fs::File::options().append(true).open(path) {
+        Ok(f) => {
+            let _ = f.set_modified(std::time::SystemTime::now());
+            true
+        }
+        Err(_) => false,
+    }
+}
+
+/// The pid in a temp download name `.tmp-<pid>-<rand>.part`.
+fn tmp_owner(name: &str) -> Option<i32> {
+    name.strip_prefix(".tmp-")?.split('-').next()?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, SystemTime};
+
+    fn put(dir: &Path, sha: &str, len: usize, age_s: u64) {
+        let p = dir.join(format!("{sha}.tar.gz"));
+        std::fs::write(&p, vec![0u8; len]).unwrap();
+        let f = std::fs::File::options().append(true).open(&p).unwrap();
+        f.set_modified(SystemTime::now() - Duration::from_secs(age_s))
+            .unwrap();
+    }
+
+    #[test]
+    fn evicts_oldest_unpinned_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = ArtifactCache::open(dir.path().to_path_buf(), 250).unwrap();
+        let (a, b, c) = ("a".repeat(64), "b".repeat(64), "c".repeat(64));
+        put(dir.path(), &a, 100, 300); // oldest, but pinned
+        put(dir.path(), &b, 100, 200);
+        put(dir.path(), &c, 100, 100);
+        let pin = cache.pin(&a, dir.path().join(format!("{a}.tar.gz")), true);
+        cache.evict();
+        assert!(
+            dir.path().join(format!("{a}.tar.gz")).exists(),
+            "pinned artifact evicted"
+        );
+        assert!(
+            !dir.path().join(format!("{b}.tar.gz")).exists(),
+            "LRU artifact kept"
+        );
+        assert!(dir.path().join(format!("{c}.tar.gz")).exists());
+        drop(pin);
+        assert!(cache.pins.lock().unwrap().is_empty());
+    }
+
+    #[test]
+    fn removes_dead_downloads() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(".tmp-999999999-1.part"), b"x").unwrap();
+        let mine = format!(".tmp-{}-1.part", std::process::id());
+        std::fs::write(dir.path().join(&mine), b"x").unwrap();
+        ArtifactCache::open(dir.path().to_path_buf(), 1).unwrap();
+        assert!(!dir.path().join(".tmp-999999999-1.part").exists());
+        assert!(dir.path().join(&mine).exists());
+    }
+}

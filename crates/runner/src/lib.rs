@@ -1,0 +1,145 @@
+//! The MiniTower runner as a library.
+//!
+//! The `minitower-runner` binary and the CLI's `minitower dev` both embed it:
+//! build a [`RunnerConfig`] and call [`run`] (or [`run_with`] to control the
+//! two stages of shutdown). The runner registers (or reuses its saved token),
+//! long-polls for leases with `concurrency` loops, and executes each attempt
+//! in a fresh workspace with a cached Python environment.
+
+mod artifacts;
+mod attempt;
+mod backoff;
+pub mod config;
+mod envs;
+mod error;
+mod lease;
+mod logs;
+mod prestart;
+mod process;
+mod python;
+mod registration;
+mod worker;
+mod workspace;
+
+#[cfg(test)]
+mod test_support;
+
+pub use config::RunnerConfig;
+pub use error::{RunnerError, SetupError};
+
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+
+/// Runs until `shutdown` is cancelled, then drains: no new leases, running
+/// attempts get `drain_timeout` to finish, what is left is cancelled and
+/// reported as `cancelled`.
+pub async fn run(config: RunnerConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
+    run_with(config, shutdown, CancellationToken::new()).await
+}
+
+/// Like [`run`], with a second token that skips the drain: cancelling `force`
+/// (e.g. on a second Ctrl-C) cancels the running attempts at once.
+pub async fn run_with(
+    config: RunnerConfig,
+    drain: CancellationToken,
+    force: CancellationToken,
+) -> anyhow::Result<()> {
+    config.validate()?;
+    let instance = workspace::Instance::acquire(&config.data_dir, &config.name)?;
+    let interp = python::Interpreter::resolve(&config.python_bin).await?;
+    let uv = python::find_uv(config.uv_bin.as_deref());
+    let envs = envs::EnvCache::open(config.data_dir.join("envs"), interp.clone(), uv).await?;
+    let artifacts_dir = config.data_dir.join("artifacts");
+    let artifacts =
+        artifacts::ArtifactCache::open(artifacts_dir.clone(), config.artifact_cache_max_bytes)
+            .map_err(|e| RunnerError::io(&artifacts_dir, e))?;
+    let prestart = config
+        .prestart
+        .then(|| prestart::Prestarter::start(&envs.empty().dir, instance.work_dir.clone()));
+    tracing::info!(
+        name = %config.name,
+        server = %config.server_url,
+        environment = %config.environment,
+        concurrency = config.concurrency,
+        python = %interp.executable.display(),
+        python_version = %interp.version,
+        installer = envs.installer(),
+        "runner starting"
+    );
+
+    // Stop leasing on the first signal; cancel attempts on the second one or
+    // when the drain timeout passes.
+    let stop_leasing = CancellationToken::new();
+    let cancel_attempts = CancellationToken::new();
+    let escalation = tokio::spawn({
+        let (drain, force, stop, cancel) = (
+            drain.clone(),
+            force.clone(),
+            stop_leasing.clone(),
+            cancel_attempts.clone(),
+        );
+        let timeout = config.drain_timeout;
+        async move {
+            tokio::select! {
+                _ = drain.cancelled() => {}
+                _ = force.cancelled() => {}
+            }
+            stop.cancel();
+            tracing::info!("shutting down: no new leases; waiting for running attempts");
+            tokio::select! {
+                _ = force.cancelled() => {}
+                _ = tokio::time::sleep(timeout) => tracing::warn!("drain timeout passed"),
+            }
+            tracing::info!("cancelling the attempts still running");
+            cancel.cancel();
+        }
+    });
+
+    let session =
+        match registration::Session::establish(&config, &instance.state_dir, &stop_leasing).await {
+            Ok(s) => Arc::new(s),
+            Err(RunnerError::Interrupted) => {
+                escalation.abort();
+                return Ok(());
+            }
+            Err(e) => {
+                escalation.abort();
+                return Err(e.into());
+            }
+        };
+    let shared = Arc::new(attempt::Shared {
+        work_dir: instance.work_dir.clone(),
+        config: config.clone(),
+        artifacts,
+        envs,
+        prestart,
+        force: cancel_attempts.clone(),
+    });
+    let mut workers = tokio::task::JoinSet::new();
+    for slot in 0..config.concurrency {
+        workers.spawn(worker::lease_loop(
+            slot,
+            shared.clone(),
+            session.clone(),
+            stop_leasing.clone(),
+        ));
+    }
+    let mut first_error = None;
+    while let Some(done) = workers.join_next().await {
+        let result = done
+            .map_err(anyhow::Error::from)
+            .and_then(|r| r.map_err(anyhow::Error::from));
+        if let Err(e) = result {
+            tracing::error!(error = %e, "lease loop stopped");
+            stop_leasing.cancel();
+            first_error.get_or_insert(e);
+        }
+    }
+    escalation.abort();
+    tracing::info!("runner stopped");
+    drop(instance);
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}

@@ -1,0 +1,132 @@
+use super::*;
+use chrono::Utc;
+use serde_json::json;
+
+fn lease(input: serde_json::Value, import_paths: Vec<String>) -> Lease {
+    Lease {
+        run_id: 42,
+        run_no: 3,
+        attempt_no: 2,
+        lease_token: "lt".into(),
+        lease_expires_at: Utc::now(),
+        app: "hello".into(),
+        version_no: 7,
+        entrypoint: "main.py".into(),
+        timeout_seconds: 60,
+        artifact_sha256: "0".repeat(64),
+        input,
+        team: "acme".into(),
+        last_log_seq: 0,
+        import_paths,
+    }
+}
+
+fn get<'a>(vars: &'a BTreeMap<OsString, OsString>, k: &str) -> Option<&'a str> {
+    vars.get(OsStr::new(k)).and_then(|v| v.to_str())
+}
+
+#[test]
+fn script_env_has_run_vars_inputs_and_no_secrets() {
+    // SAFETY: tests in this module do not read these variables concurrently.
+    unsafe { std::env::set_var("MINITOWER_RUNNER_REGISTRATION_TOKEN", "secret") };
+    let env = PyEnv {
+        dir: "/envs/e1".into(),
+    };
+    let l = lease(
+        json!({"name": "MiniTower", "count": 3, "nested": {"a": [1]}, "bad-key": "x", "MINITOWER_RUN_ID": "spoof"}),
+        vec!["modules/lib".into(), "../escape".into()],
+    );
+    let vars = script_env(&l, Path::new("/ws"), &env);
+    assert_eq!(get(&vars, "MINITOWER_RUN_ID"), Some("42"));
+    assert_eq!(get(&vars, "MINITOWER_RUN_NO"), Some("3"));
+    assert_eq!(get(&vars, "MINITOWER_ATTEMPT_NO"), Some("2"));
+    assert_eq!(get(&vars, "MINITOWER_VERSION_NO"), Some("7"));
+    assert_eq!(get(&vars, "MINITOWER_APP"), Some("hello"));
+    assert_eq!(get(&vars, "name"), Some("MiniTower"));
+    assert_eq!(get(&vars, "count"), Some("3"));
+    assert_eq!(get(&vars, "nested"), Some(r#"{"a":[1]}"#));
+    assert_eq!(get(&vars, "bad-key"), None);
+    let input: serde_json::Value =
+        serde_json::from_str(get(&vars, "MINITOWER_INPUT").unwrap()).unwrap();
+    assert_eq!(input["name"], "MiniTower");
+    assert_eq!(get(&vars, "PYTHONUNBUFFERED"), Some("1"));
+    assert_eq!(get(&vars, "VIRTUAL_ENV"), Some("/envs/e1"));
+    assert!(get(&vars, "PATH").unwrap().starts_with("/envs/e1/bin"));
+    let pp = get(&vars, "PYTHONPATH").unwrap();
+    assert!(pp.starts_with("/ws/modules/lib"), "{pp}");
+    assert!(!pp.contains("escape"));
+    // base_env() is computed once; whichever test ran first, the secret never shows.
+    assert_eq!(get(&vars, "MINITOWER_RUNNER_REGISTRATION_TOKEN"), None);
+}
+
+#[test]
+fn secrets_are_recognised() {
+    assert!(is_secret(OsStr::new("MINITOWER_RUNNER_REGISTRATION_TOKEN")));
+    assert!(is_secret(OsStr::new("MINITOWER_SOME_PASSWORD")));
+    assert!(!is_secret(OsStr::new("MINITOWER_RUNNER_NAME")));
+    assert!(!is_secret(OsStr::new("HOME")));
+}
+
+#[test]
+fn launch_by_extension() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let ws = dir.path();
+    std::fs::write(ws.join("a.py"), "").unwrap();
+    std::fs::write(ws.join("b.sh"), "").unwrap();
+    std::fs::write(ws.join("c"), "").unwrap();
+    std::fs::write(ws.join("d"), "").unwrap();
+    std::fs::set_permissions(ws.join("c"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    assert!(matches!(
+        Launch::for_entrypoint(ws, "a.py"),
+        Ok(Launch::Python { .. })
+    ));
+    assert!(matches!(
+        Launch::for_entrypoint(ws, "b.sh"),
+        Ok(Launch::Shell { .. })
+    ));
+    assert!(matches!(
+        Launch::for_entrypoint(ws, "c"),
+        Ok(Launch::Executable { .. })
+    ));
+    assert!(matches!(
+        Launch::for_entrypoint(ws, "d"),
+        Err(SetupError::NotRunnable(_))
+    ));
+    assert!(matches!(
+        Launch::for_entrypoint(ws, "nope.py"),
+        Err(SetupError::MissingEntrypoint(_))
+    ));
+    assert!(matches!(
+        Launch::for_entrypoint(ws, "../x.py"),
+        Err(SetupError::MissingEntrypoint(_))
+    ));
+}
+
+#[tokio::test]
+async fn lines_are_split_and_repaired() {
+    let (sink, mut read) = LogSink::capture();
+    let long = "x".repeat(MAX_LINE_BYTES + 10);
+    let mut data = Vec::new();
+    data.extend_from_slice(b"hello\r\n");
+    data.extend_from_slice(long.as_bytes());
+    data.push(b'\n');
+    data.extend_from_slice(b"bad \xff byte\n");
+    data.extend_from_slice(b"no newline");
+    pump_lines(Some(&data[..]), "stdout", sink).await;
+    let lines: Vec<String> = read().into_iter().map(|(_, l)| l).collect();
+    assert_eq!(lines[0], "hello");
+    assert_eq!(lines[1].len(), MAX_LINE_BYTES);
+    assert_eq!(lines[2].len(), 10);
+    assert_eq!(lines[3], "bad \u{fffd} byte");
+    assert_eq!(lines[4], "no newline");
+    assert_eq!(lines.len(), 5);
+}
+
+#[test]
+fn split_keeps_utf8_sequences_whole() {
+    let mut b = vec![b'a'; MAX_LINE_BYTES - 1];
+    b.extend_from_slice("é".as_bytes());
+    assert_eq!(char_boundary(&b, MAX_LINE_BYTES), MAX_LINE_BYTES - 1);
+    assert_eq!(signal_name(9), "SIGKILL (9)");
+}
