@@ -56,7 +56,8 @@ pub(crate) async fn run_stats(
 
     let mut tx = s.reader.begin().await.map_err(db::err)?;
     let rows = sqlx::query(
-        "SELECT (finished_at - ?) / ? AS bucket, status, COUNT(*) AS n FROM runs \
+        "SELECT (finished_at - ?) / ? AS bucket, status, COUNT(*) AS n, \
+                SUM(started_at IS NOT NULL) AS timed FROM runs \
          WHERE team_id = ? AND finished_at IS NOT NULL AND finished_at >= ? AND finished_at <= ? \
          GROUP BY bucket, status",
     )
@@ -68,10 +69,11 @@ pub(crate) async fn run_stats(
     .fetch_all(&mut *tx)
     .await
     .map_err(db::err)?;
-    let (mut finished, mut succeeded) = (0, 0);
+    let (mut finished, mut succeeded, mut timed) = (0, 0, 0);
     for r in &rows {
         let bucket: i64 = get(r, "bucket")?;
         let n: i64 = get(r, "n")?;
+        timed += get::<i64>(r, "timed")?;
         let b = usize::try_from(bucket)
             .ok()
             .and_then(|i| buckets.get_mut(i))
@@ -95,13 +97,6 @@ pub(crate) async fn run_stats(
 
     let window = "FROM runs WHERE team_id = ? AND finished_at IS NOT NULL \
                   AND finished_at >= ? AND finished_at <= ? AND started_at IS NOT NULL";
-    let timed: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) {window}"))
-        .bind(team_id)
-        .bind(first)
-        .bind(now_ms)
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(db::err)?;
     let median_duration_seconds = if timed == 0 {
         None
     } else {
