@@ -188,6 +188,10 @@ pub trait Store: Send + Sync + 'static {
     /// Health check for `/ready`.
     async fn ping(&self) -> StoreResult<()>;
 
+    /// Closes connections cleanly at shutdown (checkpointing where the
+    /// backend needs it). Calls after close may fail.
+    async fn close(&self) {}
+
     // ---- teams and tokens ----
 
     /// Creates a team and its first admin token in one transaction.

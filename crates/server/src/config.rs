@@ -1,0 +1,255 @@
+//! Control-plane settings: every `MINITOWER_*` variable of the README's table,
+//! each also a command-line flag. Bad values stop the start with a message
+//! that names the variable.
+
+use clap::Parser;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// How request and event logs are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// `minitowerd` configuration.
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "minitowerd",
+    version,
+    about = "MiniTower control plane: API, dispatch, reaper, metrics and web UI"
+)]
+pub struct ServerConfig {
+    /// HTTP listen address (`:8080` means every interface).
+    #[arg(long, env = "MINITOWER_LISTEN_ADDR", default_value = ":8080")]
+    pub listen_addr: String,
+
+    /// SQLite database file (used unless a database URL is given).
+    #[arg(long, env = "MINITOWER_DB_PATH", default_value = "./minitower.db")]
+    pub db_path: PathBuf,
+
+    /// Database URL; `sqlite://PATH` or empty for SQLite at the DB path.
+    #[arg(long, env = "MINITOWER_DATABASE_URL")]
+    pub database_url: Option<String>,
+
+    /// Directory where artifacts are stored by SHA-256.
+    #[arg(long, env = "MINITOWER_OBJECTS_DIR", default_value = "./objects")]
+    pub objects_dir: PathBuf,
+
+    /// Secret that allows creating teams (`POST /api/v1/bootstrap/team`).
+    #[arg(
+        long,
+        env = "MINITOWER_BOOTSTRAP_TOKEN",
+        default_value = "dev",
+        hide_env_values = true
+    )]
+    pub bootstrap_token: String,
+
+    /// Secret runners present to register (required).
+    #[arg(
+        long,
+        env = "MINITOWER_RUNNER_REGISTRATION_TOKEN",
+        hide_env_values = true
+    )]
+    pub runner_registration_token: Option<String>,
+
+    /// How long a lease lasts without a heartbeat (e.g. `60s`).
+    #[arg(long, env = "MINITOWER_LEASE_TTL", default_value = "60s", value_parser = parse_lease_ttl)]
+    pub lease_ttl: Duration,
+
+    /// How often the reaper looks for expired leases (e.g. `10s`).
+    #[arg(long, env = "MINITOWER_EXPIRY_CHECK_INTERVAL", default_value = "10s", value_parser = parse_expiry_interval)]
+    pub expiry_check_interval: Duration,
+
+    /// Largest JSON request body in bytes.
+    #[arg(long, env = "MINITOWER_MAX_REQUEST_BODY_SIZE", default_value = "10485760", value_parser = parse_body_size)]
+    pub max_request_body_size: u64,
+
+    /// Largest compressed artifact upload in bytes.
+    #[arg(long, env = "MINITOWER_MAX_ARTIFACT_SIZE", default_value = "104857600", value_parser = parse_artifact_size)]
+    pub max_artifact_size: u64,
+
+    /// Log output: `text` for people, `json` for collectors.
+    #[arg(long, env = "MINITOWER_LOG_FORMAT", default_value = "text", value_enum)]
+    pub log_format: LogFormat,
+}
+
+fn named_duration(var: &'static str, s: &str) -> Result<Duration, String> {
+    let d = minitower_core::validate::duration(s).map_err(|e| format!("{var}: {e}"))?;
+    if d.is_zero() {
+        return Err(format!("{var}: must be greater than zero"));
+    }
+    Ok(d)
+}
+
+fn named_size(var: &'static str, s: &str) -> Result<u64, String> {
+    match s.trim().parse::<u64>() {
+        Ok(0) => Err(format!("{var}: must be greater than zero")),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("{var}: expected a number of bytes, got {s:?}")),
+    }
+}
+
+fn parse_lease_ttl(s: &str) -> Result<Duration, String> {
+    named_duration("MINITOWER_LEASE_TTL", s)
+}
+fn parse_expiry_interval(s: &str) -> Result<Duration, String> {
+    named_duration("MINITOWER_EXPIRY_CHECK_INTERVAL", s)
+}
+fn parse_body_size(s: &str) -> Result<u64, String> {
+    named_size("MINITOWER_MAX_REQUEST_BODY_SIZE", s)
+}
+fn parse_artifact_size(s: &str) -> Result<u64, String> {
+    named_size("MINITOWER_MAX_ARTIFACT_SIZE", s)
+}
+
+/// A setting that parsed but cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+impl ServerConfig {
+    /// Settings for a local control plane with data under `data_dir`
+    /// (used by `minitower dev`).
+    pub fn local(
+        data_dir: &Path,
+        listen_addr: String,
+        bootstrap_token: String,
+        registration_token: String,
+    ) -> Self {
+        ServerConfig {
+            listen_addr,
+            db_path: data_dir.join("minitower.db"),
+            database_url: None,
+            objects_dir: data_dir.join("objects"),
+            bootstrap_token,
+            runner_registration_token: Some(registration_token),
+            lease_ttl: Duration::from_secs(60),
+            expiry_check_interval: Duration::from_secs(10),
+            max_request_body_size: 10 * 1024 * 1024,
+            max_artifact_size: 100 * 1024 * 1024,
+            log_format: LogFormat::Text,
+        }
+    }
+
+    /// Settings for tests: bootstrap token `boot`, registration token `reg`,
+    /// short lease and reaper intervals, everything under `data_dir`.
+    pub fn for_tests(data_dir: &Path) -> Self {
+        let mut c = Self::local(data_dir, "127.0.0.1:0".into(), "boot".into(), "reg".into());
+        c.lease_ttl = Duration::from_secs(5);
+        c.expiry_check_interval = Duration::from_millis(250);
+        c
+    }
+
+    /// Checks what clap cannot: required secrets and cross-field rules.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        match &self.runner_registration_token {
+            Some(t) if !t.is_empty() => {}
+            _ => return Err(ConfigError(
+                "MINITOWER_RUNNER_REGISTRATION_TOKEN (or --runner-registration-token) is required"
+                    .into(),
+            )),
+        }
+        if self.bootstrap_token.is_empty() {
+            return Err(ConfigError(
+                "MINITOWER_BOOTSTRAP_TOKEN must not be empty".into(),
+            ));
+        }
+        if let Some(url) = &self.database_url {
+            if !url.is_empty() && !url.starts_with("sqlite:") {
+                return Err(ConfigError(format!(
+                    "MINITOWER_DATABASE_URL: unsupported database {url:?} (this build supports sqlite)"
+                )));
+            }
+        }
+        self.socket_addr()?;
+        Ok(())
+    }
+
+    /// The listen address with Go-style `:8080` expanded to `0.0.0.0:8080`.
+    pub fn socket_addr(&self) -> Result<String, ConfigError> {
+        let a = self.listen_addr.trim();
+        let full = if a.starts_with(':') {
+            format!("0.0.0.0{a}")
+        } else {
+            a.to_string()
+        };
+        let port_ok = full
+            .rsplit_once(':')
+            .map(|(_, p)| p.parse::<u16>().is_ok())
+            .unwrap_or(false);
+        if !port_ok {
+            return Err(ConfigError(format!(
+                "MINITOWER_LISTEN_ADDR: expected HOST:PORT or :PORT, got {a:?}"
+            )));
+        }
+        Ok(full)
+    }
+
+    /// The SQLite file to open.
+    pub fn sqlite_path(&self) -> PathBuf {
+        match &self.database_url {
+            Some(url) if url.starts_with("sqlite:") => PathBuf::from(
+                url.trim_start_matches("sqlite://")
+                    .trim_start_matches("sqlite:"),
+            ),
+            _ => self.db_path.clone(),
+        }
+    }
+
+    /// Registration secret (validated to be present).
+    pub fn registration_token(&self) -> &str {
+        self.runner_registration_token
+            .as_deref()
+            .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<ServerConfig, String> {
+        let mut v = vec!["minitowerd"];
+        v.extend_from_slice(args);
+        ServerConfig::try_parse_from(v).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn defaults_match_the_readme() {
+        let c = parse(&["--runner-registration-token", "x"]).unwrap();
+        assert_eq!(c.listen_addr, ":8080");
+        assert_eq!(c.socket_addr().unwrap(), "0.0.0.0:8080");
+        assert_eq!(c.lease_ttl, Duration::from_secs(60));
+        assert_eq!(c.expiry_check_interval, Duration::from_secs(10));
+        assert_eq!(c.max_request_body_size, 10485760);
+        assert_eq!(c.max_artifact_size, 104857600);
+        assert_eq!(c.bootstrap_token, "dev");
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        let e = parse(&["--lease-ttl", "soon"]).unwrap_err();
+        assert!(e.contains("MINITOWER_LEASE_TTL"), "{e}");
+        let e = parse(&["--max-artifact-size", "big"]).unwrap_err();
+        assert!(e.contains("MINITOWER_MAX_ARTIFACT_SIZE"), "{e}");
+        let c = parse(&[]).unwrap();
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("MINITOWER_RUNNER_REGISTRATION_TOKEN"), "{e}");
+        let c = parse(&["--runner-registration-token", "x", "--listen-addr", "nope"]).unwrap();
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("MINITOWER_LISTEN_ADDR"));
+    }
+
+    #[test]
+    fn durations_accept_units() {
+        let c = parse(&["--lease-ttl", "500ms", "--expiry-check-interval", "2m"]).unwrap();
+        assert_eq!(c.lease_ttl, Duration::from_millis(500));
+        assert_eq!(c.expiry_check_interval, Duration::from_secs(120));
+    }
+}

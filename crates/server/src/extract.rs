@@ -1,0 +1,208 @@
+//! Request extractors: JSON bodies with envelope errors, and the four kinds
+//! of callers (bootstrap, team, registration, runner) plus the lease token.
+
+use crate::error::ApiError;
+use crate::state::{hash_token, AppState};
+use axum::extract::{FromRef, FromRequest, FromRequestParts, Request};
+use axum::http::{header, request::Parts};
+use minitower_core::api::{Role, Team, LEASE_TOKEN_HEADER};
+use minitower_store::RunnerIdentity;
+use serde::de::DeserializeOwned;
+use std::sync::Arc;
+
+/// Shared state handle as extracted by handlers.
+pub type State = Arc<AppState>;
+
+/// A JSON body. Malformed JSON is a 400 with the parser's reason; an empty
+/// body reads as `{}` so calls whose fields are all optional need none.
+pub struct JsonBody<T>(pub T);
+
+impl<S, T> FromRequest<S> for JsonBody<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(|e| {
+                if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::too_large(
+                        "request body is larger than MINITOWER_MAX_REQUEST_BODY_SIZE",
+                    )
+                } else {
+                    ApiError::invalid_request(format!("cannot read request body: {e}"))
+                }
+            })?;
+        let slice: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
+            b"{}"
+        } else {
+            &bytes
+        };
+        serde_json::from_slice(slice)
+            .map(JsonBody)
+            .map_err(|e| ApiError::invalid_request(format!("invalid JSON body: {e}")))
+    }
+}
+
+fn bearer(parts: &Parts) -> Result<&str, ApiError> {
+    let value = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .ok_or_else(|| ApiError::unauthorized("missing Authorization: Bearer token"))?
+        .to_str()
+        .map_err(|_| ApiError::unauthorized("malformed Authorization header"))?;
+    let token = value
+        .strip_prefix("Bearer ")
+        .or_else(|| value.strip_prefix("bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| ApiError::unauthorized("Authorization header must be 'Bearer <token>'"))?;
+    Ok(token)
+}
+
+/// A caller holding a team token.
+#[derive(Debug, Clone)]
+pub struct TeamAuth {
+    pub token_id: i64,
+    pub team: Team,
+    pub role: Role,
+}
+
+impl<S> FromRequestParts<S> for TeamAuth
+where
+    S: Send + Sync,
+    State: FromRef<S>,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let st = State::from_ref(state);
+        let token = bearer(parts)?;
+        let ident = st
+            .store
+            .token_by_hash(&hash_token(token))
+            .await?
+            .ok_or_else(|| ApiError::unauthorized("unknown or revoked team token"))?;
+        if st.should_touch(ident.token_id) {
+            if let Err(e) = st.store.touch_token(ident.token_id, st.now()).await {
+                tracing::warn!(error = %e, "could not record token use");
+            }
+        }
+        Ok(TeamAuth {
+            token_id: ident.token_id,
+            team: ident.team,
+            role: ident.role,
+        })
+    }
+}
+
+/// A caller holding an admin team token.
+#[derive(Debug, Clone)]
+pub struct AdminAuth(pub TeamAuth);
+
+impl<S> FromRequestParts<S> for AdminAuth
+where
+    S: Send + Sync,
+    State: FromRef<S>,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let auth = TeamAuth::from_request_parts(parts, state).await?;
+        if auth.role != Role::Admin {
+            return Err(ApiError::forbidden("this endpoint needs an admin token"));
+        }
+        Ok(AdminAuth(auth))
+    }
+}
+
+/// A caller holding the bootstrap secret.
+pub struct BootstrapAuth;
+
+impl<S> FromRequestParts<S> for BootstrapAuth
+where
+    S: Send + Sync,
+    State: FromRef<S>,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let st = State::from_ref(state);
+        if st.is_bootstrap_token(bearer(parts)?) {
+            Ok(BootstrapAuth)
+        } else {
+            Err(ApiError::unauthorized("invalid bootstrap token"))
+        }
+    }
+}
+
+/// A caller holding the runner registration secret.
+pub struct RegistrationAuth;
+
+impl<S> FromRequestParts<S> for RegistrationAuth
+where
+    S: Send + Sync,
+    State: FromRef<S>,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let st = State::from_ref(state);
+        if st.is_registration_token(bearer(parts)?) {
+            Ok(RegistrationAuth)
+        } else {
+            Err(ApiError::unauthorized("invalid runner registration token"))
+        }
+    }
+}
+
+/// A registered runner.
+pub struct RunnerAuth(pub RunnerIdentity);
+
+impl<S> FromRequestParts<S> for RunnerAuth
+where
+    S: Send + Sync,
+    State: FromRef<S>,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let st = State::from_ref(state);
+        let token = bearer(parts)?;
+        let runner = st
+            .store
+            .runner_by_token_hash(&hash_token(token))
+            .await?
+            .ok_or_else(|| ApiError::unauthorized("unknown runner token"))?;
+        Ok(RunnerAuth(runner))
+    }
+}
+
+/// The hash of the `X-Lease-Token` header.
+pub struct LeaseToken(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for LeaseToken {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let v = parts
+            .headers
+            .get(LEASE_TOKEN_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| ApiError::unauthorized("missing X-Lease-Token header"))?;
+        Ok(LeaseToken(hash_token(v)))
+    }
+}
+
+/// A numeric id from the path; anything else is a 404 (no such object).
+pub fn parse_id(raw: &str, what: &str) -> Result<i64, ApiError> {
+    raw.parse::<i64>()
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| ApiError::not_found(what))
+}

@@ -1,0 +1,144 @@
+//! The MiniTower control plane as a library: [`Application::build`] turns a
+//! configuration and a bound listener into a running server, so the binary
+//! stays thin and tests can start many servers on port 0 in parallel.
+
+pub mod config;
+pub mod error;
+pub mod extract;
+pub mod metrics;
+pub mod objects;
+pub mod openapi;
+pub mod reaper;
+pub mod routes;
+pub mod state;
+pub mod telemetry;
+pub mod ui;
+pub mod upload;
+
+pub use config::{LogFormat, ServerConfig};
+pub use state::{AppState, Clock, ManualClock, SystemClock};
+
+use minitower_store::Store;
+use objects::{LocalObjects, Objects};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// Why the server could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("configuration: {0}")]
+    Config(#[from] config::ConfigError),
+    #[error("database: {0}")]
+    Store(#[from] minitower_store::StoreError),
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn io_err(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> StartupError {
+    let context = context.into();
+    move |source| StartupError::Io { context, source }
+}
+
+/// A built, not yet serving, control plane.
+pub struct Application {
+    state: Arc<AppState>,
+    listener: TcpListener,
+    local_addr: SocketAddr,
+}
+
+/// Binds the configured listen address.
+pub async fn bind(config: &ServerConfig) -> Result<TcpListener, StartupError> {
+    let addr = config.socket_addr()?;
+    TcpListener::bind(&addr).await.map_err(io_err(format!(
+        "cannot listen on {addr} (MINITOWER_LISTEN_ADDR)"
+    )))
+}
+
+/// Opens the configured store and applies migrations.
+pub async fn open_store(config: &ServerConfig) -> Result<Arc<dyn Store>, StartupError> {
+    let path = config.sqlite_path();
+    let store = minitower_store_sqlite::SqliteStore::open(&path).await?;
+    Ok(Arc::new(store))
+}
+
+impl Application {
+    /// Opens the store and objects and prepares the routes, using the system clock.
+    pub async fn build(
+        config: ServerConfig,
+        listener: TcpListener,
+    ) -> Result<Application, StartupError> {
+        Self::build_with_clock(config, listener, Arc::new(SystemClock)).await
+    }
+
+    /// Like [`Application::build`] with an injected clock (tests).
+    pub async fn build_with_clock(
+        config: ServerConfig,
+        listener: TcpListener,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Application, StartupError> {
+        config.validate()?;
+        let store = open_store(&config).await?;
+        let objects: Arc<dyn Objects> = Arc::new(LocalObjects::open(&config.objects_dir).map_err(
+            io_err(format!(
+                "cannot open MINITOWER_OBJECTS_DIR {}",
+                config.objects_dir.display()
+            )),
+        )?);
+        let local_addr = listener.local_addr().map_err(io_err("listener address"))?;
+        let state = Arc::new(AppState::new(
+            config,
+            store,
+            objects,
+            clock,
+            CancellationToken::new(),
+        ));
+        Ok(Application {
+            state,
+            listener,
+            local_addr,
+        })
+    }
+
+    /// The address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The shared state (tests use it to run the reaper on demand).
+    pub fn state(&self) -> Arc<AppState> {
+        self.state.clone()
+    }
+
+    /// Serves until `shutdown` resolves, then stops accepting, lets in-flight
+    /// requests finish (streams and long-polls are told to end), stops the
+    /// reaper and closes the database.
+    pub async fn run_until<F>(self, shutdown: F) -> Result<(), StartupError>
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let state = self.state;
+        let reaper = tokio::spawn(reaper::run(state.clone()));
+        let app = routes::router(state.clone());
+        let token = state.shutdown.clone();
+        tracing::info!(addr = %self.local_addr, "minitowerd listening");
+        let served = axum::serve(self.listener, app)
+            .with_graceful_shutdown(async move {
+                shutdown.await;
+                tracing::info!("shutting down: finishing in-flight requests");
+                token.cancel();
+            })
+            .await;
+        state.shutdown.cancel();
+        let _ = reaper.await;
+        state.store.close().await;
+        tracing::info!("minitowerd stopped");
+        served.map_err(io_err("server"))
+    }
+}

@@ -1,0 +1,297 @@
+//! The runner protocol: register, lease (long-poll), start, heartbeat, logs,
+//! result, artifact. Every call after the lease carries the lease token; a
+//! token that no longer names the active attempt gets 410 and changes nothing.
+
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{
+    parse_id, AdminAuth, JsonBody, LeaseToken, RegistrationAuth, RunnerAuth, State,
+};
+use crate::routes::RunIdExt;
+use crate::state::{hash_token, new_secret};
+use axum::body::Body;
+use axum::extract::{Path, State as AxState};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use minitower_core::api::*;
+use minitower_store::LeaseParams;
+use std::time::Duration;
+
+/// Longest accepted log line; longer ones are cut (the runner splits first).
+const MAX_LINE_BYTES: usize = 64 * 1024;
+/// Most lines in one batch.
+const MAX_BATCH_LINES: usize = 5000;
+/// Longest accepted error message of a result.
+const MAX_ERROR_BYTES: usize = 8 * 1024;
+
+fn params(st: &State) -> LeaseParams {
+    LeaseParams {
+        now: st.now(),
+        ttl: st.config.lease_ttl,
+    }
+}
+
+/// Registers a runner, or rotates the token of an existing name.
+#[utoipa::path(post, path = "/api/v1/runners/register", tag = "runner", request_body = RegisterRunnerRequest,
+    responses((status = 201, body = RegisteredRunner), (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope)),
+    security(("registration" = [])))]
+pub async fn register(
+    AxState(st): AxState<State>,
+    _auth: RegistrationAuth,
+    JsonBody(req): JsonBody<RegisterRunnerRequest>,
+) -> ApiResult<impl IntoResponse> {
+    let name = req.name.trim();
+    if name.is_empty()
+        || name.len() > 100
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.@".contains(c))
+    {
+        return Err(ApiError::invalid_request(
+            "runner name must be 1 to 100 characters of letters, digits, '-', '_', '.', '@'",
+        ));
+    }
+    let environment = req.environment.as_deref().unwrap_or("default");
+    minitower_core::validate::slug(environment)
+        .map_err(|e| ApiError::invalid_request(format!("environment: {e}")))?;
+    let max_concurrency = req.max_concurrency.unwrap_or(1);
+    if !(1..=256).contains(&max_concurrency) {
+        return Err(ApiError::invalid_request(
+            "max_concurrency must be from 1 to 256",
+        ));
+    }
+    let token = new_secret("mtr");
+    let runner_id = st
+        .store
+        .register_runner(
+            name,
+            environment,
+            max_concurrency,
+            &hash_token(&token),
+            st.now(),
+        )
+        .await?;
+    st.metrics.runner_registered(environment);
+    Ok((
+        StatusCode::CREATED,
+        Json(RegisteredRunner { runner_id, token }),
+    ))
+}
+
+/// Hands out the next queued run, long-polling up to `wait_seconds`.
+#[utoipa::path(post, path = "/api/v1/runs/lease", tag = "runner", request_body = LeaseRequest,
+    responses((status = 200, body = Lease), (status = 204, description = "nothing to do"), (status = 401, body = ErrorEnvelope)),
+    security(("runner" = [])))]
+pub async fn lease(
+    AxState(st): AxState<State>,
+    RunnerAuth(runner): RunnerAuth,
+    JsonBody(req): JsonBody<LeaseRequest>,
+) -> ApiResult<Response> {
+    let wait = req.wait_seconds.unwrap_or(0.0);
+    if !wait.is_finite() || wait < 0.0 {
+        return Err(ApiError::invalid_request(
+            "wait_seconds must be a number >= 0",
+        ));
+    }
+    let wait = Duration::from_secs_f64(wait.min(MAX_LEASE_WAIT_SECONDS));
+    let deadline = tokio::time::Instant::now() + wait;
+    // Subscribe before the first try so a run queued in between still wakes us.
+    let mut wake = st.notifier.watch_queue(&runner.environment);
+    loop {
+        wake.borrow_and_update();
+        let lease_token = new_secret("mtl");
+        let leased = st
+            .store
+            .lease(
+                &runner,
+                &lease_token,
+                &hash_token(&lease_token),
+                params(&st),
+            )
+            .await?;
+        if let Some(l) = leased {
+            let wait_s = (st.now() - l.queued_at).num_milliseconds() as f64 / 1000.0;
+            st.metrics
+                .run_leased(&l.labels.team, &l.labels.app, &l.labels.environment, wait_s);
+            st.notifier.run_changed(l.lease.run_id);
+            let id = l.lease.run_id;
+            return Ok(RunIdExt::attach(id, Json(l.lease).into_response()));
+        }
+        tokio::select! {
+            _ = tokio::time::sleep_until(deadline) => return Ok(StatusCode::NO_CONTENT.into_response()),
+            _ = st.shutdown.cancelled() => return Ok(StatusCode::NO_CONTENT.into_response()),
+            changed = wake.changed() => {
+                if changed.is_err() {
+                    return Ok(StatusCode::NO_CONTENT.into_response());
+                }
+            }
+        }
+    }
+}
+
+/// Acknowledges the lease: `leased -> running`.
+#[utoipa::path(post, path = "/api/v1/runs/{run}/start", tag = "runner", params(("run" = i64, Path)),
+    responses((status = 200, body = AttemptState), (status = 410, body = ErrorEnvelope)), security(("runner" = [])))]
+pub async fn start(
+    AxState(st): AxState<State>,
+    RunnerAuth(runner): RunnerAuth,
+    LeaseToken(lease): LeaseToken,
+    Path(run): Path<String>,
+) -> ApiResult<Response> {
+    let id = parse_id(&run, "run")?;
+    let (state, _labels) = st
+        .store
+        .start_attempt(runner.runner_id, id, &lease, params(&st))
+        .await?;
+    st.notifier.run_changed(id);
+    Ok(RunIdExt::attach(id, Json(state).into_response()))
+}
+
+/// Extends the lease and tells the runner whether cancel was requested.
+#[utoipa::path(post, path = "/api/v1/runs/{run}/heartbeat", tag = "runner", params(("run" = i64, Path)),
+    responses((status = 200, body = AttemptState), (status = 410, body = ErrorEnvelope)), security(("runner" = [])))]
+pub async fn heartbeat(
+    AxState(st): AxState<State>,
+    RunnerAuth(runner): RunnerAuth,
+    LeaseToken(lease): LeaseToken,
+    Path(run): Path<String>,
+) -> ApiResult<Response> {
+    let id = parse_id(&run, "run")?;
+    let state = st
+        .store
+        .heartbeat(runner.runner_id, id, &lease, params(&st))
+        .await?;
+    Ok(RunIdExt::attach(id, Json(state).into_response()))
+}
+
+/// Stores a batch of log lines; seqs already stored are ignored.
+#[utoipa::path(post, path = "/api/v1/runs/{run}/logs", tag = "runner", params(("run" = i64, Path)), request_body = LogBatch,
+    responses((status = 200, body = LogBatchAck), (status = 400, body = ErrorEnvelope), (status = 410, body = ErrorEnvelope)),
+    security(("runner" = [])))]
+pub async fn post_logs(
+    AxState(st): AxState<State>,
+    RunnerAuth(runner): RunnerAuth,
+    LeaseToken(lease): LeaseToken,
+    Path(run): Path<String>,
+    JsonBody(batch): JsonBody<LogBatch>,
+) -> ApiResult<Response> {
+    let id = parse_id(&run, "run")?;
+    if batch.logs.len() > MAX_BATCH_LINES {
+        return Err(ApiError::invalid_request(format!(
+            "at most {MAX_BATCH_LINES} lines per batch"
+        )));
+    }
+    let mut lines = batch.logs;
+    for l in &mut lines {
+        if l.seq < 1 {
+            return Err(ApiError::invalid_request("log seq must be >= 1"));
+        }
+        if l.stream.is_empty()
+            || l.stream.len() > 16
+            || !l.stream.bytes().all(|b| b.is_ascii_lowercase())
+        {
+            return Err(ApiError::invalid_request(format!(
+                "invalid stream name {:?}",
+                l.stream
+            )));
+        }
+        truncate_utf8(&mut l.line, MAX_LINE_BYTES);
+    }
+    let (accepted, cancel_requested) = st
+        .store
+        .append_logs(runner.runner_id, id, &lease, &lines, st.now())
+        .await?;
+    if accepted > 0 {
+        st.notifier.run_changed(id);
+    }
+    Ok(RunIdExt::attach(
+        id,
+        Json(LogBatchAck {
+            accepted,
+            cancel_requested,
+        })
+        .into_response(),
+    ))
+}
+
+/// Reports the attempt's outcome; repeating the same result is harmless.
+#[utoipa::path(post, path = "/api/v1/runs/{run}/result", tag = "runner", params(("run" = i64, Path)), request_body = ResultRequest,
+    responses((status = 200, body = ResultAck), (status = 409, body = ErrorEnvelope), (status = 410, body = ErrorEnvelope)),
+    security(("runner" = [])))]
+pub async fn result(
+    AxState(st): AxState<State>,
+    RunnerAuth(runner): RunnerAuth,
+    LeaseToken(lease): LeaseToken,
+    Path(run): Path<String>,
+    JsonBody(mut req): JsonBody<ResultRequest>,
+) -> ApiResult<Response> {
+    let id = parse_id(&run, "run")?;
+    if let Some(m) = req.error_message.as_mut() {
+        truncate_utf8(m, MAX_ERROR_BYTES);
+    }
+    let outcome = st
+        .store
+        .complete_attempt(runner.runner_id, id, &lease, &req, st.now())
+        .await?;
+    if let Some(f) = &outcome.finished {
+        st.metrics.run_finished(f);
+    }
+    st.notifier.run_changed(id);
+    Ok(RunIdExt::attach(id, Json(outcome.ack).into_response()))
+}
+
+/// Streams the version's artifact to the runner holding the lease.
+#[utoipa::path(get, path = "/api/v1/runs/{run}/artifact", tag = "runner", params(("run" = i64, Path)),
+    responses((status = 200, content_type = "application/gzip", description = "the .tar.gz; header X-Artifact-SHA256"),
+              (status = 410, body = ErrorEnvelope)), security(("runner" = [])))]
+pub async fn artifact(
+    AxState(st): AxState<State>,
+    RunnerAuth(runner): RunnerAuth,
+    LeaseToken(lease): LeaseToken,
+    Path(run): Path<String>,
+) -> ApiResult<Response> {
+    let id = parse_id(&run, "run")?;
+    let sha = st
+        .store
+        .leased_artifact(runner.runner_id, id, &lease)
+        .await?;
+    let (body, size) = st
+        .objects
+        .open(&sha)
+        .await
+        .map_err(ApiError::internal)?
+        .ok_or_else(|| ApiError::internal(format!("artifact object {sha} is missing")))?;
+    let mut resp = Response::new(Body::from_stream(body));
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/gzip"),
+    );
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(size));
+    if let Ok(v) = HeaderValue::from_str(&sha) {
+        h.insert(ARTIFACT_SHA_HEADER, v);
+    }
+    Ok(RunIdExt::attach(id, resp))
+}
+
+/// Every runner (admins only).
+#[utoipa::path(get, path = "/api/v1/admin/runners", tag = "admin",
+    responses((status = 200, body = RunnerList), (status = 403, body = ErrorEnvelope)), security(("team" = [])))]
+pub async fn list_runners(
+    AxState(st): AxState<State>,
+    _admin: AdminAuth,
+) -> ApiResult<Json<RunnerList>> {
+    Ok(Json(RunnerList {
+        runners: st.store.list_runners().await?,
+    }))
+}
+
+fn truncate_utf8(s: &mut String, max: usize) {
+    if s.len() > max {
+        let mut cut = max;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+    }
+}

@@ -1,0 +1,210 @@
+//! Teams, login, identity and tokens.
+
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{parse_id, BootstrapAuth, JsonBody, State, TeamAuth};
+use crate::state::{hash_token, new_secret};
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use axum::extract::{Path, State as AxState};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::Json;
+use minitower_core::api::*;
+use minitower_core::validate;
+
+const MIN_PASSWORD: usize = 8;
+
+/// Creates a team and its first admin token.
+#[utoipa::path(post, path = "/api/v1/bootstrap/team", tag = "teams",
+    request_body = BootstrapTeamRequest,
+    responses((status = 201, body = TeamWithToken), (status = 400, body = ErrorEnvelope),
+              (status = 401, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope)),
+    security(("bootstrap" = [])))]
+pub async fn bootstrap(
+    AxState(st): AxState<State>,
+    _auth: BootstrapAuth,
+    JsonBody(req): JsonBody<BootstrapTeamRequest>,
+) -> ApiResult<impl IntoResponse> {
+    validate::slug(&req.slug).map_err(|e| ApiError::invalid_request(e.to_string()))?;
+    let name = req.name.trim();
+    if name.is_empty() || name.len() > 200 {
+        return Err(ApiError::invalid_request(
+            "name must be 1 to 200 characters",
+        ));
+    }
+    let password_hash = match req.password.as_deref() {
+        None | Some("") => None,
+        Some(p) if p.len() < MIN_PASSWORD => {
+            return Err(ApiError::invalid_request(format!(
+                "password must be at least {MIN_PASSWORD} characters"
+            )))
+        }
+        Some(p) => Some(hash_password(p.to_string()).await?),
+    };
+    let token = new_secret("mtt");
+    let (team, _token_id) = st
+        .store
+        .create_team(
+            &req.slug,
+            name,
+            password_hash.as_deref(),
+            "bootstrap",
+            &hash_token(&token),
+            st.now(),
+        )
+        .await
+        .map_err(|e| match e {
+            minitower_store::StoreError::Conflict(_) => {
+                ApiError::conflict(format!("team {:?} already exists", req.slug))
+            }
+            other => other.into(),
+        })?;
+    Ok((StatusCode::CREATED, Json(TeamWithToken { team, token })))
+}
+
+/// Exchanges a team password for a fresh admin token.
+#[utoipa::path(post, path = "/api/v1/teams/login", tag = "teams", request_body = LoginRequest,
+    responses((status = 200, body = TeamWithToken), (status = 401, body = ErrorEnvelope)))]
+pub async fn login(
+    AxState(st): AxState<State>,
+    JsonBody(req): JsonBody<LoginRequest>,
+) -> ApiResult<Json<TeamWithToken>> {
+    let refused = || ApiError::unauthorized("invalid team or password");
+    let info = st.store.team_login_info(&req.slug).await?;
+    // Verify against a dummy hash when the team or its password is missing so
+    // the answer takes as long either way.
+    let (team, stored) = match info {
+        Some((team, Some(hash))) => (Some(team), hash),
+        _ => (None, dummy_hash().to_string()),
+    };
+    let ok = verify_password(req.password.clone(), stored).await?;
+    let team = match (team, ok) {
+        (Some(t), true) => t,
+        _ => return Err(refused()),
+    };
+    let token = new_secret("mtt");
+    st.store
+        .create_token(team.id, "login", Role::Admin, &hash_token(&token), st.now())
+        .await?;
+    Ok(Json(TeamWithToken { team, token }))
+}
+
+/// Who the token belongs to.
+#[utoipa::path(get, path = "/api/v1/me", tag = "teams",
+    responses((status = 200, body = Me), (status = 401, body = ErrorEnvelope)), security(("team" = [])))]
+pub async fn me(auth: TeamAuth) -> Json<Me> {
+    Json(Me {
+        team: auth.team,
+        role: auth.role,
+        token_id: auth.token_id,
+    })
+}
+
+/// Mints a token; members always get member tokens.
+#[utoipa::path(post, path = "/api/v1/tokens", tag = "tokens", request_body = CreateTokenRequest,
+    responses((status = 201, body = CreatedToken), (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope)),
+    security(("team" = [])))]
+pub async fn create_token(
+    AxState(st): AxState<State>,
+    auth: TeamAuth,
+    JsonBody(req): JsonBody<CreateTokenRequest>,
+) -> ApiResult<impl IntoResponse> {
+    let name = req
+        .name
+        .as_deref()
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .unwrap_or("token");
+    if name.len() > 100 {
+        return Err(ApiError::invalid_request(
+            "token name must be at most 100 characters",
+        ));
+    }
+    let role = match (auth.role, req.role) {
+        (Role::Admin, Some(r)) => r,
+        (Role::Admin, None) => Role::Member,
+        (Role::Member, _) => Role::Member,
+    };
+    let secret = new_secret("mtt");
+    let info = st
+        .store
+        .create_token(auth.team.id, name, role, &hash_token(&secret), st.now())
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedToken {
+            id: info.id,
+            name: info.name,
+            role: info.role,
+            token: secret,
+        }),
+    ))
+}
+
+/// Tokens of the team (never the secrets).
+#[utoipa::path(get, path = "/api/v1/tokens", tag = "tokens",
+    responses((status = 200, body = TokenList), (status = 401, body = ErrorEnvelope)), security(("team" = [])))]
+pub async fn list_tokens(
+    AxState(st): AxState<State>,
+    auth: TeamAuth,
+) -> ApiResult<Json<TokenList>> {
+    Ok(Json(TokenList {
+        tokens: st.store.list_tokens(auth.team.id).await?,
+    }))
+}
+
+/// Revokes a token; it stops working at once.
+#[utoipa::path(delete, path = "/api/v1/tokens/{id}", tag = "tokens",
+    params(("id" = i64, Path, description = "token id")),
+    responses((status = 204), (status = 404, body = ErrorEnvelope)), security(("team" = [])))]
+pub async fn revoke_token(
+    AxState(st): AxState<State>,
+    auth: TeamAuth,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    let id = parse_id(&id, "token")?;
+    st.store.revoke_token(auth.team.id, id, st.now()).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn hash_password(p: String) -> ApiResult<String> {
+    tokio::task::spawn_blocking(move || {
+        let salt = new_salt();
+        Argon2::default()
+            .hash_password(p.as_bytes(), &salt)
+            .map(|h| h.to_string())
+            .map_err(ApiError::internal)
+    })
+    .await
+    .map_err(ApiError::internal)?
+}
+
+async fn verify_password(p: String, stored: String) -> ApiResult<bool> {
+    tokio::task::spawn_blocking(move || {
+        let Ok(parsed) = PasswordHash::new(&stored) else {
+            return false;
+        };
+        Argon2::default()
+            .verify_password(p.as_bytes(), &parsed)
+            .is_ok()
+    })
+    .await
+    .map_err(ApiError::internal)
+}
+
+fn dummy_hash() -> &'static str {
+    static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    DUMMY.get_or_init(|| {
+        let salt = new_salt();
+        Argon2::default()
+            .hash_password(b"not-a-real-password", &salt)
+            .map(|h| h.to_string())
+            .unwrap_or_default()
+    })
+}
+
+fn new_salt() -> SaltString {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).expect("the OS random source failed");
+    SaltString::encode_b64(&bytes).expect("16 bytes make a valid salt")
+}

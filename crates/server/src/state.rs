@@ -1,0 +1,223 @@
+//! Shared state of the control plane: store, objects, metrics, wake-ups,
+//! schema cache and the injectable clock.
+
+use crate::config::ServerConfig;
+use crate::metrics::Metrics;
+use crate::objects::Objects;
+use chrono::{DateTime, Utc};
+use minitower_store::Store;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::{broadcast, watch};
+use tokio_util::sync::CancellationToken;
+
+/// Source of "now". Production reads the system clock; tests move a manual
+/// clock forward to expire leases without sleeping.
+pub trait Clock: Send + Sync + 'static {
+    /// The current time.
+    fn now(&self) -> DateTime<Utc>;
+}
+
+/// The wall clock.
+#[derive(Debug, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+}
+
+/// A clock tests set by hand; it starts at the real time and moves only
+/// when told to.
+#[derive(Debug)]
+pub struct ManualClock(Mutex<DateTime<Utc>>);
+
+impl ManualClock {
+    /// A manual clock reading the current time.
+    pub fn new() -> Self {
+        ManualClock(Mutex::new(Utc::now()))
+    }
+    /// Moves the clock forward.
+    pub fn advance(&self, by: Duration) {
+        let mut t = self.0.lock().unwrap();
+        *t += chrono::Duration::from_std(by).unwrap_or_default();
+    }
+}
+
+impl Default for ManualClock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> DateTime<Utc> {
+        *self.0.lock().unwrap()
+    }
+}
+
+/// In-process wake-ups: waiting lease calls per environment, and log
+/// streams per run. Waiters re-read the store after a wake, so a missed or
+/// spurious wake only costs a query, never correctness.
+pub struct Notifier {
+    queues: Mutex<HashMap<String, watch::Sender<u64>>>,
+    runs: broadcast::Sender<i64>,
+}
+
+impl Notifier {
+    fn new() -> Self {
+        Notifier {
+            queues: Mutex::new(HashMap::new()),
+            runs: broadcast::channel(4096).0,
+        }
+    }
+
+    fn queue_sender(&self, env: &str) -> watch::Sender<u64> {
+        let mut map = self.queues.lock().unwrap();
+        map.entry(env.to_string())
+            .or_insert_with(|| watch::channel(0).0)
+            .clone()
+    }
+
+    /// Subscribes to "a run became leasable in `env`".
+    pub fn watch_queue(&self, env: &str) -> watch::Receiver<u64> {
+        self.queue_sender(env).subscribe()
+    }
+
+    /// Wakes lease calls waiting on `env`.
+    pub fn queue_changed(&self, env: &str) {
+        self.queue_sender(env)
+            .send_modify(|v| *v = v.wrapping_add(1));
+    }
+
+    /// Subscribes to "this run has new logs or a new status".
+    pub fn watch_runs(&self) -> broadcast::Receiver<i64> {
+        self.runs.subscribe()
+    }
+
+    /// Wakes streams following `run_id`.
+    pub fn run_changed(&self, run_id: i64) {
+        let _ = self.runs.send(run_id);
+    }
+}
+
+/// Compiled JSON Schemas by version id: each version's schema is compiled
+/// once and shared by every run created against it.
+#[derive(Default)]
+pub struct SchemaCache(Mutex<HashMap<i64, Arc<jsonschema::Validator>>>);
+
+impl SchemaCache {
+    /// The compiled validator for a version, compiling on first use.
+    pub fn get(
+        &self,
+        version_id: i64,
+        schema: &serde_json::Value,
+    ) -> Result<Arc<jsonschema::Validator>, String> {
+        if let Some(v) = self.0.lock().unwrap().get(&version_id) {
+            return Ok(v.clone());
+        }
+        let compiled = Arc::new(jsonschema::validator_for(schema).map_err(|e| e.to_string())?);
+        self.0.lock().unwrap().insert(version_id, compiled.clone());
+        Ok(compiled)
+    }
+}
+
+/// Everything a handler needs.
+pub struct AppState {
+    pub config: ServerConfig,
+    pub store: Arc<dyn Store>,
+    pub objects: Arc<dyn Objects>,
+    pub metrics: Metrics,
+    pub notifier: Notifier,
+    pub schemas: SchemaCache,
+    pub clock: Arc<dyn Clock>,
+    /// Cancelled at shutdown so long-polls and streams end promptly.
+    pub shutdown: CancellationToken,
+    bootstrap_hash: [u8; 32],
+    registration_hash: [u8; 32],
+    touched: Mutex<HashMap<i64, Instant>>,
+}
+
+/// How often a token's `last_used_at` is written at most.
+const TOUCH_EVERY: Duration = Duration::from_secs(60);
+
+impl AppState {
+    /// Assembles the state.
+    pub fn new(
+        config: ServerConfig,
+        store: Arc<dyn Store>,
+        objects: Arc<dyn Objects>,
+        clock: Arc<dyn Clock>,
+        shutdown: CancellationToken,
+    ) -> Self {
+        let bootstrap_hash = sha256(config.bootstrap_token.as_bytes());
+        let registration_hash = sha256(config.registration_token().as_bytes());
+        AppState {
+            config,
+            store,
+            objects,
+            metrics: Metrics::new(),
+            notifier: Notifier::new(),
+            schemas: SchemaCache::default(),
+            clock,
+            shutdown,
+            bootstrap_hash,
+            registration_hash,
+            touched: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Current time from the injected clock.
+    pub fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+
+    /// Constant-time check of the bootstrap secret.
+    pub fn is_bootstrap_token(&self, presented: &str) -> bool {
+        ct_eq(&sha256(presented.as_bytes()), &self.bootstrap_hash)
+    }
+
+    /// Constant-time check of the runner registration secret.
+    pub fn is_registration_token(&self, presented: &str) -> bool {
+        ct_eq(&sha256(presented.as_bytes()), &self.registration_hash)
+    }
+
+    /// Whether this token's last use should be written now (throttled so
+    /// reads do not turn into writes on every request).
+    pub fn should_touch(&self, token_id: i64) -> bool {
+        let mut map = self.touched.lock().unwrap();
+        let now = Instant::now();
+        match map.get(&token_id) {
+            Some(t) if now.duration_since(*t) < TOUCH_EVERY => false,
+            _ => {
+                map.insert(token_id, now);
+                true
+            }
+        }
+    }
+}
+
+/// SHA-256 digest.
+pub fn sha256(data: &[u8]) -> [u8; 32] {
+    Sha256::digest(data).into()
+}
+
+/// Hex SHA-256, the form token hashes are stored in.
+pub fn hash_token(token: &str) -> String {
+    hex::encode(sha256(token.as_bytes()))
+}
+
+/// A new random secret: 256 bits, hex, with a prefix that says what it is.
+pub fn new_secret(prefix: &str) -> String {
+    let mut buf = [0u8; 32];
+    getrandom::fill(&mut buf).expect("the OS random source failed");
+    format!("{prefix}_{}", hex::encode(buf))
+}
+
+fn ct_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    use subtle::ConstantTimeEq;
+    a.ct_eq(b).into()
+}
