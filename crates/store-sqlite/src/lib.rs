@@ -88,10 +88,19 @@ impl SqliteStore {
         Ok(SqliteStore { writer, reader })
     }
 
-    /// Closes both pools, waiting for connections in use to be returned, so
-    /// the WAL is checkpointed and the file is left clean at shutdown.
+    /// Closes both pools for a graceful shutdown. The WAL is checkpointed
+    /// into the main file first, so the database file alone is complete
+    /// even if a straggling reader keeps SQLite from deleting the WAL.
     pub async fn close(&self) {
         self.reader.close().await;
+        if !self.writer.is_closed() {
+            if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+                .execute(&self.writer)
+                .await
+            {
+                tracing::warn!(error = %e, "WAL checkpoint at close failed");
+            }
+        }
         self.writer.close().await;
     }
 

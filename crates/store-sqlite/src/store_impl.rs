@@ -23,6 +23,9 @@ impl Store for SqliteStore {
             .map_err(db::err)?;
         Ok(())
     }
+    async fn close(&self) {
+        SqliteStore::close(self).await
+    }
 
     async fn create_team(
         &self,

@@ -284,3 +284,17 @@ async fn heartbeat_never_shortens_a_lease() {
         .unwrap();
     assert_eq!(st.lease_expires_at, t(130));
 }
+
+#[tokio::test]
+async fn close_through_the_trait_releases_the_file() {
+    let d = db().await;
+    Fixture::new(d.store.clone()).await;
+    let store: Arc<dyn Store> = d.store.clone();
+    store.close().await;
+    assert!(store.ping().await.is_err(), "closed pools refuse work");
+    // everything is in the main file: the WAL is gone or empty
+    let wal = d.path.with_extension("db-wal");
+    let wal_len = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+    assert_eq!(wal_len, 0, "WAL left with {wal_len} bytes");
+    store.close().await; // twice is harmless
+}
