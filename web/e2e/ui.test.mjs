@@ -23,7 +23,14 @@ let adminToken
 let shot = 0
 let failed = false
 
+// Never leave minitowerd/runner behind, whatever way the test process ends.
 process.on('exit', () => stack.killNow())
+for (const sig of ['SIGINT', 'SIGTERM']) {
+  process.on(sig, () => {
+    stack.killNow()
+    process.exit(130)
+  })
+}
 
 async function screenshot(name) {
   shot += 1
