@@ -143,17 +143,19 @@ async fn follow_to_end(ctx: &Ctx, client: &Client, run: &Run, after_seq: i64) ->
     }
 }
 
-/// Prints a log line: stderr lines to stderr, or one JSON object per line.
+/// Prints a log line: the script's stdout on stdout, everything else
+/// (stderr, the runner's `setup` lines) on stderr; or one JSON object per line.
 fn print_line(json: bool, l: &LogLine) {
     if json {
         print_json_line(l);
-    } else if l.stream == "stderr" {
-        let mut e = std::io::stderr().lock();
-        let _ = writeln!(e, "{}", l.line);
-    } else {
+    } else if l.stream == "stdout" {
         let mut o = std::io::stdout().lock();
         let _ = writeln!(o, "{}", l.line);
         let _ = o.flush();
+    } else if l.stream == "stderr" {
+        let _ = writeln!(std::io::stderr().lock(), "{}", l.line);
+    } else {
+        let _ = writeln!(std::io::stderr().lock(), "[{}] {}", l.stream, l.line);
     }
 }
 
