@@ -46,7 +46,7 @@ impl Summary {
     /// Whether a file with this relative path is in the archive.
     pub fn contains(&self, path: &str) -> bool {
         let want = normalize_str(path);
-        self.files.iter().any(|f| *f == want)
+        self.files.contains(&want)
     }
 }
 
