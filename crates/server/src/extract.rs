@@ -13,8 +13,9 @@ use std::sync::Arc;
 /// Shared state handle as extracted by handlers.
 pub type State = Arc<AppState>;
 
-/// A JSON body. Malformed JSON is a 400 with the parser's reason; an empty
-/// body reads as `{}` so calls whose fields are all optional need none.
+/// A JSON object body. Malformed JSON (or JSON that is not an object) is a
+/// 400 with the reason; an empty body reads as `{}` so calls whose fields
+/// are all optional need none.
 pub struct JsonBody<T>(pub T);
 
 impl<S, T> FromRequest<S> for JsonBody<T>
@@ -41,6 +42,13 @@ where
         } else {
             &bytes
         };
+        // Every body of the API is an object; serde would otherwise accept a
+        // JSON array for a struct (`[]` or `["acme","Acme"]`) field by field.
+        if slice.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            return Err(ApiError::invalid_request(
+                "request body must be a JSON object",
+            ));
+        }
         serde_json::from_slice(slice)
             .map(JsonBody)
             .map_err(|e| ApiError::invalid_request(format!("invalid JSON body: {e}")))

@@ -61,6 +61,11 @@ pub async fn create_run(
     let mut input = req
         .input
         .unwrap_or_else(|| Value::Object(Default::default()));
+    if !input.is_object() {
+        return Err(ApiError::invalid_input(
+            "input must be a JSON object (it is passed to the script as MINITOWER_INPUT)",
+        ));
+    }
     if let Some(schema) = &version.version.params_schema {
         apply_defaults(&mut input, schema);
         let validator = st

@@ -1,0 +1,533 @@
+//! Shared harness of the black-box HTTP tests: a real `minitowerd` on
+//! 127.0.0.1:0 with its data in a temp dir and a manual clock, plus helpers
+//! that drive it through the typed client (or raw HTTP for malformed calls).
+#![allow(dead_code)]
+
+use flate2::write::GzEncoder;
+use flate2::Compression;
+use futures::StreamExt;
+use minitower_client::{Client, ClientError, ClientResult, VersionUpload};
+use minitower_core::api::*;
+use minitower_server::{AppState, Application, ManualClock, ServerConfig, StartupError};
+use serde_json::Value;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tempfile::TempDir;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub const BOOTSTRAP: &str = "boot";
+pub const REGISTRATION: &str = "reg";
+/// Upper bound for anything that should happen "at once": a hang detector,
+/// never a timing assertion.
+pub const HANG: Duration = Duration::from_secs(20);
+
+/// A running control plane.
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub base: String,
+    pub clock: Arc<ManualClock>,
+    pub state: Arc<AppState>,
+    /// Client without a token.
+    pub anon: Client,
+    pub db_path: PathBuf,
+    pub objects_dir: PathBuf,
+    shutdown: Option<oneshot::Sender<()>>,
+    handle: Option<JoinHandle<Result<(), StartupError>>>,
+    // Last so the server is stopped before the directory goes.
+    pub dir: TempDir,
+}
+
+/// A server with the test configuration.
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// A server with the test configuration adjusted by `f`.
+pub async fn spawn_app_with(f: impl FnOnce(&mut ServerConfig)) -> TestApp {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut config = ServerConfig::for_tests(dir.path());
+    // The background reaper only runs its first (immediate) pass; tests run
+    // passes themselves with `reap` after moving the manual clock.
+    config.expiry_check_interval = Duration::from_secs(3600);
+    f(&mut config);
+    let db_path = config.sqlite_path();
+    let objects_dir = config.objects_dir.clone();
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let clock = Arc::new(ManualClock::new());
+    let app = Application::build_with_clock(config, listener, clock.clone())
+        .await
+        .expect("server builds");
+    let addr = app.local_addr();
+    let state = app.state();
+    let (tx, rx) = oneshot::channel::<()>();
+    let handle = tokio::spawn(app.run_until(async move {
+        let _ = rx.await;
+    }));
+    let base = format!("http://{addr}");
+    TestApp {
+        addr,
+        anon: Client::new(&base, None).unwrap(),
+        base,
+        clock,
+        state,
+        db_path,
+        objects_dir,
+        shutdown: Some(tx),
+        handle: Some(handle),
+        dir,
+    }
+}
+
+impl TestApp {
+    /// A client using `token`.
+    pub fn client(&self, token: &str) -> Client {
+        self.anon.with_token(token)
+    }
+
+    /// Resolves the shutdown future; returns the server task to await.
+    pub fn begin_shutdown(&mut self) -> JoinHandle<Result<(), StartupError>> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        self.handle.take().expect("server still running")
+    }
+
+    /// Creates a team and returns an admin client for it.
+    pub async fn team(&self, slug: &str) -> Client {
+        let t = self
+            .anon
+            .bootstrap_team(
+                BOOTSTRAP,
+                &BootstrapTeamRequest {
+                    slug: slug.into(),
+                    name: format!("Team {slug}"),
+                    password: None,
+                },
+            )
+            .await
+            .expect("bootstrap");
+        self.client(&t.token)
+    }
+
+    /// Registers a runner (default environment) and returns its client.
+    pub async fn runner(&self, name: &str, max_concurrency: Option<i64>) -> Client {
+        let r = self
+            .anon
+            .register_runner(
+                REGISTRATION,
+                &RegisterRunnerRequest {
+                    name: name.into(),
+                    environment: None,
+                    max_concurrency,
+                },
+            )
+            .await
+            .expect("register runner");
+        self.client(&r.token)
+    }
+
+    /// Moves the manual clock forward.
+    pub fn advance(&self, by: Duration) {
+        self.clock.advance(by);
+    }
+
+    /// One reaper pass at the manual clock's time.
+    pub async fn reap(&self) -> minitower_server::reaper::ReapReport {
+        minitower_server::reaper::reap_once(&self.state)
+            .await
+            .expect("reaper pass")
+    }
+
+    /// The lease TTL of this server.
+    pub fn lease_ttl(&self) -> Duration {
+        self.state.config.lease_ttl
+    }
+
+    /// Every file under the objects dir (relative paths), the spool dir excluded
+    /// only when empty.
+    pub fn object_files(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        walk(&self.objects_dir, &self.objects_dir, &mut out);
+        out.sort();
+        out
+    }
+
+    /// Raw request with a token.
+    pub fn raw(
+        &self,
+        token: Option<&str>,
+        method: reqwest::Method,
+        path: &str,
+    ) -> reqwest::RequestBuilder {
+        match token {
+            Some(t) => self.client(t).raw(method, path),
+            None => self.anon.raw(method, path),
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            walk(root, &p, out);
+        } else {
+            out.push(p.strip_prefix(root).unwrap().to_string_lossy().into_owned());
+        }
+    }
+}
+
+// ---- archives ----
+
+/// One entry of a test archive.
+pub enum Entry<'a> {
+    /// A regular file.
+    File(&'a str, &'a [u8]),
+    /// A symlink `path -> target`.
+    Symlink(&'a str, &'a str),
+    /// A regular file whose header name is written verbatim (no safety checks),
+    /// for `..` and absolute paths.
+    RawFile(&'a str, &'a [u8]),
+}
+
+/// A `.tar.gz` built in memory.
+pub fn targz(entries: &[Entry<'_>]) -> Vec<u8> {
+    let enc = GzEncoder::new(Vec::new(), Compression::default());
+    let mut b = tar::Builder::new(enc);
+    for e in entries {
+        match e {
+            Entry::File(path, data) => {
+                let mut h = tar::Header::new_gnu();
+                h.set_size(data.len() as u64);
+                h.set_mode(0o644);
+                h.set_entry_type(tar::EntryType::Regular);
+                b.append_data(&mut h, path, *data).unwrap();
+            }
+            Entry::Symlink(path, target) => {
+                let mut h = tar::Header::new_gnu();
+                h.set_size(0);
+                h.set_mode(0o777);
+                h.set_entry_type(tar::EntryType::Symlink);
+                h.set_path(path).unwrap();
+                h.set_link_name_literal(target.as_bytes()).unwrap();
+                h.set_cksum();
+                b.append(&h, std::io::empty()).unwrap();
+            }
+            Entry::RawFile(path, data) => {
+                let mut h = tar::Header::new_old();
+                let name = path.as_bytes();
+                h.as_old_mut().name[..name.len()].copy_from_slice(name);
+                h.set_size(data.len() as u64);
+                h.set_mode(0o644);
+                h.set_entry_type(tar::EntryType::Regular);
+                h.set_cksum();
+                b.append(&h, *data).unwrap();
+            }
+        }
+    }
+    b.into_inner().unwrap().finish().unwrap()
+}
+
+/// The smallest app: `main.py` printing hello.
+pub fn hello_targz() -> Vec<u8> {
+    targz(&[Entry::File("main.py", b"print('hello')\n")])
+}
+
+/// Hex SHA-256 of bytes.
+pub fn sha256_hex(data: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(data))
+}
+
+/// Uploads an archive as a new version.
+pub async fn upload(
+    team: &Client,
+    app: &str,
+    bytes: Vec<u8>,
+    entrypoint: Option<&str>,
+    params_schema: Option<Value>,
+) -> ClientResult<Version> {
+    let len = bytes.len() as u64;
+    team.upload_version(
+        app,
+        VersionUpload {
+            artifact: reqwest::Body::from(bytes),
+            artifact_len: Some(len),
+            entrypoint: entrypoint.map(str::to_string),
+            timeout_seconds: Some(60),
+            params_schema,
+        },
+    )
+    .await
+}
+
+/// Creates app `slug` with one hello version (entrypoint `main.py`).
+pub async fn app_with_version(team: &Client, slug: &str) -> Version {
+    team.create_app(slug, None).await.expect("create app");
+    upload(team, slug, hello_targz(), Some("main.py"), None)
+        .await
+        .expect("upload")
+}
+
+/// Queues a run of `app` with default settings.
+pub async fn queue_run(team: &Client, app: &str, input: Option<Value>) -> Run {
+    let (run, created) = team
+        .create_run(
+            app,
+            &CreateRunRequest {
+                input,
+                ..Default::default()
+            },
+            None,
+        )
+        .await
+        .expect("create run");
+    assert!(created);
+    run
+}
+
+/// Leases at once (no wait) and expects a lease.
+pub async fn lease_now(runner: &Client) -> Lease {
+    runner
+        .lease(Duration::ZERO)
+        .await
+        .expect("lease call")
+        .expect("a lease")
+}
+
+/// Everything a runner-protocol test starts from: a team with app `hello`,
+/// a runner, a queued run and its lease.
+pub struct Leased {
+    pub team: Client,
+    pub runner: Client,
+    pub run: Run,
+    pub lease: Lease,
+}
+
+pub async fn leased_run(app: &TestApp) -> Leased {
+    let team = app.team("acme").await;
+    app_with_version(&team, "hello").await;
+    let runner = app.runner("runner-1", None).await;
+    let run = queue_run(&team, "hello", None).await;
+    let lease = lease_now(&runner).await;
+    assert_eq!(lease.run_id, run.id);
+    Leased {
+        team,
+        runner,
+        run,
+        lease,
+    }
+}
+
+pub fn line(seq: i64, text: &str) -> NewLogLine {
+    NewLogLine {
+        seq,
+        stream: "stdout".into(),
+        line: text.into(),
+        logged_at: None,
+    }
+}
+
+pub fn result_req(status: minitower_core::ResultStatus, exit_code: Option<i32>) -> ResultRequest {
+    ResultRequest {
+        status,
+        exit_code,
+        error_message: None,
+    }
+}
+
+// ---- error assertions ----
+
+/// Asserts a client call failed with `status` and `code`; returns the message.
+#[track_caller]
+pub fn expect_api_err<T: std::fmt::Debug>(r: ClientResult<T>, status: u16, code: &str) -> String {
+    match r {
+        Err(ClientError::Api {
+            status: s,
+            code: c,
+            message,
+        }) => {
+            assert_eq!((s, c.as_str()), (status, code), "message: {message}");
+            message
+        }
+        other => panic!("expected HTTP {status} {code}, got {other:?}"),
+    }
+}
+
+/// Reads a raw response that must be an error envelope with `status`;
+/// returns (code, message).
+pub async fn envelope(resp: reqwest::Response, status: u16) -> (String, String) {
+    let got = resp.status().as_u16();
+    let ct = resp
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    let body = resp.bytes().await.unwrap();
+    let text = String::from_utf8_lossy(&body);
+    assert_eq!(got, status, "body: {text}");
+    assert!(
+        ct.starts_with("application/json"),
+        "content-type {ct:?}, body {text}"
+    );
+    let v: Value = serde_json::from_slice(&body).unwrap_or_else(|e| panic!("{e}: {text}"));
+    let code = v["error"]["code"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no code: {text}"));
+    let message = v["error"]["message"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no message: {text}"));
+    assert!(!code.is_empty() && !message.is_empty(), "{text}");
+    (code.to_string(), message.to_string())
+}
+
+/// Sends a raw request and returns it as JSON with its status.
+pub async fn send_json(rb: reqwest::RequestBuilder) -> (u16, Value) {
+    let resp = rb.send().await.expect("request sent");
+    let status = resp.status().as_u16();
+    let body = resp.bytes().await.unwrap();
+    let v = if body.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&body)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&body)))
+    };
+    (status, v)
+}
+
+/// Polls `f` until it returns `Some`, failing after [`HANG`].
+pub async fn eventually<T, F, Fut>(what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + HANG;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+// ---- server-sent events ----
+
+/// One parsed SSE event.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SseEvent {
+    pub event: String,
+    pub id: Option<String>,
+    pub data: String,
+}
+
+/// Reads `text/event-stream` by hand so ids and event names are checked as sent.
+pub struct SseReader {
+    stream: futures::stream::BoxStream<'static, reqwest::Result<bytes::Bytes>>,
+    buf: String,
+}
+
+impl SseReader {
+    pub fn new(resp: reqwest::Response) -> Self {
+        let ct = resp
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        assert!(ct.starts_with("text/event-stream"), "content-type {ct:?}");
+        SseReader {
+            stream: resp.bytes_stream().boxed(),
+            buf: String::new(),
+        }
+    }
+
+    /// The next event (comments and keep-alives skipped); `None` at end of stream.
+    pub async fn next(&mut self) -> Option<SseEvent> {
+        tokio::time::timeout(HANG, self.next_inner())
+            .await
+            .expect("SSE event did not arrive")
+    }
+
+    async fn next_inner(&mut self) -> Option<SseEvent> {
+        loop {
+            while let Some(pos) = self.buf.find("\n\n") {
+                let block: String = self.buf.drain(..pos + 2).collect();
+                let mut ev = SseEvent {
+                    event: "message".into(),
+                    ..Default::default()
+                };
+                let mut any = false;
+                let mut data: Vec<&str> = Vec::new();
+                for l in block.lines() {
+                    if l.is_empty() || l.starts_with(':') {
+                        continue;
+                    }
+                    let (k, v) = l.split_once(':').unwrap_or((l, ""));
+                    let v = v.strip_prefix(' ').unwrap_or(v);
+                    any = true;
+                    match k {
+                        "event" => ev.event = v.to_string(),
+                        "id" => ev.id = Some(v.to_string()),
+                        "data" => data.push(v),
+                        _ => {}
+                    }
+                }
+                if any {
+                    ev.data = data.join("\n");
+                    return Some(ev);
+                }
+            }
+            match self.stream.next().await {
+                Some(Ok(chunk)) => self
+                    .buf
+                    .push_str(&String::from_utf8_lossy(&chunk).replace("\r\n", "\n")),
+                Some(Err(e)) => panic!("SSE stream broke: {e}"),
+                None => return None,
+            }
+        }
+    }
+}
+
+/// Opens the raw log stream of a run.
+pub async fn open_stream(
+    app: &TestApp,
+    team: &Client,
+    run_id: i64,
+    query: &str,
+    last_event_id: Option<&str>,
+) -> SseReader {
+    let mut rb = team
+        .raw(
+            reqwest::Method::GET,
+            &format!("/api/v1/runs/{run_id}/logs/stream{query}"),
+        )
+        .header(reqwest::header::ACCEPT, "text/event-stream")
+        .timeout(Duration::from_secs(120));
+    if let Some(id) = last_event_id {
+        rb = rb.header("Last-Event-ID", id);
+    }
+    let _ = app;
+    let resp = rb.send().await.expect("stream request");
+    assert_eq!(resp.status().as_u16(), 200);
+    SseReader::new(resp)
+}

@@ -1,0 +1,545 @@
+//! Version uploads: accepted archives, Towerfiles, and everything that must
+//! be refused without storing anything.
+
+mod common;
+
+use common::*;
+use minitower_client::Client;
+use reqwest::Method;
+use serde_json::json;
+
+#[tokio::test]
+async fn upload_with_entrypoint_field() {
+    let app = spawn_app().await;
+    let team = app.team("acme").await;
+    team.create_app("hello", None).await.unwrap();
+    let bytes = targz(&[
+        Entry::File("main.py", b"print('hi')\n"),
+        Entry::File("lib/util.py", b"X = 1\n"),
+    ]);
+    let sha = sha256_hex(&bytes);
+    let schema = json!({"type": "object", "properties": {"name": {"type": "string"}}});
+
+    // Raw multipart, like the README's curl.
+    let form = reqwest::multipart::Form::new()
+        .part(
+            "artifact",
+            reqwest::multipart::Part::bytes(bytes.clone()).file_name("hello.tar.gz"),
+        )
+        .text("entrypoint", "main.py")
+        .text("timeout_seconds", "60")
+        .text("params_schema", schema.to_string());
+    let (status, body) = send_json(
+        team.raw(Method::POST, "/api/v1/apps/hello/versions")
+            .multipart(form),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["version_no"], 1);
+    assert_eq!(body["artifact_sha256"], sha.as_str());
+    assert_eq!(body["entrypoint"], "main.py");
+    assert_eq!(body["timeout_seconds"], 60);
+    assert_eq!(body["params_schema"], schema);
+    assert!(body["created_at"].is_string());
+
+    let versions = team.list_versions("hello").await.unwrap();
+    assert_eq!(versions.len(), 1);
+    assert_eq!(versions[0].artifact_sha256, sha);
+    // The object is stored under its hash, with exactly these bytes.
+    let files = app.object_files();
+    assert_eq!(files.len(), 1, "{files:?}");
+    assert!(files[0].ends_with(&sha), "{files:?}");
+    let stored = std::fs::read(app.objects_dir.join(&files[0])).unwrap();
+    assert_eq!(stored, bytes);
+}
+
+#[tokio::test]
+async fn defaults_and_nested_entrypoint() {
+    let app = spawn_app().await;
+    let team = app.team("acme").await;
+    team.create_app("hello", None).await.unwrap();
+    let bytes = targz(&[Entry::File("./src/main.py", b"print(1)")]);
+    let form = reqwest::multipart::Form::new()
+        .part("artifact", reqwest::multipart::Part::bytes(bytes))
+        .text("entrypoint", "src/main.py");
+    let (status, body) = send_json(
+        team.raw(Method::POST, "/api/v1/apps/hello/versions")
+            .multipart(form),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["timeout_seconds"], 3600);
+    assert_eq!(body["entrypoint"], "src/main.py");
+    assert!(body["params_schema"].is_null());
+}
+
+const TOWERFILE: &str = r#"
+[app]
+name = "hello"
+script = "app/run.py"
+
+[[parameters]]
+name = "name"
+description = "Who to greet"
+default = "World"
+
+[[parameters]]
+name = "count"
+"#;
+
+#[tokio::test]
+async fn towerfile_supplies_entrypoint_and_schema() {
+    let app = spawn_app().await;
+    let team = app.team("acme").await;
+    team.create_app("hello", None).await.unwrap();
+    let bytes = targz(&[
+        Entry::File("Towerfile", TOWERFILE.as_bytes()),
+        Entry::File("app/run.py", b"print('hi')"),
+    ]);
+    let v = upload(&team, "hello", bytes, None, None).await.unwrap();
+    assert_eq!(v.entrypoint, "app/run.py");
+    let schema = v.params_schema.expect("schema derived from [[parameters]]");
+    assert_eq!(schema["type"], "object");
+    assert_eq!(schema["properties"]["name"]["type"], "string");
+    assert_eq!(schema["properties"]["name"]["default"], "World");
+    assert_eq!(schema["properties"]["count"]["type"], "string");
+    assert_eq!(schema["required"], json!(["count"]));
+
+    // The derived schema is enforced and its defaults filled in.
+    let msg = expect_api_err(
+        team.create_run("hello", &Default::default(), None).await,
+        400,
+        "invalid_input",
+    );
+    assert!(msg.contains("count"), "{msg}");
+    let run = queue_run(&team, "hello", Some(json!({"count": "3"}))).await;
+    assert_eq!(run.input, json!({"count": "3", "name": "World"}));
+
+    // An explicit entrypoint field wins over the Towerfile's script.
+    let bytes = targz(&[
+        Entry::File("Towerfile", TOWERFILE.as_bytes()),
+        Entry::File("app/run.py", b"print('hi')"),
+        Entry::File("other.py", b"print('other')"),
+    ]);
+    let explicit = json!({"type": "object"});
+    let v2 = upload(
+        &team,
+        "hello",
+        bytes,
+        Some("other.py"),
+        Some(explicit.clone()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(v2.version_no, 2);
+    assert_eq!(v2.entrypoint, "other.py");
+    assert_eq!(v2.params_schema, Some(explicit));
+}
+
+/// Asserts an upload was refused with `status`/`code` and left nothing behind.
+async fn assert_refused(
+    app: &TestApp,
+    team: &Client,
+    bytes: Vec<u8>,
+    entrypoint: Option<&str>,
+    schema: Option<serde_json::Value>,
+    status: u16,
+    code: &str,
+) -> String {
+    let msg = expect_api_err(
+        upload(team, "hello", bytes, entrypoint, schema).await,
+        status,
+        code,
+    );
+    assert!(
+        team.list_versions("hello").await.unwrap().is_empty(),
+        "a version was stored after: {msg}"
+    );
+    assert_eq!(
+        app.object_files(),
+        Vec::<String>::new(),
+        "files left after: {msg}"
+    );
+    assert!(
+        app.objects_dir.join("tmp").is_dir(),
+        "spool dir must remain"
+    );
+    msg
+}
+
+async fn app_and_team(app: &TestApp) -> Client {
+    let team = app.team("acme").await;
+    team.create_app("hello", None).await.unwrap();
+    team
+}
+
+#[tokio::test]
+async fn rejects_unsafe_or_corrupt_archives() {
+    let app = spawn_app().await;
+    let team = app_and_team(&app).await;
+    let main = Entry::File("main.py", b"print(1)");
+
+    let m = assert_refused(
+        &app,
+        &team,
+        b"this is not gzip".to_vec(),
+        Some("main.py"),
+        None,
+        400,
+        "invalid_artifact",
+    )
+    .await;
+    assert!(m.contains("gzip"), "{m}");
+    // gzip of something that is not a tar.
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    std::io::Write::write_all(&mut gz, &[7u8; 2000]).unwrap();
+    assert_refused(
+        &app,
+        &team,
+        gz.finish().unwrap(),
+        Some("main.py"),
+        None,
+        400,
+        "invalid_artifact",
+    )
+    .await;
+    // Truncated archive.
+    let mut cut = hello_targz();
+    cut.truncate(cut.len() / 2);
+    assert_refused(
+        &app,
+        &team,
+        cut,
+        Some("main.py"),
+        None,
+        400,
+        "invalid_artifact",
+    )
+    .await;
+
+    let abs = targz(&[
+        Entry::File("main.py", b"x"),
+        Entry::RawFile("/etc/evil", b"x"),
+    ]);
+    assert_refused(
+        &app,
+        &team,
+        abs,
+        Some("main.py"),
+        None,
+        400,
+        "invalid_artifact",
+    )
+    .await;
+    let dotdot = targz(&[
+        Entry::File("main.py", b"x"),
+        Entry::RawFile("a/../../evil.py", b"x"),
+    ]);
+    assert_refused(
+        &app,
+        &team,
+        dotdot,
+        Some("main.py"),
+        None,
+        400,
+        "invalid_artifact",
+    )
+    .await;
+    let link_out = targz(&[
+        Entry::File("main.py", b"x"),
+        Entry::Symlink("lib/passwd", "../../etc/passwd"),
+    ]);
+    assert_refused(
+        &app,
+        &team,
+        link_out,
+        Some("main.py"),
+        None,
+        400,
+        "invalid_artifact",
+    )
+    .await;
+    let link_abs = targz(&[
+        Entry::File("main.py", b"x"),
+        Entry::Symlink("passwd", "/etc/passwd"),
+    ]);
+    assert_refused(
+        &app,
+        &team,
+        link_abs,
+        Some("main.py"),
+        None,
+        400,
+        "invalid_artifact",
+    )
+    .await;
+
+    let m = assert_refused(
+        &app,
+        &team,
+        targz(&[main]),
+        Some("missing.py"),
+        None,
+        400,
+        "invalid_artifact",
+    )
+    .await;
+    assert!(m.contains("missing.py"), "{m}");
+    // The entrypoint must stay inside the archive.
+    assert_refused(
+        &app,
+        &team,
+        hello_targz(),
+        Some("../main.py"),
+        None,
+        400,
+        "invalid_request",
+    )
+    .await;
+    assert_refused(
+        &app,
+        &team,
+        hello_targz(),
+        Some("/main.py"),
+        None,
+        400,
+        "invalid_request",
+    )
+    .await;
+    // No entrypoint and no Towerfile.
+    assert_refused(
+        &app,
+        &team,
+        hello_targz(),
+        None,
+        None,
+        400,
+        "invalid_request",
+    )
+    .await;
+    // An empty artifact.
+    assert_refused(
+        &app,
+        &team,
+        Vec::new(),
+        Some("main.py"),
+        None,
+        400,
+        "invalid_artifact",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn link_inside_the_archive_is_fine() {
+    let app = spawn_app().await;
+    let team = app_and_team(&app).await;
+    let bytes = targz(&[
+        Entry::File("lib/real.py", b"x"),
+        Entry::Symlink("main.py", "lib/real.py"),
+    ]);
+    upload(&team, "hello", bytes, Some("main.py"), None)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn rejects_invalid_towerfile_and_schema() {
+    let app = spawn_app().await;
+    let team = app_and_team(&app).await;
+
+    let syntax = targz(&[
+        Entry::File("Towerfile", b"[app\nname = "),
+        Entry::File("main.py", b"x"),
+    ]);
+    let m = assert_refused(&app, &team, syntax, None, None, 400, "invalid_towerfile").await;
+    assert!(m.contains("line"), "{m}");
+    let no_script = targz(&[
+        Entry::File("Towerfile", b"[app]\nname = \"hello\"\n"),
+        Entry::File("main.py", b"x"),
+    ]);
+    assert_refused(&app, &team, no_script, None, None, 400, "invalid_towerfile").await;
+    // A broken Towerfile is refused even when the entrypoint field is given.
+    let broken = targz(&[
+        Entry::File("Towerfile", b"app = 3"),
+        Entry::File("main.py", b"x"),
+    ]);
+    assert_refused(
+        &app,
+        &team,
+        broken,
+        Some("main.py"),
+        None,
+        400,
+        "invalid_towerfile",
+    )
+    .await;
+    // Towerfile script missing from the archive.
+    let missing = targz(&[
+        Entry::File(
+            "Towerfile",
+            b"[app]\nname = \"hello\"\nscript = \"nope.py\"\n",
+        ),
+        Entry::File("main.py", b"x"),
+    ]);
+    assert_refused(&app, &team, missing, None, None, 400, "invalid_artifact").await;
+
+    for bad in [
+        json!("a string"),
+        json!([1, 2]),
+        json!({"type": 12}),
+        json!({"properties": {"x": {"type": "nonsense"}}}),
+    ] {
+        let m = assert_refused(
+            &app,
+            &team,
+            hello_targz(),
+            Some("main.py"),
+            Some(bad.clone()),
+            400,
+            "invalid_request",
+        )
+        .await;
+        assert!(m.contains("params_schema"), "{bad}: {m}");
+    }
+    // Not JSON at all.
+    let form = reqwest::multipart::Form::new()
+        .part("artifact", reqwest::multipart::Part::bytes(hello_targz()))
+        .text("entrypoint", "main.py")
+        .text("params_schema", "{not json");
+    let resp = team
+        .raw(Method::POST, "/api/v1/apps/hello/versions")
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    envelope(resp, 400).await;
+    for t in ["0", "-5", "soon", "99999999999999999999", "700000"] {
+        let form = reqwest::multipart::Form::new()
+            .part("artifact", reqwest::multipart::Part::bytes(hello_targz()))
+            .text("entrypoint", "main.py")
+            .text("timeout_seconds", t);
+        let resp = team
+            .raw(Method::POST, "/api/v1/apps/hello/versions")
+            .multipart(form)
+            .send()
+            .await
+            .unwrap();
+        let (code, _) = envelope(resp, 400).await;
+        assert_eq!(code, "invalid_request", "timeout {t}");
+    }
+    assert!(team.list_versions("hello").await.unwrap().is_empty());
+    assert!(app.object_files().is_empty());
+}
+
+#[tokio::test]
+async fn missing_artifact_or_not_multipart_is_400() {
+    let app = spawn_app().await;
+    let team = app_and_team(&app).await;
+    let form = reqwest::multipart::Form::new().text("entrypoint", "main.py");
+    let resp = team
+        .raw(Method::POST, "/api/v1/apps/hello/versions")
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    envelope(resp, 400).await;
+    let resp = team
+        .raw(Method::POST, "/api/v1/apps/hello/versions")
+        .json(&json!({"artifact": "x"}))
+        .send()
+        .await
+        .unwrap();
+    envelope(resp, 400).await;
+    assert!(team.list_versions("hello").await.unwrap().is_empty());
+}
+
+/// Bytes that gzip poorly (an LCG), so the compressed size stays close.
+fn noise(n: usize, mut seed: u64) -> Vec<u8> {
+    (0..n)
+        .map(|_| {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (seed >> 33) as u8
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn compressed_size_over_limit_is_413() {
+    let app = spawn_app_with(|c| c.max_artifact_size = 4096).await;
+    let team = app_and_team(&app).await;
+    let big = targz(&[
+        Entry::File("main.py", b"x"),
+        Entry::File("blob", &noise(20_000, 1)),
+    ]);
+    assert!(big.len() > 4096);
+    assert_refused(
+        &app,
+        &team,
+        big,
+        Some("main.py"),
+        None,
+        413,
+        "payload_too_large",
+    )
+    .await;
+    // A small one still goes through.
+    upload(&team, "hello", hello_targz(), Some("main.py"), None)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn unpacked_size_over_the_cap_is_413() {
+    let app = spawn_app_with(|c| c.max_artifact_size = 4096).await;
+    let team = app_and_team(&app).await;
+    // Zeros compress to almost nothing but unpack past 10x the limit.
+    let bomb = targz(&[
+        Entry::File("main.py", b"x"),
+        Entry::File("zeros", &vec![0u8; 100_000]),
+    ]);
+    assert!(bomb.len() < 4096, "{}", bomb.len());
+    assert_refused(
+        &app,
+        &team,
+        bomb,
+        Some("main.py"),
+        None,
+        413,
+        "payload_too_large",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn identical_uploads_are_stored_once() {
+    let app = spawn_app().await;
+    let team = app_and_team(&app).await;
+    let bytes = hello_targz();
+    let v1 = upload(&team, "hello", bytes.clone(), Some("main.py"), None)
+        .await
+        .unwrap();
+    let v2 = upload(&team, "hello", bytes.clone(), Some("main.py"), None)
+        .await
+        .unwrap();
+    assert_eq!((v1.version_no, v2.version_no), (1, 2));
+    assert_eq!(v1.artifact_sha256, v2.artifact_sha256);
+    assert_eq!(app.object_files().len(), 1, "{:?}", app.object_files());
+    let versions = team.list_versions("hello").await.unwrap();
+    let nos: Vec<i64> = versions.iter().map(|v| v.version_no).collect();
+    assert_eq!(nos, [2, 1], "newest first");
+}
+
+#[tokio::test]
+async fn versions_are_numbered_per_app() {
+    let app = spawn_app().await;
+    let team = app.team("acme").await;
+    app_with_version(&team, "a").await;
+    let b1 = app_with_version(&team, "b").await;
+    assert_eq!(b1.version_no, 1);
+    let other = app.team("globex").await;
+    let g1 = app_with_version(&other, "a").await;
+    assert_eq!(g1.version_no, 1);
+}
