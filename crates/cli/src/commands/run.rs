@@ -101,8 +101,9 @@ pub async fn logs(ctx: &Ctx, args: LogsArgs) -> CliResult<()> {
 /// Follows until the run ends, then reports; Ctrl-C stops following.
 async fn follow_to_end(ctx: &Ctx, client: &Client, run: &Run, after_seq: i64) -> CliResult<()> {
     let json = ctx.json();
+    let mut sink = |l: &LogLine| print_line(json, l);
     let status = tokio::select! {
-        s = follow(client, run.id, after_seq, json) => s?,
+        s = follow(client, run.id, after_seq, &mut sink) => s?,
         _ = tokio::signal::ctrl_c() => {
             if !json {
                 eprintln!("\nStopped following; run {} continues (`minitower logs {} -f` to resume, `minitower cancel {}` to stop it).", run.id, run.id, run.id);
@@ -165,7 +166,7 @@ pub async fn follow(
     client: &Client,
     run_id: i64,
     after_seq: i64,
-    json: bool,
+    sink: &mut (dyn FnMut(&LogLine) + Send),
 ) -> CliResult<RunStatus> {
     let mut last = after_seq;
     let mut failures = 0u32;
@@ -178,7 +179,7 @@ pub async fn follow(
                     match ev {
                         Ok(LogEvent::Log(l)) => {
                             if l.seq > last {
-                                print_line(json, &l);
+                                sink(&l);
                                 last = l.seq;
                             }
                             failures = 0;
@@ -207,9 +208,7 @@ pub async fn follow(
                     let page = client.logs(run_id, last).await?;
                     let Some(l) = page.last() else { break };
                     last = l.seq;
-                    for l in &page {
-                        print_line(json, l);
-                    }
+                    page.iter().for_each(&mut *sink);
                 }
                 return Ok(detail.run.status);
             }
@@ -220,7 +219,10 @@ pub async fn follow(
 }
 
 #[cfg(test)]
-mod tests {
+mod tests;
+
+#[cfg(test)]
+mod input_tests {
     use super::*;
     use serde_json::json;
 
