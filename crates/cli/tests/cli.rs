@@ -213,17 +213,32 @@ async fn errors_are_short_and_have_exit_codes() {
         .await
         .expect(4);
     assert!(out.stderr.contains("HTTP 401"), "{}", out.stderr);
-    cli.run(&[
-        "login",
-        "--server",
-        &stack.url,
-        "--team",
-        "acme",
-        "--password",
-        "hunter22",
-    ])
-    .await
-    .expect(0);
+    // Without --password the password is read from stdin when it is not a terminal.
+    let mut login = cli.command(&["login", "--server", &stack.url, "--team", "acme"]);
+    login
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = login.spawn().unwrap();
+    {
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(b"hunter22\n")
+            .unwrap();
+    }
+    let out: Out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap()
+        .into();
+    let out = out.expect(0);
+    assert!(
+        out.stdout.contains("as team acme (admin)"),
+        "{}",
+        out.stdout
+    );
 
     let out = cli.run(&["run", "nope"]).await.expect(3);
     assert!(
