@@ -30,7 +30,6 @@ pub async fn reap_once(st: &AppState) -> StoreResult<ReapReport> {
                 RunStatus::Queued => {
                     report.retried += 1;
                     st.metrics.run_retried(&r.labels.team, &r.labels.app);
-                    st.notifier.queue_changed(&r.labels.environment);
                 }
                 RunStatus::Dead => report.dead += 1,
                 RunStatus::Cancelled => report.cancelled += 1,
@@ -40,6 +39,9 @@ pub async fn reap_once(st: &AppState) -> StoreResult<ReapReport> {
                 st.metrics.run_finished(f);
             }
             tracing::info!(run_id = r.labels.run_id, attempt_no = r.attempt_no, outcome = %r.run_status, "lease expired");
+            // Wake lease calls: the run may be leasable again, and in any case
+            // the expired attempt freed a slot of its runner.
+            st.notifier.queue_changed(&r.labels.environment);
             st.notifier.run_changed(r.labels.run_id);
         }
         if (n as i64) < BATCH {

@@ -76,7 +76,7 @@ async fn stream_replays_then_follows_then_ends() {
         .await
         .unwrap();
 
-    let mut sse = open_stream(&app, &l.team, run_id, "", None).await;
+    let mut sse = open_stream(&l.team, run_id, "", None).await;
     let a = log_line(&sse.next().await.unwrap());
     let b = log_line(&sse.next().await.unwrap());
     assert_eq!((a.seq, a.line.as_str()), (1, "stored one"));
@@ -116,18 +116,18 @@ async fn stream_resumes_from_last_event_id_or_after_seq() {
         .await
         .unwrap();
 
-    let mut sse = open_stream(&app, &l.team, run_id, "", Some("2")).await;
+    let mut sse = open_stream(&l.team, run_id, "", Some("2")).await;
     assert_eq!(log_line(&sse.next().await.unwrap()).seq, 3);
     assert_eq!(log_line(&sse.next().await.unwrap()).seq, 4);
     assert_eq!(end_status(&sse.next().await.unwrap()), RunStatus::Failed);
     assert_eq!(sse.next().await, None);
 
     // Last-Event-ID wins over the query (it is what a reconnecting browser sends).
-    let mut sse = open_stream(&app, &l.team, run_id, "?after_seq=1", Some("3")).await;
+    let mut sse = open_stream(&l.team, run_id, "?after_seq=1", Some("3")).await;
     assert_eq!(log_line(&sse.next().await.unwrap()).seq, 4);
     assert_eq!(end_status(&sse.next().await.unwrap()), RunStatus::Failed);
 
-    let mut sse = open_stream(&app, &l.team, run_id, "?after_seq=3", None).await;
+    let mut sse = open_stream(&l.team, run_id, "?after_seq=3", None).await;
     assert_eq!(log_line(&sse.next().await.unwrap()).seq, 4);
     assert_eq!(end_status(&sse.next().await.unwrap()), RunStatus::Failed);
 }
@@ -139,7 +139,7 @@ async fn terminal_run_replays_and_ends_at_once() {
     app_with_version(&team, "hello").await;
     let run = queue_run(&team, "hello", None).await;
     team.cancel_run(run.id).await.unwrap();
-    let mut sse = open_stream(&app, &team, run.id, "", None).await;
+    let mut sse = open_stream(&team, run.id, "", None).await;
     assert_eq!(end_status(&sse.next().await.unwrap()), RunStatus::Cancelled);
     assert_eq!(sse.next().await, None);
 }
@@ -211,4 +211,56 @@ async fn stream_of_unknown_run_is_404() {
         .await
         .unwrap();
     envelope(resp, 401).await;
+}
+
+#[tokio::test]
+async fn stream_of_a_queued_run_ends_when_it_is_cancelled() {
+    let app = spawn_app().await;
+    let team = app.team("acme").await;
+    app_with_version(&team, "hello").await;
+    let run = queue_run(&team, "hello", None).await;
+    let mut sse = open_stream(&team, run.id, "", None).await;
+    team.cancel_run(run.id).await.unwrap();
+    assert_eq!(end_status(&sse.next().await.unwrap()), RunStatus::Cancelled);
+    assert_eq!(sse.next().await, None);
+}
+
+#[tokio::test]
+async fn stream_follows_retries_and_ends_dead() {
+    let app = spawn_app().await;
+    let team = app.team("acme").await;
+    app_with_version(&team, "hello").await;
+    let runner = app.runner("r1", None).await;
+    let (run, _) = team
+        .create_run(
+            "hello",
+            &CreateRunRequest {
+                max_retries: Some(1),
+                ..Default::default()
+            },
+            None,
+        )
+        .await
+        .unwrap();
+    let mut sse = open_stream(&team, run.id, "", None).await;
+    let l1 = lease_now(&runner).await;
+    runner
+        .send_logs(run.id, &l1.lease_token, vec![line(1, "first try")])
+        .await
+        .unwrap();
+    assert_eq!(log_line(&sse.next().await.unwrap()).seq, 1);
+    app.advance(app.lease_ttl() + Duration::from_secs(1));
+    app.reap().await;
+    // Requeued, not terminal: the stream stays open for the next attempt.
+    let l2 = lease_now(&runner).await;
+    runner
+        .send_logs(run.id, &l2.lease_token, vec![line(2, "second try")])
+        .await
+        .unwrap();
+    let second = log_line(&sse.next().await.unwrap());
+    assert_eq!((second.seq, second.attempt_no), (2, 2));
+    app.advance(app.lease_ttl() + Duration::from_secs(1));
+    app.reap().await;
+    assert_eq!(end_status(&sse.next().await.unwrap()), RunStatus::Dead);
+    assert_eq!(sse.next().await, None);
 }

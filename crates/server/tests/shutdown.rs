@@ -21,7 +21,7 @@ async fn shutdown_ends_long_polls_and_streams_and_closes_the_database() {
         .unwrap();
 
     // An SSE stream on a run that is still running.
-    let mut sse = open_stream(&app, &l.team, l.run.id, "", None).await;
+    let mut sse = open_stream(&l.team, l.run.id, "", None).await;
     assert_eq!(sse.next().await.unwrap().id.as_deref(), Some("1"));
 
     // A long-poll on an empty queue, known to be waiting.

@@ -257,6 +257,24 @@ async fn revoked_token_stops_working_at_once() {
 }
 
 #[tokio::test]
+async fn token_use_is_recorded() {
+    let app = spawn_app().await;
+    let admin = app.team("acme").await;
+    let ci = admin.create_token("ci", None).await.unwrap();
+    let listed = admin.list_tokens().await.unwrap();
+    let info = listed.iter().find(|t| t.id == ci.id).unwrap();
+    assert_eq!(info.last_used_at, None);
+    assert_eq!(info.name, "ci");
+    app.client(&ci.token).me().await.unwrap();
+    let listed = admin.list_tokens().await.unwrap();
+    let info = listed.iter().find(|t| t.id == ci.id).unwrap();
+    assert_eq!(
+        info.last_used_at.map(|t| t.timestamp_millis()),
+        Some(app.state.now().timestamp_millis())
+    );
+}
+
+#[tokio::test]
 async fn a_token_can_revoke_itself() {
     let app = spawn_app().await;
     let admin = app.team("acme").await;

@@ -235,6 +235,9 @@ pub async fn result(
         .await?;
     if let Some(f) = &outcome.finished {
         st.metrics.run_finished(f);
+        // The attempt freed a slot of its runner: a lease call of that runner
+        // parked at its concurrency limit may now take a queued run.
+        st.notifier.queue_changed(&f.labels.environment);
     }
     st.notifier.run_changed(id);
     Ok(RunIdExt::attach(id, Json(outcome.ack).into_response()))

@@ -3,10 +3,15 @@
 //! that drive it through the typed client (or raw HTTP for malformed calls).
 #![allow(dead_code)]
 
-use flate2::write::GzEncoder;
-use flate2::Compression;
-use futures::StreamExt;
-use minitower_client::{Client, ClientError, ClientResult, VersionUpload};
+mod archive;
+mod sse;
+
+#[allow(unused_imports)]
+pub use archive::*;
+#[allow(unused_imports)]
+pub use sse::*;
+
+use minitower_client::{Client, ClientError, ClientResult};
 use minitower_core::api::*;
 use minitower_server::{AppState, Application, ManualClock, ServerConfig, StartupError};
 use serde_json::Value;
@@ -192,96 +197,11 @@ fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
     }
 }
 
-// ---- archives ----
-
-/// One entry of a test archive.
-pub enum Entry<'a> {
-    /// A regular file.
-    File(&'a str, &'a [u8]),
-    /// A symlink `path -> target`.
-    Symlink(&'a str, &'a str),
-    /// A regular file whose header name is written verbatim (no safety checks),
-    /// for `..` and absolute paths.
-    RawFile(&'a str, &'a [u8]),
-}
-
-/// A `.tar.gz` built in memory.
-pub fn targz(entries: &[Entry<'_>]) -> Vec<u8> {
-    let enc = GzEncoder::new(Vec::new(), Compression::default());
-    let mut b = tar::Builder::new(enc);
-    for e in entries {
-        match e {
-            Entry::File(path, data) => {
-                let mut h = tar::Header::new_gnu();
-                h.set_size(data.len() as u64);
-                h.set_mode(0o644);
-                h.set_entry_type(tar::EntryType::Regular);
-                b.append_data(&mut h, path, *data).unwrap();
-            }
-            Entry::Symlink(path, target) => {
-                let mut h = tar::Header::new_gnu();
-                h.set_size(0);
-                h.set_mode(0o777);
-                h.set_entry_type(tar::EntryType::Symlink);
-                h.set_path(path).unwrap();
-                h.set_link_name_literal(target.as_bytes()).unwrap();
-                h.set_cksum();
-                b.append(&h, std::io::empty()).unwrap();
-            }
-            Entry::RawFile(path, data) => {
-                let mut h = tar::Header::new_old();
-                let name = path.as_bytes();
-                h.as_old_mut().name[..name.len()].copy_from_slice(name);
-                h.set_size(data.len() as u64);
-                h.set_mode(0o644);
-                h.set_entry_type(tar::EntryType::Regular);
-                h.set_cksum();
-                b.append(&h, *data).unwrap();
-            }
-        }
-    }
-    b.into_inner().unwrap().finish().unwrap()
-}
-
-/// The smallest app: `main.py` printing hello.
-pub fn hello_targz() -> Vec<u8> {
-    targz(&[Entry::File("main.py", b"print('hello')\n")])
-}
-
-/// Hex SHA-256 of bytes.
-pub fn sha256_hex(data: &[u8]) -> String {
-    use sha2::Digest;
-    hex::encode(sha2::Sha256::digest(data))
-}
-
-/// Uploads an archive as a new version.
-pub async fn upload(
-    team: &Client,
-    app: &str,
-    bytes: Vec<u8>,
-    entrypoint: Option<&str>,
-    params_schema: Option<Value>,
-) -> ClientResult<Version> {
-    let len = bytes.len() as u64;
-    team.upload_version(
-        app,
-        VersionUpload {
-            artifact: reqwest::Body::from(bytes),
-            artifact_len: Some(len),
-            entrypoint: entrypoint.map(str::to_string),
-            timeout_seconds: Some(60),
-            params_schema,
-        },
-    )
-    .await
-}
-
-/// Creates app `slug` with one hello version (entrypoint `main.py`).
-pub async fn app_with_version(team: &Client, slug: &str) -> Version {
-    team.create_app(slug, None).await.expect("create app");
-    upload(team, slug, hello_targz(), Some("main.py"), None)
-        .await
-        .expect("upload")
+/// Creates a team `acme` with an app `hello` that has no version yet.
+pub async fn team_with_app(app: &TestApp) -> Client {
+    let team = app.team("acme").await;
+    team.create_app("hello", None).await.expect("create app");
+    team
 }
 
 /// Queues a run of `app` with default settings.
@@ -428,106 +348,4 @@ where
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-}
-
-// ---- server-sent events ----
-
-/// One parsed SSE event.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct SseEvent {
-    pub event: String,
-    pub id: Option<String>,
-    pub data: String,
-}
-
-/// Reads `text/event-stream` by hand so ids and event names are checked as sent.
-pub struct SseReader {
-    stream: futures::stream::BoxStream<'static, reqwest::Result<bytes::Bytes>>,
-    buf: String,
-}
-
-impl SseReader {
-    pub fn new(resp: reqwest::Response) -> Self {
-        let ct = resp
-            .headers()
-            .get(reqwest::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_string();
-        assert!(ct.starts_with("text/event-stream"), "content-type {ct:?}");
-        SseReader {
-            stream: resp.bytes_stream().boxed(),
-            buf: String::new(),
-        }
-    }
-
-    /// The next event (comments and keep-alives skipped); `None` at end of stream.
-    pub async fn next(&mut self) -> Option<SseEvent> {
-        tokio::time::timeout(HANG, self.next_inner())
-            .await
-            .expect("SSE event did not arrive")
-    }
-
-    async fn next_inner(&mut self) -> Option<SseEvent> {
-        loop {
-            while let Some(pos) = self.buf.find("\n\n") {
-                let block: String = self.buf.drain(..pos + 2).collect();
-                let mut ev = SseEvent {
-                    event: "message".into(),
-                    ..Default::default()
-                };
-                let mut any = false;
-                let mut data: Vec<&str> = Vec::new();
-                for l in block.lines() {
-                    if l.is_empty() || l.starts_with(':') {
-                        continue;
-                    }
-                    let (k, v) = l.split_once(':').unwrap_or((l, ""));
-                    let v = v.strip_prefix(' ').unwrap_or(v);
-                    any = true;
-                    match k {
-                        "event" => ev.event = v.to_string(),
-                        "id" => ev.id = Some(v.to_string()),
-                        "data" => data.push(v),
-                        _ => {}
-                    }
-                }
-                if any {
-                    ev.data = data.join("\n");
-                    return Some(ev);
-                }
-            }
-            match self.stream.next().await {
-                Some(Ok(chunk)) => self
-                    .buf
-                    .push_str(&String::from_utf8_lossy(&chunk).replace("\r\n", "\n")),
-                Some(Err(e)) => panic!("SSE stream broke: {e}"),
-                None => return None,
-            }
-        }
-    }
-}
-
-/// Opens the raw log stream of a run.
-pub async fn open_stream(
-    app: &TestApp,
-    team: &Client,
-    run_id: i64,
-    query: &str,
-    last_event_id: Option<&str>,
-) -> SseReader {
-    let mut rb = team
-        .raw(
-            reqwest::Method::GET,
-            &format!("/api/v1/runs/{run_id}/logs/stream{query}"),
-        )
-        .header(reqwest::header::ACCEPT, "text/event-stream")
-        .timeout(Duration::from_secs(120));
-    if let Some(id) = last_event_id {
-        rb = rb.header("Last-Event-ID", id);
-    }
-    let _ = app;
-    let resp = rb.send().await.expect("stream request");
-    assert_eq!(resp.status().as_u16(), 200);
-    SseReader::new(resp)
 }
