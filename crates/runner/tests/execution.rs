@@ -1,0 +1,222 @@
+//! Runs end to end: output, exit codes, input, environments.
+
+mod common;
+
+use common::{Harness, RunnerHandle};
+use minitower_core::RunStatus;
+use serde_json::json;
+
+const HELLO: &str = r#"import os, json
+input_data = json.loads(os.environ.get("MINITOWER_INPUT", "{}"))
+print(f"Hello, {input_data.get('name', 'World')}!")
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn success_with_output() {
+    let h = Harness::start().await;
+    h.deploy("hello", &[("main.py", HELLO)], "main.py", Some(60))
+        .await;
+    let runner = RunnerHandle::spawn(h.runner_config("r1"));
+    let id = h.trigger("hello", json!({"name": "MiniTower"})).await;
+    let done = h.finished(id).await;
+    assert_eq!(done.run.status, RunStatus::Completed, "{:?}", done.run);
+    assert_eq!(done.run.exit_code, Some(0));
+    assert_eq!(done.attempts.len(), 1);
+    let logs = h.logs(id).await;
+    assert!(
+        logs.iter()
+            .any(|l| l.stream == "stdout" && l.line == "Hello, MiniTower!"),
+        "{logs:?}"
+    );
+    assert!(logs.windows(2).all(|w| w[0].seq < w[1].seq));
+    assert_eq!(logs[0].seq, 1);
+    // A shell entrypoint and a second run of the same version (artifact cache hit).
+    h.deploy(
+        "shell",
+        &[("run.sh", "echo \"from bash $MINITOWER_RUN_NO\"\n")],
+        "run.sh",
+        None,
+    )
+    .await;
+    let id2 = h.trigger("shell", json!({})).await;
+    let done2 = h.finished(id2).await;
+    assert_eq!(done2.run.status, RunStatus::Completed);
+    assert!(h.logs(id2).await.iter().any(|l| l.line == "from bash 1"));
+    let id3 = h.trigger("hello", json!({})).await;
+    assert_eq!(h.finished(id3).await.run.status, RunStatus::Completed);
+    assert!(h.logs(id3).await.iter().any(|l| l.line == "Hello, World!"));
+    runner.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn exit_code_three_fails_with_stderr_stored() {
+    let h = Harness::start().await;
+    let script = "import sys\nprint('about to fail', file=sys.stderr)\nprint('really', file=sys.stderr)\nsys.exit(3)\n";
+    h.deploy("fails", &[("main.py", script)], "main.py", None)
+        .await;
+    let runner = RunnerHandle::spawn(h.runner_config("r1"));
+    let id = h.trigger("fails", json!({})).await;
+    let done = h.finished(id).await;
+    assert_eq!(done.run.status, RunStatus::Failed);
+    assert_eq!(done.run.exit_code, Some(3));
+    let logs = h.logs(id).await;
+    let stderr: Vec<&str> = logs
+        .iter()
+        .filter(|l| l.stream == "stderr")
+        .map(|l| l.line.as_str())
+        .collect();
+    assert_eq!(stderr, ["about to fail", "really"]);
+    // An uncaught exception: traceback on stderr, exit code 1, no runner frames.
+    h.deploy(
+        "raises",
+        &[("main.py", "def f():\n    raise ValueError('boom')\nf()\n")],
+        "main.py",
+        None,
+    )
+    .await;
+    let id = h.trigger("raises", json!({})).await;
+    let done = h.finished(id).await;
+    assert_eq!(done.run.exit_code, Some(1));
+    let lines: Vec<String> = h
+        .logs(id)
+        .await
+        .into_iter()
+        .filter(|l| l.stream == "stderr")
+        .map(|l| l.line)
+        .collect();
+    assert_eq!(
+        lines.first().map(String::as_str),
+        Some("Traceback (most recent call last):"),
+        "{lines:?}"
+    );
+    assert_eq!(lines.last().map(String::as_str), Some("ValueError: boom"));
+    assert!(
+        !lines
+            .iter()
+            .any(|l| l.contains("<string>") || l.contains("runpy")),
+        "{lines:?}"
+    );
+    runner.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn input_reaches_the_script_both_ways() {
+    let h = Harness::start().await;
+    let script = r#"import json, os, sys
+inp = json.loads(os.environ["MINITOWER_INPUT"])
+print("input", json.dumps(inp, sort_keys=True))
+for k in ["name", "count", "nested", "flag", "MINITOWER_RUN_ID", "MINITOWER_RUN_NO", "MINITOWER_APP", "MINITOWER_VERSION_NO", "MINITOWER_ATTEMPT_NO", "PYTHONUNBUFFERED"]:
+    print(f"{k}={os.environ.get(k)}")
+print("bad-key present:", "bad-key" in os.environ)
+print("secret:", os.environ.get("MINITOWER_RUNNER_REGISTRATION_TOKEN"))
+print("cwd is workspace:", os.path.exists("helper.txt"))
+print("venv:", sys.prefix == os.environ["VIRTUAL_ENV"], os.environ["PATH"].startswith(os.environ["VIRTUAL_ENV"]))
+print("argv0:", sys.argv[0] == os.path.abspath("main.py"), sys.path[0] == os.getcwd())
+import mylib
+print("import path:", mylib.X)
+"#;
+    h.deploy(
+        "inputs",
+        &[
+            ("main.py", script),
+            ("helper.txt", "x"),
+            (
+                "Towerfile",
+                "[app]\nname = \"inputs\"\nscript = \"main.py\"\nimport_paths = [\"../lib\"]\n",
+            ),
+            ("modules/lib/mylib.py", "X = 'from modules'\n"),
+        ],
+        "main.py",
+        None,
+    )
+    .await;
+    let runner = RunnerHandle::spawn(h.runner_config("r1"));
+    let input =
+        json!({"name": "Ada", "count": 3, "nested": {"a": [1, 2]}, "flag": true, "bad-key": "x"});
+    let id = h.trigger("inputs", input).await;
+    let done = h.finished(id).await;
+    let lines: Vec<String> = h.logs(id).await.into_iter().map(|l| l.line).collect();
+    let has = |s: &str| lines.iter().any(|l| l == s);
+    assert!(
+        has(
+            r#"input {"bad-key": "x", "count": 3, "flag": true, "name": "Ada", "nested": {"a": [1, 2]}}"#
+        ),
+        "{lines:?}"
+    );
+    assert!(has("name=Ada"), "{lines:?}");
+    assert!(has("count=3"));
+    assert!(has(r#"nested={"a":[1,2]}"#));
+    assert!(has("flag=true"));
+    assert!(has(&format!("MINITOWER_RUN_ID={id}")));
+    assert!(has("MINITOWER_RUN_NO=1"));
+    assert!(has("MINITOWER_APP=inputs"));
+    assert!(has("MINITOWER_VERSION_NO=1"));
+    assert!(has("MINITOWER_ATTEMPT_NO=1"));
+    assert!(has("PYTHONUNBUFFERED=1"));
+    assert!(has("bad-key present: False"));
+    assert!(has("secret: None"));
+    assert!(has("cwd is workspace: True"));
+    assert!(has("venv: True True"));
+    assert!(has("argv0: True True"));
+    // The Towerfile's import_paths (packed as modules/lib) are on PYTHONPATH.
+    assert!(has("import path: from modules"), "{lines:?}");
+    assert_eq!(done.run.status, RunStatus::Completed);
+    runner.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn requirements_are_installed_once_and_reused() {
+    let h = Harness::start().await;
+    let wheels = h.dir.path().join("wheels");
+    std::fs::create_dir_all(&wheels).unwrap();
+    let wheel = common::write_wheel(&wheels, "tinydep", "VALUE = 'tiny 42'\n");
+    let requirements = format!("{}\n", wheel.display());
+    let script = "import tinydep, sys\nprint('value', tinydep.VALUE)\nprint('cached', tinydep.__cached__ is not None)\n";
+    h.deploy(
+        "deps",
+        &[("main.py", script), ("requirements.txt", &requirements)],
+        "main.py",
+        None,
+    )
+    .await;
+    let config = h.runner_config("r1");
+    let envs_dir = config.data_dir.join("envs");
+    let runner = RunnerHandle::spawn(config);
+
+    let first = h.trigger("deps", json!({})).await;
+    let done = h.finished(first).await;
+    let logs = h.logs(first).await;
+    assert_eq!(done.run.status, RunStatus::Completed, "{logs:?}");
+    assert!(logs.iter().any(|l| l.line == "value tiny 42"));
+    assert!(
+        logs.iter()
+            .any(|l| l.stream == "setup" && l.line.starts_with("building environment")),
+        "{logs:?}"
+    );
+    let marker = std::fs::read_dir(&envs_dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path().join(".minitower-complete"))
+        .find(|p| p.exists() && !p.to_string_lossy().contains("/empty-"))
+        .expect("a built environment");
+    let inode = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&marker).unwrap());
+
+    let second = h.trigger("deps", json!({})).await;
+    let done = h.finished(second).await;
+    let logs = h.logs(second).await;
+    assert_eq!(done.run.status, RunStatus::Completed, "{logs:?}");
+    assert!(logs.iter().any(|l| l.line == "value tiny 42"));
+    assert!(
+        logs.iter()
+            .any(|l| l.stream == "setup" && l.line.starts_with("using cached environment")),
+        "{logs:?}"
+    );
+    assert!(!logs
+        .iter()
+        .any(|l| l.line.starts_with("building environment")));
+    assert_eq!(
+        inode,
+        std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&marker).unwrap())
+    );
+    runner.stop().await;
+}
