@@ -138,3 +138,34 @@ async fn result_racing_cancel_converges() {
     }
     assert_eq!(team.list_runners().await.unwrap()[0].active_runs, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn parallel_uploads_and_creates_get_distinct_numbers() {
+    let app = spawn_app().await;
+    let team = team_with_app(&app).await;
+    let versions = join_all((0..6).map(|i| {
+        let team = team.clone();
+        async move {
+            let body = format!("print({i})");
+            let bytes = targz(&[Entry::File("main.py", body.as_bytes())]);
+            upload(&team, "hello", bytes, Some("main.py"), None)
+                .await
+                .unwrap()
+                .version_no
+        }
+    }))
+    .await;
+    let mut nos = versions.clone();
+    nos.sort();
+    assert_eq!(nos, (1..=6).collect::<Vec<i64>>(), "{versions:?}");
+    assert_eq!(app.object_files().len(), 6);
+
+    let runs = join_all((0..10).map(|_| {
+        let team = team.clone();
+        async move { queue_run(&team, "hello", None).await.run_no }
+    }))
+    .await;
+    let mut nos = runs.clone();
+    nos.sort();
+    assert_eq!(nos, (1..=10).collect::<Vec<i64>>(), "{runs:?}");
+}

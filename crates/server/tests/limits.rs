@@ -105,3 +105,22 @@ async fn large_streamed_artifact_over_the_limit_is_413() {
         .await
         .unwrap();
 }
+
+#[tokio::test]
+async fn sparse_file_unpacking_over_the_cap_is_413() {
+    // The cap counts the real size of a GNU sparse file, not its stored bytes.
+    let app = spawn_app_with(|c| c.max_artifact_size = 4096).await;
+    let team = team_with_app(&app).await;
+    let bomb = targz(&[Entry::File("main.py", b"x"), Entry::Sparse("hole", 1 << 40)]);
+    assert!(bomb.len() < 4096, "{}", bomb.len());
+    assert_refused(
+        &app,
+        &team,
+        bomb,
+        Some("main.py"),
+        None,
+        413,
+        "payload_too_large",
+    )
+    .await;
+}

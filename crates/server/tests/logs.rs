@@ -264,3 +264,66 @@ async fn stream_follows_retries_and_ends_dead() {
     assert_eq!(end_status(&sse.next().await.unwrap()), RunStatus::Dead);
     assert_eq!(sse.next().await, None);
 }
+
+#[tokio::test]
+async fn long_histories_replay_in_order_across_pages() {
+    let app = spawn_app().await;
+    let l = leased_run(&app).await;
+    let (run_id, t) = (l.run.id, l.lease.lease_token.clone());
+    for chunk in 0..3 {
+        let lines: Vec<NewLogLine> = (1..=1000)
+            .map(|i| chunk * 1000 + i)
+            .map(|seq| line(seq, &format!("line {seq}")))
+            .collect();
+        let ack = l.runner.send_logs(run_id, &t, lines).await.unwrap();
+        assert_eq!(ack.accepted, 1000);
+    }
+    l.runner
+        .send_logs(run_id, &t, vec![line(3001, "last")])
+        .await
+        .unwrap();
+    l.runner
+        .result(run_id, &t, &result_req(ResultStatus::Completed, Some(0)))
+        .await
+        .unwrap();
+    let mut sse = open_stream(&l.team, run_id, "?after_seq=500", None).await;
+    let mut want = 501;
+    loop {
+        let ev = sse.next().await.unwrap();
+        if ev.event == "end" {
+            assert_eq!(end_status(&ev), RunStatus::Completed);
+            break;
+        }
+        assert_eq!(log_line(&ev).seq, want);
+        want += 1;
+    }
+    assert_eq!(want, 3002, "every stored line after 500 was replayed");
+    assert_eq!(l.team.logs(run_id, 0).await.unwrap().len(), 3001);
+}
+
+#[tokio::test]
+async fn oversized_lines_are_cut_and_batches_bounded() {
+    let app = spawn_app().await;
+    let l = leased_run(&app).await;
+    let (run_id, t) = (l.run.id, l.lease.lease_token.clone());
+    // 100 000 bytes of a 3-byte character: cut on a character boundary.
+    let long = "€".repeat(100_000 / 3 + 1);
+    l.runner
+        .send_logs(run_id, &t, vec![line(1, &long)])
+        .await
+        .unwrap();
+    let stored = &l.team.logs(run_id, 0).await.unwrap()[0].line;
+    assert!(
+        stored.len() <= 64 * 1024 && stored.len() > 60 * 1024,
+        "{}",
+        stored.len()
+    );
+    assert!(long.starts_with(stored.as_str()));
+    let too_many: Vec<NewLogLine> = (2..=5002).map(|i| line(i, "x")).collect();
+    expect_api_err(
+        l.runner.send_logs(run_id, &t, too_many).await,
+        400,
+        "invalid_request",
+    );
+    assert_eq!(l.team.logs(run_id, 0).await.unwrap().len(), 1);
+}

@@ -248,3 +248,23 @@ async fn domain_metrics_follow_the_runs() {
         Some(2.0)
     );
 }
+
+#[tokio::test]
+async fn database_down_is_503_on_ready_and_an_envelope_elsewhere() {
+    let app = spawn_app().await;
+    let team = app.team("acme").await;
+    app.state.store.close().await;
+    let resp = app.anon.raw(Method::GET, "/ready").send().await.unwrap();
+    let (code, _) = envelope(resp, 503).await;
+    assert_eq!(code, "unavailable");
+    // Liveness does not depend on the database.
+    let resp = app.anon.raw(Method::GET, "/health").send().await.unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let resp = team.raw(Method::GET, "/api/v1/apps").send().await.unwrap();
+    let (code, message) = envelope(resp, 500).await;
+    assert_eq!(code, "internal");
+    assert!(
+        !message.to_lowercase().contains("sql"),
+        "details leak: {message}"
+    );
+}

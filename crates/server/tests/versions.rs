@@ -53,6 +53,22 @@ async fn upload_with_entrypoint_field() {
 }
 
 #[tokio::test]
+async fn archive_made_like_the_quickstart() {
+    // `tar -czf hello.tar.gz -C artifact .` writes "./" and "./main.py".
+    let app = spawn_app().await;
+    let team = team_with_app(&app).await;
+    let bytes = targz(&[Entry::Dir("./"), Entry::File("./main.py", b"print('hi')")]);
+    let v = upload(&team, "hello", bytes, Some("main.py"), None)
+        .await
+        .unwrap();
+    assert_eq!(v.entrypoint, "main.py");
+    let v = upload(&team, "hello", hello_targz(), Some("./main.py"), None)
+        .await
+        .unwrap();
+    assert_eq!(v.entrypoint, "main.py");
+}
+
+#[tokio::test]
 async fn defaults_and_nested_entrypoint() {
     let app = spawn_app().await;
     let team = app.team("acme").await;
@@ -187,6 +203,24 @@ async fn rejects_unsafe_or_corrupt_archives() {
             "invalid_artifact",
         ),
         (
+            "character device",
+            targz(&[main(), Entry::Special("tty", tar::EntryType::Char)]),
+            Some("main.py"),
+            "invalid_artifact",
+        ),
+        (
+            "fifo",
+            targz(&[main(), Entry::Special("pipe", tar::EntryType::Fifo)]),
+            Some("main.py"),
+            "invalid_artifact",
+        ),
+        (
+            "entrypoint is a directory",
+            targz(&[main(), Entry::Dir("pkg")]),
+            Some("pkg"),
+            "invalid_artifact",
+        ),
+        (
             "entrypoint missing",
             targz(&[main()]),
             Some("missing.py"),
@@ -285,6 +319,8 @@ async fn rejects_invalid_towerfile_and_schema() {
         json!([1, 2]),
         json!({"type": 12}),
         json!({"properties": {"x": {"type": "nonsense"}}}),
+        // Remote references are not fetched: the schema does not resolve.
+        json!({"$ref": "http://127.0.0.1:9/schema.json"}),
     ] {
         let m = assert_refused(
             &app,
@@ -379,4 +415,48 @@ async fn versions_are_numbered_per_app() {
     let other = app.team("globex").await;
     let g1 = app_with_version(&other, "a").await;
     assert_eq!(g1.version_no, 1);
+}
+
+#[tokio::test]
+async fn two_artifacts_in_one_form_are_refused() {
+    let app = spawn_app().await;
+    let team = team_with_app(&app).await;
+    let form = reqwest::multipart::Form::new()
+        .part("artifact", reqwest::multipart::Part::bytes(hello_targz()))
+        .part(
+            "artifact",
+            reqwest::multipart::Part::bytes(targz(&[Entry::File("main.py", b"2")])),
+        )
+        .text("entrypoint", "main.py");
+    let resp = team
+        .raw(Method::POST, "/api/v1/apps/hello/versions")
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    let (code, _) = envelope(resp, 400).await;
+    assert_eq!(code, "invalid_request");
+    assert!(team.list_versions("hello").await.unwrap().is_empty());
+    assert!(app.object_files().is_empty(), "{:?}", app.object_files());
+}
+
+#[tokio::test]
+async fn towerfile_import_paths_reach_the_lease() {
+    let app = spawn_app().await;
+    let team = team_with_app(&app).await;
+    let towerfile =
+        b"[app]\nname = \"hello\"\nscript = \"main.py\"\nimport_paths = [\"../shared-lib\"]\n";
+    let bytes = targz(&[
+        Entry::File("Towerfile", towerfile),
+        Entry::File("main.py", b"import shared"),
+        Entry::File("modules/shared-lib/shared.py", b"X = 1"),
+    ]);
+    let v = upload(&team, "hello", bytes, None, None).await.unwrap();
+    assert_eq!(v.import_paths, ["modules/shared-lib"]);
+    assert_eq!(v.params_schema, None);
+    let runner = app.runner("r1", None).await;
+    queue_run(&team, "hello", None).await;
+    let lease = lease_now(&runner).await;
+    assert_eq!(lease.import_paths, ["modules/shared-lib"]);
+    assert_eq!(lease.entrypoint, "main.py");
 }

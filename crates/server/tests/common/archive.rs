@@ -15,6 +15,12 @@ pub enum Entry<'a> {
     /// A regular file whose header name is written verbatim (no safety checks),
     /// for `..` and absolute paths.
     RawFile(&'a str, &'a [u8]),
+    /// A directory.
+    Dir(&'a str),
+    /// An entry of another kind (device, fifo) with no data.
+    Special(&'a str, tar::EntryType),
+    /// A GNU sparse file: 512 bytes of data at the end of `real_size` bytes.
+    Sparse(&'a str, u64),
 }
 
 /// A `.tar.gz` built in memory.
@@ -39,6 +45,33 @@ pub fn targz(entries: &[Entry<'_>]) -> Vec<u8> {
                 h.set_link_name_literal(target.as_bytes()).unwrap();
                 h.set_cksum();
                 b.append(&h, std::io::empty()).unwrap();
+            }
+            Entry::Dir(path) => {
+                let mut h = tar::Header::new_gnu();
+                h.set_size(0);
+                h.set_mode(0o755);
+                h.set_entry_type(tar::EntryType::Directory);
+                b.append_data(&mut h, path, std::io::empty()).unwrap();
+            }
+            Entry::Special(path, kind) => {
+                let mut h = tar::Header::new_gnu();
+                h.set_size(0);
+                h.set_mode(0o644);
+                h.set_entry_type(*kind);
+                b.append_data(&mut h, path, std::io::empty()).unwrap();
+            }
+            Entry::Sparse(path, real_size) => {
+                let mut h = tar::Header::new_gnu();
+                h.set_path(path).unwrap();
+                h.set_mode(0o644);
+                h.set_entry_type(tar::EntryType::GNUSparse);
+                h.set_size(512);
+                let gnu = h.as_gnu_mut().unwrap();
+                gnu.sparse[0].set_offset(real_size - 512);
+                gnu.sparse[0].set_length(512);
+                gnu.set_real_size(*real_size);
+                h.set_cksum();
+                b.append(&h, &[b'x'; 512][..]).unwrap();
             }
             Entry::RawFile(path, data) => {
                 let mut h = tar::Header::new_old();
