@@ -220,3 +220,85 @@ async fn requirements_are_installed_once_and_reused() {
     );
     runner.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn log_budget_drops_lines_with_one_marker() {
+    let h = Harness::start().await;
+    let script = "for i in range(200):\n    print(f'line {i:04d}')\n";
+    h.deploy("chatty", &[("main.py", script)], "main.py", None)
+        .await;
+    let mut config = h.runner_config("r1");
+    config.max_log_bytes = 100; // ten lines of "line 0000"
+    let runner = RunnerHandle::spawn(config);
+    let id = h.trigger("chatty", json!({})).await;
+    assert_eq!(h.finished(id).await.run.status, RunStatus::Completed);
+    let logs = h.logs(id).await;
+    let kept: Vec<&str> = logs
+        .iter()
+        .filter(|l| l.stream == "stdout")
+        .map(|l| l.line.as_str())
+        .collect();
+    // The budget counts every stored byte (the setup line about the download too).
+    let total: usize = logs
+        .iter()
+        .filter(|l| !l.line.contains("log limit"))
+        .map(|l| l.line.len())
+        .sum();
+    assert!(total <= 100, "{total}");
+    assert!(!kept.is_empty() && kept.len() < 20, "{kept:?}");
+    assert!(kept
+        .iter()
+        .enumerate()
+        .all(|(i, l)| *l == format!("line {i:04}")));
+    let markers: Vec<&str> = logs
+        .iter()
+        .filter(|l| l.line.contains("log limit"))
+        .map(|l| l.line.as_str())
+        .collect();
+    let expected = format!(
+        "[minitower] log limit of 100 bytes reached: dropped {} lines ({} bytes)",
+        200 - kept.len(),
+        (200 - kept.len()) * 9
+    );
+    assert_eq!(markers, [expected.as_str()]);
+    runner.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn saved_token_is_reused_and_replaced_when_refused() {
+    let h = Harness::start().await;
+    h.deploy("hello", &[("main.py", HELLO)], "main.py", None)
+        .await;
+    let config = h.runner_config("r1");
+    let token_file = config.data_dir.join("runners/r1/token.json");
+    let runner = RunnerHandle::spawn(config.clone());
+    let id = h.trigger("hello", json!({})).await;
+    assert_eq!(h.finished(id).await.run.status, RunStatus::Completed);
+    runner.stop().await;
+    let saved = std::fs::read_to_string(&token_file).unwrap();
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&token_file).unwrap().permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600);
+
+    // A restart reuses the token (no registration: the file is unchanged).
+    let mut no_reg = config.clone();
+    no_reg.registration_token = String::new();
+    let runner = RunnerHandle::spawn(no_reg);
+    let id = h.trigger("hello", json!({})).await;
+    assert_eq!(h.finished(id).await.run.status, RunStatus::Completed);
+    runner.stop().await;
+    assert_eq!(std::fs::read_to_string(&token_file).unwrap(), saved);
+
+    // A refused token (401) leads to a new registration.
+    let mut v: serde_json::Value = serde_json::from_str(&saved).unwrap();
+    v["token"] = json!("not-a-valid-token");
+    std::fs::write(&token_file, v.to_string()).unwrap();
+    let runner = RunnerHandle::spawn(config);
+    let id = h.trigger("hello", json!({})).await;
+    assert_eq!(h.finished(id).await.run.status, RunStatus::Completed);
+    runner.stop().await;
+    let renewed: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&token_file).unwrap()).unwrap();
+    assert_ne!(renewed["token"], json!("not-a-valid-token"));
+}
