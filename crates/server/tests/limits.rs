@@ -124,3 +124,18 @@ async fn sparse_file_unpacking_over_the_cap_is_413() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn uploads_are_bounded_by_the_artifact_limit_not_the_json_one() {
+    let app = spawn_app_with(|c| c.max_request_body_size = 1024).await;
+    let team = team_with_app(&app).await;
+    let bytes = targz(&[
+        Entry::File("main.py", b"x"),
+        Entry::File("blob", &noise(50_000, 3)),
+    ]);
+    assert!(bytes.len() > 1024 * 10);
+    let v = upload(&team, "hello", bytes, Some("main.py"), None)
+        .await
+        .unwrap();
+    assert_eq!(v.version_no, 1);
+}

@@ -97,6 +97,31 @@ async fn lease_token_fences_every_call() {
 }
 
 #[tokio::test]
+async fn start_and_heartbeat_answer_the_documented_shape() {
+    let app = spawn_app().await;
+    let l = leased_run(&app).await;
+    for (what, status) in [
+        ("start", "running"),
+        ("start", "running"),
+        ("heartbeat", "running"),
+    ] {
+        let (code, body) = send_json(
+            l.runner
+                .raw(Method::POST, &format!("/api/v1/runs/{}/{what}", l.run.id))
+                .header(LEASE_TOKEN_HEADER, &l.lease.lease_token),
+        )
+        .await;
+        assert_eq!(code, 200, "{what}: {body}");
+        assert_eq!(body["status"], status, "{what}: {body}");
+        assert_eq!(body["cancel_requested"], false, "{what}: {body}");
+        assert!(body["lease_expires_at"].as_str().unwrap().ends_with('Z'));
+    }
+    let d = l.team.get_run(l.run.id).await.unwrap();
+    assert_eq!(d.run.status, RunStatus::Running);
+    assert!(d.run.started_at.is_some());
+}
+
+#[tokio::test]
 async fn heartbeat_extends_the_lease() {
     let app = spawn_app().await;
     let l = leased_run(&app).await;
