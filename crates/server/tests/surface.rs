@@ -94,6 +94,8 @@ async fn metrics_are_exposed_with_normalized_paths() {
         runs_get[0]
     );
     assert!(text.contains("path=\"/api/v1/apps/{app}\""), "{text}");
+    // Unknown API paths share one bounded label.
+    assert!(text.contains("path=\"unmatched\""), "{text}");
     // No raw ids or slugs in labels.
     for raw in [
         format!("/api/v1/runs/{id}\""),
@@ -150,11 +152,34 @@ async fn domain_metrics_follow_the_runs() {
         )
         .await
         .unwrap();
+    // A repeated result is not a second completion.
+    runner
+        .result(
+            done.id,
+            &l.lease_token,
+            &result_req(ResultStatus::Completed, Some(0)),
+        )
+        .await
+        .unwrap();
+    // A run that dies on its only attempt.
+    let (doomed, _) = team
+        .create_run(
+            "hello",
+            &minitower_core::api::CreateRunRequest {
+                max_retries: Some(0),
+                ..Default::default()
+            },
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(lease_now(&runner).await.run_id, doomed.id);
     let retried = queue_run(&team, "hello", None).await;
     let l2 = lease_now(&runner).await;
     assert_eq!(l2.run_id, retried.id);
     app.advance(app.lease_ttl() + std::time::Duration::from_secs(1));
-    app.reap().await;
+    let report = app.reap().await;
+    assert_eq!((report.retried, report.dead), (1, 1));
     queue_run(&team, "hello", None).await;
     let cancelled = queue_run(&team, "hello", None).await;
     team.cancel_run(cancelled.id).await.unwrap();
@@ -171,7 +196,7 @@ async fn domain_metrics_follow_the_runs() {
     let ta = ["team=\"acme\"", "app=\"hello\""];
     assert_eq!(
         sample(&text, "minitower_runs_created_total", &ta),
-        Some(4.0)
+        Some(5.0)
     );
     let with = |extra: &'static str| [ta[0], ta[1], extra];
     assert_eq!(
@@ -200,7 +225,7 @@ async fn domain_metrics_follow_the_runs() {
             "minitower_runs_leased_total",
             &["environment=\"default\""]
         ),
-        Some(2.0)
+        Some(3.0)
     );
     assert_eq!(
         sample(
@@ -245,7 +270,15 @@ async fn domain_metrics_follow_the_runs() {
     );
     assert_eq!(
         sample(&text, "minitower_run_queue_wait_seconds_count", &ta),
-        Some(2.0)
+        Some(3.0)
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "minitower_runs_completed_total",
+            &with("status=\"dead\"")
+        ),
+        Some(1.0)
     );
 }
 
