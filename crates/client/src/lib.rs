@@ -173,7 +173,11 @@ impl Client {
         Self::json(self.req(Method::GET, path)).await
     }
 
-    async fn post<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> ClientResult<T> {
+    async fn post<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> ClientResult<T> {
         Self::json(self.req(Method::POST, path).json(body)).await
     }
 
@@ -191,14 +195,22 @@ impl Client {
 
     /// `GET /ready`: Ok when the server's database answers.
     pub async fn ready(&self) -> ClientResult<()> {
-        Self::send(self.req(Method::GET, "/ready")).await.map(|_| ())
+        Self::send(self.req(Method::GET, "/ready"))
+            .await
+            .map(|_| ())
     }
 
     // ---- teams and tokens ----
 
     /// Creates a team with the bootstrap token.
-    pub async fn bootstrap_team(&self, bootstrap_token: &str, req: &BootstrapTeamRequest) -> ClientResult<TeamWithToken> {
-        self.with_token(bootstrap_token).post("/api/v1/bootstrap/team", req).await
+    pub async fn bootstrap_team(
+        &self,
+        bootstrap_token: &str,
+        req: &BootstrapTeamRequest,
+    ) -> ClientResult<TeamWithToken> {
+        self.with_token(bootstrap_token)
+            .post("/api/v1/bootstrap/team", req)
+            .await
     }
 
     /// Exchanges a team password for an admin token.
@@ -231,7 +243,9 @@ impl Client {
 
     /// Revokes a token at once.
     pub async fn revoke_token(&self, id: i64) -> ClientResult<()> {
-        Self::send(self.req(Method::DELETE, &format!("/api/v1/tokens/{id}"))).await.map(|_| ())
+        Self::send(self.req(Method::DELETE, &format!("/api/v1/tokens/{id}")))
+            .await
+            .map(|_| ())
     }
 
     // ---- apps and versions ----
@@ -288,15 +302,25 @@ impl Client {
 
     /// Versions of an app, newest first.
     pub async fn list_versions(&self, slug: &str) -> ClientResult<Vec<Version>> {
-        Ok(self.get::<VersionList>(&format!("/api/v1/apps/{slug}/versions")).await?.versions)
+        Ok(self
+            .get::<VersionList>(&format!("/api/v1/apps/{slug}/versions"))
+            .await?
+            .versions)
     }
 
     // ---- runs ----
 
     /// Queues a run; returns the run and whether it was newly created
     /// (false when an idempotency key matched an earlier run).
-    pub async fn create_run(&self, slug: &str, req: &CreateRunRequest, idempotency_key: Option<&str>) -> ClientResult<(Run, bool)> {
-        let mut rb = self.req(Method::POST, &format!("/api/v1/apps/{slug}/runs")).json(req);
+    pub async fn create_run(
+        &self,
+        slug: &str,
+        req: &CreateRunRequest,
+        idempotency_key: Option<&str>,
+    ) -> ClientResult<(Run, bool)> {
+        let mut rb = self
+            .req(Method::POST, &format!("/api/v1/apps/{slug}/runs"))
+            .json(req);
         if let Some(k) = idempotency_key {
             rb = rb.header(IDEMPOTENCY_HEADER, k);
         }
@@ -326,7 +350,12 @@ impl Client {
     }
 
     /// Runs of one app, newest first.
-    pub async fn list_app_runs(&self, slug: &str, limit: i64, offset: i64) -> ClientResult<Vec<Run>> {
+    pub async fn list_app_runs(
+        &self,
+        slug: &str,
+        limit: i64,
+        offset: i64,
+    ) -> ClientResult<Vec<Run>> {
         let rb = self
             .req(Method::GET, &format!("/api/v1/apps/{slug}/runs"))
             .query(&[("limit", limit), ("offset", offset)]);
@@ -370,7 +399,10 @@ impl Client {
     ) -> ClientResult<impl futures::Stream<Item = ClientResult<LogEvent>> + Send + 'static> {
         let mut rb = self
             .http
-            .get(format!("{}/api/v1/runs/{id}/logs/stream?after_seq={after_seq}", self.base))
+            .get(format!(
+                "{}/api/v1/runs/{id}/logs/stream?after_seq={after_seq}",
+                self.base
+            ))
             .header(header::ACCEPT, "text/event-stream");
         if let Some(t) = &self.token {
             rb = rb.bearer_auth(t);
@@ -382,8 +414,14 @@ impl Client {
     // ---- runner protocol ----
 
     /// Registers (or re-registers) a runner with the registration token.
-    pub async fn register_runner(&self, registration_token: &str, req: &RegisterRunnerRequest) -> ClientResult<RegisteredRunner> {
-        self.with_token(registration_token).post("/api/v1/runners/register", req).await
+    pub async fn register_runner(
+        &self,
+        registration_token: &str,
+        req: &RegisterRunnerRequest,
+    ) -> ClientResult<RegisteredRunner> {
+        self.with_token(registration_token)
+            .post("/api/v1/runners/register", req)
+            .await
     }
 
     /// Asks for work, long-polling up to `wait` (at most 30 s). `None` = nothing to do.
@@ -413,19 +451,39 @@ impl Client {
     }
 
     /// Sends a batch of log lines.
-    pub async fn send_logs(&self, run_id: i64, lease_token: &str, logs: Vec<NewLogLine>) -> ClientResult<LogBatchAck> {
-        let rb = self.leased(Method::POST, run_id, "logs", lease_token).json(&LogBatch { logs });
+    pub async fn send_logs(
+        &self,
+        run_id: i64,
+        lease_token: &str,
+        logs: Vec<NewLogLine>,
+    ) -> ClientResult<LogBatchAck> {
+        let rb = self
+            .leased(Method::POST, run_id, "logs", lease_token)
+            .json(&LogBatch { logs });
         Self::json(rb).await
     }
 
     /// Reports the attempt's outcome.
-    pub async fn result(&self, run_id: i64, lease_token: &str, req: &ResultRequest) -> ClientResult<ResultAck> {
-        Self::json(self.leased(Method::POST, run_id, "result", lease_token).json(req)).await
+    pub async fn result(
+        &self,
+        run_id: i64,
+        lease_token: &str,
+        req: &ResultRequest,
+    ) -> ClientResult<ResultAck> {
+        Self::json(
+            self.leased(Method::POST, run_id, "result", lease_token)
+                .json(req),
+        )
+        .await
     }
 
     /// Starts downloading the run's artifact; the caller streams the body
     /// (`bytes_stream`) and checks it against the `X-Artifact-SHA256` header.
-    pub async fn artifact(&self, run_id: i64, lease_token: &str) -> ClientResult<reqwest::Response> {
+    pub async fn artifact(
+        &self,
+        run_id: i64,
+        lease_token: &str,
+    ) -> ClientResult<reqwest::Response> {
         let rb = self
             .leased(Method::GET, run_id, "artifact", lease_token)
             .timeout(Duration::from_secs(600));
@@ -434,7 +492,10 @@ impl Client {
 
     /// Every runner (admin tokens only).
     pub async fn list_runners(&self) -> ClientResult<Vec<RunnerInfo>> {
-        Ok(self.get::<RunnerList>("/api/v1/admin/runners").await?.runners)
+        Ok(self
+            .get::<RunnerList>("/api/v1/admin/runners")
+            .await?
+            .runners)
     }
 
     /// A raw request for tests that need to send malformed input.
@@ -461,7 +522,11 @@ pub async fn error_from(resp: reqwest::Response) -> ClientError {
                 .unwrap_or("error")
                 .to_lowercase()
                 .replace(' ', "_"),
-            message: String::from_utf8_lossy(&body).trim().chars().take(500).collect(),
+            message: String::from_utf8_lossy(&body)
+                .trim()
+                .chars()
+                .take(500)
+                .collect(),
         },
     }
 }

@@ -16,7 +16,9 @@ pub enum LogEvent {
 }
 
 /// Decodes the SSE body; unknown events (keep-alives, comments) are skipped.
-pub(crate) fn log_events(resp: reqwest::Response) -> impl Stream<Item = ClientResult<LogEvent>> + Send + 'static {
+pub(crate) fn log_events(
+    resp: reqwest::Response,
+) -> impl Stream<Item = ClientResult<LogEvent>> + Send + 'static {
     resp.bytes_stream()
         .eventsource()
         .filter_map(|ev| async move {

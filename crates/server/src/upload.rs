@@ -19,6 +19,8 @@ const DEFAULT_TIMEOUT_SECONDS: i64 = 3600;
 const MAX_TIMEOUT_SECONDS: i64 = 7 * 24 * 3600;
 /// Largest text field accepted in the form.
 const MAX_FIELD_BYTES: usize = 1 << 20;
+/// Unknown form fields tolerated (so a request's total size stays bounded).
+const MAX_EXTRA_FIELDS: usize = 16;
 
 /// Removes the spool file unless it was committed.
 struct Spool(Option<PathBuf>);
@@ -44,6 +46,7 @@ pub async fn receive_version(st: &State, mut form: Multipart) -> ApiResult<NewVe
     let mut entrypoint: Option<String> = None;
     let mut timeout: Option<String> = None;
     let mut schema_text: Option<String> = None;
+    let mut extra_fields = 0usize;
     while let Some(field) = form.next_field().await.map_err(multipart_error)? {
         let name = field.name().unwrap_or_default().to_string();
         match name.as_str() {
@@ -59,8 +62,14 @@ pub async fn receive_version(st: &State, mut form: Multipart) -> ApiResult<NewVe
             "timeout_seconds" => timeout = Some(text_field(field).await?),
             "params_schema" => schema_text = Some(text_field(field).await?),
             _ => {
-                // Unknown fields are drained and ignored.
-                text_field(field).await.ok();
+                // Unknown fields are read (within the same size cap) and ignored.
+                extra_fields += 1;
+                if extra_fields > MAX_EXTRA_FIELDS {
+                    return Err(ApiError::invalid_request(format!(
+                        "too many unknown form fields (at most {MAX_EXTRA_FIELDS})"
+                    )));
+                }
+                text_field(field).await?;
             }
         }
     }
