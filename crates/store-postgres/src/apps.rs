@@ -1,0 +1,230 @@
+//! Apps and their immutable, numbered versions.
+
+use crate::db::{self, get, ms_ts};
+use crate::PgStore;
+use chrono::{DateTime, Utc};
+use minitower_core::api::{App, Version};
+use minitower_store::{AppRecord, NewVersion, StoreError, StoreResult, VersionRecord};
+use serde_json::Value;
+use sqlx::postgres::PgRow;
+use sqlx::PgConnection;
+
+const APP_SELECT: &str = "SELECT a.id, a.slug, a.description, a.created_at, \
+     (SELECT MAX(version_no) FROM versions v WHERE v.app_id = a.id) AS latest_version \
+     FROM apps a";
+
+const VERSION_SELECT: &str = "SELECT v.id, v.app_id, v.version_no, v.artifact_sha256, \
+     v.entrypoint, v.timeout_seconds, v.params_schema::text AS params_schema, \
+     v.import_paths::text AS import_paths, v.created_at \
+     FROM versions v";
+
+fn app(row: &PgRow) -> StoreResult<App> {
+    Ok(App {
+        id: get(row, "id")?,
+        slug: get(row, "slug")?,
+        description: get(row, "description")?,
+        created_at: get(row, "created_at")?,
+        latest_version: get(row, "latest_version")?,
+    })
+}
+
+fn version(row: &PgRow) -> StoreResult<VersionRecord> {
+    let params_schema = match get::<Option<String>>(row, "params_schema")? {
+        Some(_) => Some(db::json(row, "params_schema")?),
+        None => None,
+    };
+    let import_paths = serde_json::from_value(db::json(row, "import_paths")?)
+        .map_err(|e| StoreError::Database(format!("import_paths: {e}")))?;
+    Ok(VersionRecord {
+        id: get(row, "id")?,
+        app_id: get(row, "app_id")?,
+        version: Version {
+            version_no: get(row, "version_no")?,
+            artifact_sha256: get(row, "artifact_sha256")?,
+            entrypoint: get(row, "entrypoint")?,
+            timeout_seconds: get(row, "timeout_seconds")?,
+            params_schema,
+            created_at: get(row, "created_at")?,
+            import_paths,
+        },
+    })
+}
+
+/// Locks an app row of the team against other numbering writers (runs and
+/// versions are numbered per app) without blocking foreign-key checks.
+/// Returns whether the app exists.
+pub(crate) async fn lock_app(
+    conn: &mut PgConnection,
+    team_id: i64,
+    app_id: i64,
+) -> StoreResult<bool> {
+    let found: Option<i64> =
+        sqlx::query_scalar("SELECT id FROM apps WHERE id = $1 AND team_id = $2 FOR NO KEY UPDATE")
+            .bind(app_id)
+            .bind(team_id)
+            .fetch_optional(conn)
+            .await
+            .map_err(db::err)?;
+    Ok(found.is_some())
+}
+
+pub(crate) async fn create_app(
+    s: &PgStore,
+    team_id: i64,
+    slug: &str,
+    description: Option<&str>,
+    now: DateTime<Utc>,
+) -> StoreResult<AppRecord> {
+    let now = ms_ts(now);
+    let mut tx = s.write().await?;
+    let team: Option<i64> = sqlx::query_scalar("SELECT id FROM teams WHERE id = $1")
+        .bind(team_id)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db::err)?;
+    if team.is_none() {
+        return Err(StoreError::NotFound("team"));
+    }
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO apps (team_id, slug, description, created_at) VALUES ($1, $2, $3, $4) \
+         RETURNING id",
+    )
+    .bind(team_id)
+    .bind(slug)
+    .bind(db::text_opt(description))
+    .bind(now)
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(db::unique(|| format!("app {slug:?} already exists")))?;
+    tx.commit().await.map_err(db::err)?;
+    Ok(AppRecord {
+        id,
+        app: App {
+            id,
+            slug: slug.to_string(),
+            description: description.map(str::to_string),
+            created_at: now,
+            latest_version: None,
+        },
+    })
+}
+
+pub(crate) async fn list_apps(s: &PgStore, team_id: i64) -> StoreResult<Vec<App>> {
+    let rows = sqlx::query(&format!(
+        "{APP_SELECT} WHERE a.team_id = $1 ORDER BY a.slug COLLATE \"C\""
+    ))
+    .bind(team_id)
+    .fetch_all(&s.pool)
+    .await
+    .map_err(db::err)?;
+    rows.iter().map(app).collect()
+}
+
+pub(crate) async fn get_app(
+    s: &PgStore,
+    team_id: i64,
+    slug: &str,
+) -> StoreResult<Option<AppRecord>> {
+    let row = sqlx::query(&format!(
+        "{APP_SELECT} WHERE a.team_id = $1 AND a.slug = $2"
+    ))
+    .bind(team_id)
+    .bind(slug)
+    .fetch_optional(&s.pool)
+    .await
+    .map_err(db::err)?;
+    row.map(|r| {
+        let app = app(&r)?;
+        Ok(AppRecord { id: app.id, app })
+    })
+    .transpose()
+}
+
+pub(crate) async fn create_version(
+    s: &PgStore,
+    team_id: i64,
+    app_id: i64,
+    v: NewVersion,
+    now: DateTime<Utc>,
+) -> StoreResult<Version> {
+    let now = ms_ts(now);
+    let mut tx = s.write().await?;
+    if !lock_app(&mut tx, team_id, app_id).await? {
+        return Err(StoreError::NotFound("app"));
+    }
+    let version_no: i64 = sqlx::query_scalar(
+        "SELECT COALESCE(MAX(version_no), 0) + 1 FROM versions WHERE app_id = $1",
+    )
+    .bind(app_id)
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(db::err)?;
+    let schema = v.params_schema.as_ref().map(Value::to_string);
+    let import_paths = Value::from(v.import_paths.clone()).to_string();
+    sqlx::query(
+        "INSERT INTO versions (app_id, team_id, version_no, artifact_sha256, artifact_size, \
+         entrypoint, timeout_seconds, params_schema, towerfile, import_paths, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8::json, $9, $10::json, $11)",
+    )
+    .bind(app_id)
+    .bind(team_id)
+    .bind(version_no)
+    .bind(&v.artifact_sha256)
+    .bind(v.artifact_size)
+    .bind(db::text(&v.entrypoint).as_ref())
+    .bind(v.timeout_seconds)
+    .bind(schema)
+    .bind(db::text_opt(v.towerfile.as_deref()))
+    .bind(import_paths)
+    .bind(now)
+    .execute(&mut *tx)
+    .await
+    .map_err(db::unique(|| {
+        format!("version {version_no} already exists")
+    }))?;
+    tx.commit().await.map_err(db::err)?;
+    Ok(Version {
+        version_no,
+        artifact_sha256: v.artifact_sha256,
+        entrypoint: v.entrypoint,
+        timeout_seconds: v.timeout_seconds,
+        params_schema: v.params_schema,
+        created_at: now,
+        import_paths: v.import_paths,
+    })
+}
+
+pub(crate) async fn list_versions(
+    s: &PgStore,
+    team_id: i64,
+    app_id: i64,
+) -> StoreResult<Vec<Version>> {
+    let rows = sqlx::query(&format!(
+        "{VERSION_SELECT} WHERE v.app_id = $1 AND v.team_id = $2 ORDER BY v.version_no DESC"
+    ))
+    .bind(app_id)
+    .bind(team_id)
+    .fetch_all(&s.pool)
+    .await
+    .map_err(db::err)?;
+    rows.iter().map(|r| Ok(version(r)?.version)).collect()
+}
+
+pub(crate) async fn get_version(
+    s: &PgStore,
+    team_id: i64,
+    app_id: i64,
+    version_no: Option<i64>,
+) -> StoreResult<Option<VersionRecord>> {
+    let row = sqlx::query(&format!(
+        "{VERSION_SELECT} WHERE v.app_id = $1 AND v.team_id = $2 \
+         AND ($3::bigint IS NULL OR v.version_no = $3) ORDER BY v.version_no DESC LIMIT 1"
+    ))
+    .bind(app_id)
+    .bind(team_id)
+    .bind(version_no)
+    .fetch_optional(&s.pool)
+    .await
+    .map_err(db::err)?;
+    row.as_ref().map(version).transpose()
+}

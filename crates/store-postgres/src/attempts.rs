@@ -1,0 +1,312 @@
+//! The lease holder's calls: start, heartbeat, logs, result, artifact.
+//!
+//! Each one locks the run row, then finds the attempt the (runner, run,
+//! lease token) triple names; a token that names nothing, or an attempt that
+//! is no longer active, is `LeaseGone` and changes nothing.
+
+use crate::db::{self, get, ms_ts};
+use crate::runner::seen;
+use crate::PgStore;
+use chrono::{DateTime, Utc};
+use minitower_core::api::{AttemptState, NewLogLine, ResultAck, ResultRequest};
+use minitower_core::status::{self, AttemptStatus, RecordedResult, RunStatus};
+use minitower_store::{Finished, LeaseParams, ResultOutcome, RunLabels, StoreError, StoreResult};
+use sqlx::PgConnection;
+
+/// The attempt a lease token names, with the run state transitions need.
+struct Held {
+    attempt_id: i64,
+    attempt_no: i64,
+    attempt: AttemptStatus,
+    exit_code: Option<i32>,
+    error_message: Option<String>,
+    run: RunStatus,
+    cancel_requested: bool,
+    lease_expires_at: DateTime<Utc>,
+    queued_at: DateTime<Utc>,
+    started_at: Option<DateTime<Utc>>,
+}
+
+/// Locks the run (when `lock`) and reads the attempt the token names. The
+/// lock comes first so a racing cancel, result or reaper on the same run
+/// is either wholly before or wholly after this call.
+async fn held(
+    conn: &mut PgConnection,
+    runner_id: i64,
+    run_id: i64,
+    lease_token_hash: &str,
+    lock: bool,
+) -> StoreResult<Held> {
+    if lock && db::lock_run(&mut *conn, run_id, None).await?.is_none() {
+        return Err(StoreError::LeaseGone);
+    }
+    let row = sqlx::query(
+        "SELECT a.id, a.attempt_no, a.status, a.exit_code, a.error_message, a.lease_expires_at, \
+                r.status AS run_status, r.cancel_requested, r.queued_at, r.started_at \
+         FROM run_attempts a JOIN runs r ON r.id = a.run_id \
+         WHERE a.run_id = $1 AND a.runner_id = $2 AND a.lease_token_hash = $3 \
+         ORDER BY a.attempt_no DESC LIMIT 1",
+    )
+    .bind(run_id)
+    .bind(runner_id)
+    .bind(lease_token_hash)
+    .fetch_optional(conn)
+    .await
+    .map_err(db::err)?
+    .ok_or(StoreError::LeaseGone)?;
+    Ok(Held {
+        attempt_id: get(&row, "id")?,
+        attempt_no: get(&row, "attempt_no")?,
+        attempt: db::attempt_status(&row, "status")?,
+        exit_code: get(&row, "exit_code")?,
+        error_message: get(&row, "error_message")?,
+        run: db::run_status(&row, "run_status")?,
+        cancel_requested: get(&row, "cancel_requested")?,
+        lease_expires_at: get(&row, "lease_expires_at")?,
+        queued_at: get(&row, "queued_at")?,
+        started_at: get(&row, "started_at")?,
+    })
+}
+
+/// A compare-and-set on the attempt that matched nothing means the lease was
+/// lost in between.
+fn lease_cas(rows: u64) -> StoreResult<()> {
+    if rows == 1 {
+        Ok(())
+    } else {
+        Err(StoreError::LeaseGone)
+    }
+}
+
+pub(crate) async fn start_attempt(
+    s: &PgStore,
+    runner_id: i64,
+    run_id: i64,
+    lease_token_hash: &str,
+    params: LeaseParams,
+) -> StoreResult<(AttemptState, Option<RunLabels>)> {
+    let now = ms_ts(params.now);
+    let mut tx = s.write().await?;
+    let h = held(&mut tx, runner_id, run_id, lease_token_hash, true).await?;
+    let t = status::start(h.run, h.attempt)?;
+    let attempt = t.attempt.unwrap_or(h.attempt);
+    let expires = db::expiry(now, params.ttl).max(h.lease_expires_at);
+    // Starting is proof of life: it extends the lease like a heartbeat.
+    let done = sqlx::query(
+        "UPDATE run_attempts SET status = $1, lease_expires_at = $2 WHERE id = $3 AND status = $4",
+    )
+    .bind(attempt.as_str())
+    .bind(expires)
+    .bind(h.attempt_id)
+    .bind(h.attempt.as_str())
+    .execute(&mut *tx)
+    .await
+    .map_err(db::err)?;
+    lease_cas(done.rows_affected())?;
+    let mut labels = None;
+    if t.changed {
+        let done = sqlx::query(
+            "UPDATE runs SET status = $1, started_at = COALESCE(started_at, $2) \
+             WHERE id = $3 AND status = $4",
+        )
+        .bind(t.run.as_str())
+        .bind(now)
+        .bind(run_id)
+        .bind(h.run.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(db::err)?;
+        db::cas(done.rows_affected(), "start run")?;
+        labels = Some(db::labels(&mut tx, run_id).await?);
+    }
+    seen(&mut tx, runner_id, now).await?;
+    tx.commit().await.map_err(db::err)?;
+    Ok((
+        AttemptState {
+            status: attempt,
+            run_status: t.run,
+            cancel_requested: h.cancel_requested,
+            lease_expires_at: expires,
+        },
+        labels,
+    ))
+}
+
+pub(crate) async fn heartbeat(
+    s: &PgStore,
+    runner_id: i64,
+    run_id: i64,
+    lease_token_hash: &str,
+    params: LeaseParams,
+) -> StoreResult<AttemptState> {
+    let now = ms_ts(params.now);
+    let mut tx = s.write().await?;
+    let h = held(&mut tx, runner_id, run_id, lease_token_hash, true).await?;
+    let t = status::heartbeat(h.run, h.attempt)?;
+    let expires = db::expiry(now, params.ttl).max(h.lease_expires_at);
+    let done =
+        sqlx::query("UPDATE run_attempts SET lease_expires_at = $1 WHERE id = $2 AND status = $3")
+            .bind(expires)
+            .bind(h.attempt_id)
+            .bind(h.attempt.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(db::err)?;
+    lease_cas(done.rows_affected())?;
+    seen(&mut tx, runner_id, now).await?;
+    tx.commit().await.map_err(db::err)?;
+    Ok(AttemptState {
+        status: t.attempt.unwrap_or(h.attempt),
+        run_status: t.run,
+        cancel_requested: h.cancel_requested,
+        lease_expires_at: expires,
+    })
+}
+
+pub(crate) async fn append_logs(
+    s: &PgStore,
+    runner_id: i64,
+    run_id: i64,
+    lease_token_hash: &str,
+    lines: &[NewLogLine],
+    now: DateTime<Utc>,
+) -> StoreResult<(i64, bool)> {
+    let mut tx = s.write().await?;
+    let h = held(&mut tx, runner_id, run_id, lease_token_hash, true).await?;
+    // Logs are accepted exactly while a heartbeat would be.
+    status::heartbeat(h.run, h.attempt)?;
+    let mut seqs = Vec::with_capacity(lines.len());
+    let mut streams = Vec::with_capacity(lines.len());
+    let mut texts = Vec::with_capacity(lines.len());
+    let mut times = Vec::with_capacity(lines.len());
+    for l in lines {
+        seqs.push(l.seq);
+        streams.push(db::text(&l.stream).into_owned());
+        texts.push(db::text(&l.line).into_owned());
+        times.push(ms_ts(l.logged_at.unwrap_or(now)));
+    }
+    // One statement for the whole batch. A seq already stored (a resent
+    // batch) is ignored, not an error; within a batch the first line of a
+    // seq wins, as with one insert per line.
+    let done = sqlx::query(
+        "INSERT INTO run_logs (run_id, seq, attempt_no, stream, line, logged_at) \
+         SELECT DISTINCT ON (b.seq) $1, b.seq, $2, b.stream, b.line, b.logged_at \
+         FROM UNNEST($3::bigint[], $4::text[], $5::text[], $6::timestamptz[]) \
+              WITH ORDINALITY AS b(seq, stream, line, logged_at, pos) \
+         ORDER BY b.seq, b.pos \
+         ON CONFLICT (run_id, seq) DO NOTHING",
+    )
+    .bind(run_id)
+    .bind(h.attempt_no)
+    .bind(&seqs)
+    .bind(&streams)
+    .bind(&texts)
+    .bind(&times)
+    .execute(&mut *tx)
+    .await
+    .map_err(db::err)?;
+    tx.commit().await.map_err(db::err)?;
+    Ok((done.rows_affected() as i64, h.cancel_requested))
+}
+
+pub(crate) async fn complete_attempt(
+    s: &PgStore,
+    runner_id: i64,
+    run_id: i64,
+    lease_token_hash: &str,
+    result: &ResultRequest,
+    now: DateTime<Utc>,
+) -> StoreResult<ResultOutcome> {
+    let now = ms_ts(now);
+    let mut tx = s.write().await?;
+    let h = held(&mut tx, runner_id, run_id, lease_token_hash, true).await?;
+    let message = db::text_opt(result.error_message.as_deref());
+    let recorded = (!h.attempt.is_active()).then(|| RecordedResult {
+        status: h.attempt,
+        exit_code: h.exit_code,
+        error_message: h.error_message.clone(),
+    });
+    let t = status::result(
+        h.run,
+        h.attempt,
+        result.status,
+        result.exit_code,
+        message.as_deref(),
+        recorded.as_ref(),
+    )?;
+    let attempt = t.attempt.unwrap_or(h.attempt);
+    if !t.changed {
+        tx.commit().await.map_err(db::err)?;
+        return Ok(ResultOutcome {
+            ack: ResultAck {
+                status: attempt,
+                run_status: t.run,
+            },
+            finished: None,
+        });
+    }
+    let done = sqlx::query(
+        "UPDATE run_attempts SET status = $1, exit_code = $2, error_message = $3, \
+         finished_at = $4 WHERE id = $5 AND status = $6",
+    )
+    .bind(attempt.as_str())
+    .bind(result.exit_code)
+    .bind(&message)
+    .bind(now)
+    .bind(h.attempt_id)
+    .bind(h.attempt.as_str())
+    .execute(&mut *tx)
+    .await
+    .map_err(db::err)?;
+    lease_cas(done.rows_affected())?;
+    let done = sqlx::query(
+        "UPDATE runs SET status = $1, exit_code = $2, error_message = $3, finished_at = $4 \
+         WHERE id = $5 AND status = $6",
+    )
+    .bind(t.run.as_str())
+    .bind(result.exit_code)
+    .bind(&message)
+    .bind(now)
+    .bind(run_id)
+    .bind(h.run.as_str())
+    .execute(&mut *tx)
+    .await
+    .map_err(db::err)?;
+    db::cas(done.rows_affected(), "finish run")?;
+    let labels = db::labels(&mut tx, run_id).await?;
+    tx.commit().await.map_err(db::err)?;
+    Ok(ResultOutcome {
+        ack: ResultAck {
+            status: attempt,
+            run_status: t.run,
+        },
+        finished: Some(Finished {
+            labels,
+            status: t.run,
+            queued_at: h.queued_at,
+            started_at: h.started_at,
+            finished_at: now,
+        }),
+    })
+}
+
+pub(crate) async fn leased_artifact(
+    s: &PgStore,
+    runner_id: i64,
+    run_id: i64,
+    lease_token_hash: &str,
+) -> StoreResult<String> {
+    let mut tx = s.snapshot().await?;
+    let h = held(&mut tx, runner_id, run_id, lease_token_hash, false).await?;
+    status::heartbeat(h.run, h.attempt)?;
+    let sha: String = sqlx::query_scalar(
+        "SELECT v.artifact_sha256 FROM runs r JOIN versions v ON v.id = r.version_id \
+         WHERE r.id = $1",
+    )
+    .bind(run_id)
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(db::err)?;
+    tx.commit().await.map_err(db::err)?;
+    Ok(sha)
+}
