@@ -114,6 +114,7 @@ pub struct EnvCache {
     uv: Option<PathBuf>,
     empty: PyEnv,
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    base_pip: tokio::sync::OnceCell<bool>,
 }
 
 impl EnvCache {
@@ -140,6 +141,7 @@ impl EnvCache {
             interp,
             uv,
             locks: Mutex::default(),
+            base_pip: tokio::sync::OnceCell::new(),
         };
         let sink = LogSink::discard();
         cache.empty = cache
@@ -284,6 +286,27 @@ impl EnvCache {
         Ok(env)
     }
 
+    /// Whether the base interpreter has a pip that supports `--python` (22.3+); asked once.
+    async fn base_pip(&self) -> bool {
+        *self
+            .base_pip
+            .get_or_init(|| async {
+                let out = Command::new(&self.interp.executable)
+                    .args(["-m", "pip", "--version"])
+                    .env("PIP_DISABLE_PIP_VERSION_CHECK", "1")
+                    .stdin(std::process::Stdio::null())
+                    .output()
+                    .await;
+                match out {
+                    Ok(o) if o.status.success() => {
+                        pip_supports_python_flag(&String::from_utf8_lossy(&o.stdout))
+                    }
+                    _ => false,
+                }
+            })
+            .await
+    }
+
     async fn build(
         &self,
         env: &PyEnv,
@@ -347,21 +370,34 @@ impl EnvCache {
                 run(&mut cmd, ws, sink, "uv install").await?;
             }
             (None, deps) => {
-                run(
-                    Command::new(exe).args(["-m", "venv"]).arg(dir),
-                    ws,
-                    sink,
-                    "venv",
-                )
-                .await?;
-                let mut cmd = Command::new(&py);
-                cmd.args([
-                    "-m",
-                    "pip",
-                    "install",
-                    "--disable-pip-version-check",
-                    "--no-input",
-                ]);
+                // The base interpreter's pip (22.3+) can install into another
+                // interpreter, which spares seeding pip into every venv.
+                let mut cmd = if self.base_pip().await {
+                    run(
+                        Command::new(exe)
+                            .args(["-m", "venv", "--without-pip"])
+                            .arg(dir),
+                        ws,
+                        sink,
+                        "venv",
+                    )
+                    .await?;
+                    let mut c = Command::new(exe);
+                    c.args(["-m", "pip", "--python"]).arg(&py);
+                    c
+                } else {
+                    run(
+                        Command::new(exe).args(["-m", "venv"]).arg(dir),
+                        ws,
+                        sink,
+                        "venv",
+                    )
+                    .await?;
+                    let mut c = Command::new(&py);
+                    c.args(["-m", "pip"]);
+                    c
+                };
+                cmd.args(["install", "--disable-pip-version-check", "--no-input"]);
                 match deps {
                     Deps::Requirements(_) => {
                         cmd.args(["-r", "requirements.txt"]);
@@ -418,6 +454,14 @@ async fn run(cmd: &mut Command, cwd: &Path, sink: &LogSink, what: &str) -> Resul
         )));
     }
     Ok(())
+}
+
+/// Parses `pip X.Y.Z from ...` and checks for 22.3 or later.
+fn pip_supports_python_flag(version_line: &str) -> bool {
+    let v = version_line.split_whitespace().nth(1).unwrap_or("");
+    let mut parts = v.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+    let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    (major, minor) >= (22, 3)
 }
 
 fn write_synced(path: &Path, data: &[u8]) -> std::io::Result<()> {

@@ -123,3 +123,54 @@ fn walk_count(dir: &Path, suffix: &str) -> usize {
     }
     n
 }
+
+/// The uv path: `uv venv` + `uv pip install --compile-bytecode`, from a
+/// pyproject.toml this time. Skipped when uv is not installed.
+#[tokio::test]
+async fn builds_with_uv_when_available() {
+    let Some(uv) = crate::python::find_uv(None) else {
+        eprintln!("uv not found on PATH; skipping the uv build test");
+        return;
+    };
+    let data = tempfile::tempdir().unwrap();
+    let interp = Interpreter::resolve("python3").await.unwrap();
+    let cache = EnvCache::open(data.path().join("envs"), interp, Some(uv))
+        .await
+        .unwrap();
+    assert_eq!(cache.installer(), "uv");
+    let ws = data.path().join("ws");
+    std::fs::create_dir_all(&ws).unwrap();
+    let wheel = crate::test_support::write_wheel(&ws, "uvdep", "VALUE = 7\n");
+    let pyproject = format!(
+        "[project]\nname = \"app\"\nversion = \"0.1\"\ndependencies = [\"uvdep @ file://{}\"]\n",
+        wheel.display()
+    );
+    std::fs::write(ws.join("pyproject.toml"), pyproject).unwrap();
+    let deps = detect(&ws).unwrap();
+    assert!(matches!(deps, Deps::Project { lock: None, .. }));
+    let (sink, mut read) = LogSink::capture();
+    let env = cache
+        .ensure(&deps, &ws, &sink)
+        .await
+        .unwrap_or_else(|e| panic!("{e}: {:?}", read()));
+    let out = std::process::Command::new(env.python())
+        .args(["-c", "import uvdep; print(uvdep.VALUE)"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "7");
+    assert!(
+        walk_count(&env.dir.join("lib"), ".pyc") > 0,
+        "no bytecode compiled at build time"
+    );
+    assert!(read()
+        .iter()
+        .any(|(s, l)| s == "setup" && l.contains("with uv")));
+}
+
+#[test]
+fn pip_versions() {
+    assert!(pip_supports_python_flag("pip 23.2.1 from /x (python 3.11)"));
+    assert!(pip_supports_python_flag("pip 22.3 from /x"));
+    assert!(!pip_supports_python_flag("pip 22.2.2 from /x"));
+    assert!(!pip_supports_python_flag("garbage"));
+}
