@@ -30,6 +30,12 @@ pub use error::{RunnerError, SetupError};
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
+/// How many scripts this process started through a pre-started interpreter
+/// (diagnostics; the tests use it to make sure the fast path is taken).
+pub fn prestart_launches() -> u64 {
+    prestart::LAUNCHES.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// Runs until `shutdown` is cancelled, then drains: no new leases, running
 /// attempts get `drain_timeout` to finish, what is left is cancelled and
 /// reported as `cancelled`.

@@ -74,6 +74,9 @@ except BaseException as _e:
     sys.exit(1)
 "#;
 
+/// Scripts started through a pre-started interpreter by this process.
+pub static LAUNCHES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 /// Keeps one interpreter waiting.
 pub struct Prestarter {
     python: PathBuf,
@@ -179,6 +182,7 @@ impl Prestarter {
             return None;
         }
         drop(stdin);
+        LAUNCHES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Some(child)
     }
 }

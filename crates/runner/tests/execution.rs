@@ -302,3 +302,106 @@ async fn saved_token_is_reused_and_replaced_when_refused() {
         serde_json::from_str(&std::fs::read_to_string(&token_file).unwrap()).unwrap();
     assert_ne!(renewed["token"], json!("not-a-valid-token"));
 }
+
+/// A script cannot tell a pre-started interpreter from a fresh one.
+#[tokio::test(flavor = "multi_thread")]
+async fn prestarted_interpreter_is_indistinguishable() {
+    let h = Harness::start().await;
+    let probe = r#"import os, sys, json
+ws = os.getcwd()
+def n(x):
+    return json.dumps(x).replace(ws, "<WS>")
+skip = ("MINITOWER_RUN_ID", "MINITOWER_RUN_NO", "MINITOWER_INPUT", "MINITOWER_ATTEMPT_NO")
+print("env", n(sorted((k, v) for k, v in os.environ.items() if k not in skip)))
+print("argv", n(sys.argv), n(sys.orig_argv))
+print("path", n(sys.path))
+print("main", n(__file__), __name__, __spec__, __package__, n(sys.modules["__main__"].__file__))
+print("stdin", repr(sys.stdin.read()))
+print("tty", sys.stdout.isatty(), sys.stderr.isatty())
+print("exe", n(sys.executable), n(sys.prefix))
+print("group leader", os.getpgid(0) == os.getpid())
+print("flags", sys.flags)
+print("dont_write_bytecode", sys.dont_write_bytecode)
+import atexit
+atexit.register(lambda: print("atexit ran"))
+print("to stderr", file=sys.stderr)
+sys.exit(5)
+"#;
+    h.deploy("probe", &[("main.py", probe)], "main.py", None)
+        .await;
+    let mut outputs = Vec::new();
+    for prestart in [true, false] {
+        let mut config = h.runner_config("r1");
+        config.prestart = prestart;
+        let runner = RunnerHandle::spawn(config);
+        let before = minitower_runner::prestart_launches();
+        let id = h.trigger("probe", json!({"k": "v"})).await;
+        let done = h.finished(id).await;
+        if prestart {
+            assert!(
+                minitower_runner::prestart_launches() > before,
+                "the pre-started interpreter was not used"
+            );
+        }
+        assert_eq!(done.run.status, RunStatus::Failed);
+        assert_eq!(done.run.exit_code, Some(5));
+        let lines: Vec<(String, String)> = h
+            .logs(id)
+            .await
+            .into_iter()
+            .filter(|l| l.stream != "setup")
+            .map(|l| (l.stream, l.line))
+            .collect();
+        outputs.push(lines);
+        runner.stop().await;
+    }
+    assert!(
+        outputs[0].iter().any(|(_, l)| l == "atexit ran"),
+        "{:?}",
+        outputs[0]
+    );
+    assert!(outputs[0]
+        .iter()
+        .any(|(s, l)| s == "stderr" && l == "to stderr"));
+    // Order within a stream is kept; between stdout and stderr it is a race.
+    for stream in ["stdout", "stderr"] {
+        let of = |o: &Vec<(String, String)>| -> Vec<String> {
+            o.iter()
+                .filter(|(s, _)| s == stream)
+                .map(|(_, l)| l.clone())
+                .collect()
+        };
+        let (warm, cold) = (of(&outputs[0]), of(&outputs[1]));
+        for (w, c) in warm.iter().zip(&cold) {
+            assert_eq!(
+                w, c,
+                "pre-started (left) and fresh (right) interpreters differ"
+            );
+        }
+        assert_eq!(warm.len(), cold.len());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn killed_by_a_signal_fails_naming_it() {
+    let h = Harness::start().await;
+    h.deploy(
+        "selfkill",
+        &[(
+            "main.py",
+            "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)\n",
+        )],
+        "main.py",
+        None,
+    )
+    .await;
+    let runner = RunnerHandle::spawn(h.runner_config("r1"));
+    let id = h.trigger("selfkill", json!({})).await;
+    let done = h.finished(id).await;
+    assert_eq!(done.run.status, RunStatus::Failed);
+    assert_eq!(
+        done.run.error_message.as_deref(),
+        Some("killed by signal SIGKILL (9)")
+    );
+    runner.stop().await;
+}
