@@ -405,3 +405,48 @@ async fn killed_by_a_signal_fails_naming_it() {
     );
     runner.stop().await;
 }
+
+/// The repository's `examples/with-deps` app: a requirements.txt naming a
+/// local source package (relative path, in-tree build backend, no network).
+#[tokio::test(flavor = "multi_thread")]
+async fn example_with_local_source_dependency() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/with-deps");
+    if !root.exists() {
+        eprintln!("examples/with-deps not found; skipping");
+        return;
+    }
+    let mut files: Vec<(String, String)> = Vec::new();
+    let mut stack = vec![root.clone()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                let rel = p
+                    .strip_prefix(&root)
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned();
+                files.push((rel, std::fs::read_to_string(&p).unwrap()));
+            }
+        }
+    }
+    let refs: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
+    let h = Harness::start().await;
+    h.deploy("with-deps", &refs, "main.py", None).await;
+    let runner = RunnerHandle::spawn(h.runner_config("r1"));
+    let id = h.trigger("with-deps", json!({"name": "Runner"})).await;
+    let done = h.finished(id).await;
+    let logs = h.logs(id).await;
+    assert_eq!(done.run.status, RunStatus::Completed, "{logs:?}");
+    assert!(
+        logs.iter()
+            .any(|l| l.stream == "stdout" && l.line.contains("Runner")),
+        "{logs:?}"
+    );
+    runner.stop().await;
+}
