@@ -128,10 +128,13 @@ impl ArtifactCache {
         sha: &str,
         dest: &Path,
     ) -> Result<(), SetupError> {
-        let resp = client
-            .artifact(run_id, lease_token)
-            .await
-            .map_err(|e| SetupError::Download(e.to_string()))?;
+        let resp = client.artifact(run_id, lease_token).await.map_err(|e| {
+            if e.is_lease_gone() {
+                SetupError::LeaseGone
+            } else {
+                SetupError::Download(e.to_string())
+            }
+        })?;
         let tmp = self.dir.join(format!(
             ".tmp-{}-{:x}.part",
             std::process::id(),

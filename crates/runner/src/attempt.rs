@@ -87,7 +87,10 @@ pub async fn run(shared: Arc<Shared>, client: Client, lease: Lease, leased_at: I
         _ = shared.force.cancelled() => report(ResultStatus::Cancelled, None, Some("runner shut down before the run started".into())),
         (started, prepared) = async { tokio::join!(ack_start(&client, &lease, &signals), prepare(&shared, &client, &lease, &sink)) } => {
             match (started, prepared) {
-                (false, _) => Outcome::Fenced,
+                (false, _) | (true, Err(SetupError::LeaseGone)) => {
+                    signals.fenced.cancel();
+                    Outcome::Fenced
+                }
                 (true, Err(e)) => {
                     tracing::warn!(run_id, error = %e, "setup failed");
                     sink.send("setup", format!("error: {e}"));

@@ -70,6 +70,9 @@ pub enum SetupError {
     /// The process could not be started.
     #[error("could not start the entrypoint: {0}")]
     Spawn(String),
+    /// The control plane answered 410: the lease is gone (the attempt is fenced).
+    #[error("the lease is gone")]
+    LeaseGone,
     /// Local disk trouble.
     #[error("runner I/O error: {0}")]
     Io(String),

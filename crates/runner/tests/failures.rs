@@ -97,7 +97,7 @@ async fn checksum_mismatch_fails_the_run() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_partitioned_runner_fences_itself_and_stops_reporting() {
-    let h = Harness::start_with(|c| c.lease_ttl = Duration::from_secs(2)).await;
+    let h = Harness::start_with(|c| c.lease_ttl = Duration::from_secs(3)).await;
     let script = "import os, time\nprint(f'pid {os.getpid()}', flush=True)\ntime.sleep(600)\n";
     h.deploy("stale", &[("main.py", script)], "main.py", None)
         .await;

@@ -46,7 +46,7 @@ async fn two_runners_with_concurrency_two_run_twenty_runs_once_each() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_killed_runner_binary_loses_its_run_to_another_runner() {
-    let h = Harness::start_with(|c| c.lease_ttl = Duration::from_secs(2)).await;
+    let h = Harness::start_with(|c| c.lease_ttl = Duration::from_secs(3)).await;
     let script = r#"import os, time
 print(f"pid {os.getpid()} attempt {os.environ['MINITOWER_ATTEMPT_NO']}", flush=True)
 print("secret visible:", "MINITOWER_RUNNER_REGISTRATION_TOKEN" in os.environ, flush=True)
