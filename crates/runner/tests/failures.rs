@@ -130,3 +130,26 @@ async fn a_partitioned_runner_fences_itself_and_stops_reporting() {
     assert!(after.run.exit_code.is_none());
     runner.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn registration_retries_until_the_control_plane_answers() {
+    let h = Harness::start().await;
+    h.deploy("hello", &[("main.py", "print('hi')\n")], "main.py", None)
+        .await;
+    let addr = h.url.trim_start_matches("http://").to_string();
+    let proxy = Proxy::start(&addr).await;
+    proxy.partition(true);
+    let runner = RunnerHandle::spawn(h.runner_config_for(&proxy.url, "r1"));
+    let id = h.trigger("hello", json!({})).await;
+    wait_for("registration attempts to be refused", || async {
+        (proxy.refused() >= 3).then_some(())
+    })
+    .await;
+    assert!(
+        !runner.task.is_finished(),
+        "the runner gave up while the control plane was unreachable"
+    );
+    proxy.partition(false);
+    assert_eq!(h.finished(id).await.run.status, RunStatus::Completed);
+    runner.stop().await;
+}

@@ -306,6 +306,7 @@ print(path)
 pub struct Proxy {
     pub url: String,
     partition: std::sync::Arc<tokio::sync::watch::Sender<bool>>,
+    refused: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Proxy {
@@ -315,12 +316,15 @@ impl Proxy {
         let url = format!("http://{}", listener.local_addr().unwrap());
         let (tx, rx) = tokio::sync::watch::channel(false);
         let target = target.to_string();
+        let refused = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = refused.clone();
         tokio::spawn(async move {
             loop {
                 let Ok((inbound, _)) = listener.accept().await else {
                     return;
                 };
                 if *rx.borrow() {
+                    counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     drop(inbound);
                     continue;
                 }
@@ -341,7 +345,13 @@ impl Proxy {
         Proxy {
             url,
             partition: std::sync::Arc::new(tx),
+            refused,
         }
+    }
+
+    /// Connections refused while partitioned.
+    pub fn refused(&self) -> usize {
+        self.refused.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Cuts every connection and refuses new ones (`true`), or heals (`false`).
