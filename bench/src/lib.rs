@@ -1,0 +1,210 @@
+//! MiniTower benchmark harness.
+//!
+//! Every scenario starts real `minitowerd` (and, where it needs one, real
+//! `minitower-runner`) processes on free ports in a temp dir, measures, and
+//! stops them again (a dropped process handle kills its process, so an error
+//! never leaves one behind). The figures are printed as a Markdown table and
+//! written as JSON with `--out`. Nothing here fails because something was
+//! slow: goals are printed next to the figures, never asserted.
+
+pub mod artifacts;
+pub mod procs;
+pub mod report;
+pub mod scenarios;
+pub mod stack;
+pub mod stats;
+
+use anyhow::Result;
+use clap::{Parser, ValueEnum};
+use report::{Meta, Report, ScenarioReport};
+use std::path::PathBuf;
+use std::time::Instant;
+
+/// Which benchmark to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Scenario {
+    /// Runner protocol throughput with simulated runners (no Python).
+    Dispatch,
+    /// Hello-world runs one after another through one real runner.
+    Latency,
+    /// Many hello-world runs submitted at once to one runner.
+    Burst,
+    /// An app with a local wheel dependency: first and reused environment.
+    Deps,
+    /// Query latencies on a database with 1.1 million runs.
+    Scale,
+    /// Peak RSS of the server idle and under load, and of an idle runner.
+    Memory,
+    /// Every scenario above, in that order.
+    All,
+}
+
+/// Command line of `minitower-bench`.
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "minitower-bench",
+    about = "Benchmarks real minitowerd and minitower-runner processes and prints the figures."
+)]
+pub struct Options {
+    /// Scenario to run.
+    #[arg(value_enum)]
+    pub scenario: Scenario,
+    /// Also write the figures as JSON to this file.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Directory holding `minitowerd` and `minitower-runner` (default: next to this executable).
+    #[arg(long)]
+    pub bin_dir: Option<PathBuf>,
+    /// Where temp dirs are made (default: the system temp dir).
+    #[arg(long)]
+    pub work_dir: Option<PathBuf>,
+    /// Keep the temp dirs (databases, logs) instead of removing them.
+    #[arg(long)]
+    pub keep: bool,
+    /// `RUST_LOG` of the servers under test.
+    #[arg(long, default_value = procs::PROCESS_RUST_LOG)]
+    pub server_log: String,
+    /// `RUST_LOG` of the runners under test.
+    #[arg(long, default_value = procs::PROCESS_RUST_LOG)]
+    pub runner_log: String,
+    /// dispatch: measured runs.
+    #[arg(long, default_value_t = 20_000)]
+    pub dispatch_runs: usize,
+    /// dispatch: warm-up runs before measuring.
+    #[arg(long, default_value_t = 1_000)]
+    pub dispatch_warmup: usize,
+    /// dispatch: simulated runners.
+    #[arg(long, default_value_t = 16)]
+    pub dispatch_runners: usize,
+    /// dispatch: tasks creating runs.
+    #[arg(long, default_value_t = 4)]
+    pub dispatch_creators: usize,
+    /// dispatch: most runs created but not completed at any time.
+    #[arg(long, default_value_t = 32)]
+    pub dispatch_inflight: usize,
+    /// latency: measured runs (one warm-up run comes first).
+    #[arg(long, default_value_t = 40)]
+    pub latency_runs: usize,
+    /// burst: runs submitted at once.
+    #[arg(long, default_value_t = 200)]
+    pub burst_runs: usize,
+    /// burst: the runner's concurrency.
+    #[arg(long, default_value_t = 2)]
+    pub burst_concurrency: usize,
+    /// deps: runs with the environment reused.
+    #[arg(long, default_value_t = 10)]
+    pub deps_reused: usize,
+    /// scale: finished runs in the database.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub scale_finished: usize,
+    /// scale: queued runs in the database.
+    #[arg(long, default_value_t = 100_000)]
+    pub scale_queued: usize,
+    /// scale: samples per query.
+    #[arg(long, default_value_t = 200)]
+    pub scale_samples: usize,
+    /// memory: runs of the short dispatch used when `dispatch` did not run before.
+    #[arg(long, default_value_t = 5_000)]
+    pub memory_dispatch_runs: usize,
+}
+
+impl Options {
+    /// Options with every default and the given scenario (tests).
+    pub fn defaults(scenario: Scenario) -> Options {
+        let name = scenario
+            .to_possible_value()
+            .map(|v| v.get_name().to_string())
+            .unwrap_or_default();
+        Options::parse_from(["minitower-bench", name.as_str()])
+    }
+}
+
+/// Figures one scenario passes to a later one (`memory` reuses the peak
+/// RSS measured during `dispatch`).
+#[derive(Debug, Default)]
+pub struct Shared {
+    pub dispatch_server_peak_mib: Option<f64>,
+    pub dispatch_server_idle_mib: Option<f64>,
+}
+
+/// Runs the chosen scenarios and returns the report.
+pub async fn run(opts: &Options) -> Result<Report> {
+    let started = Instant::now();
+    let load_before = procs::load_average();
+    let bins = procs::Binaries::locate(opts.bin_dir.as_deref())?;
+    let list: Vec<Scenario> = match opts.scenario {
+        Scenario::All => vec![
+            Scenario::Dispatch,
+            Scenario::Latency,
+            Scenario::Burst,
+            Scenario::Deps,
+            Scenario::Scale,
+            Scenario::Memory,
+        ],
+        s => vec![s],
+    };
+    let mut shared = Shared::default();
+    let mut reports: Vec<ScenarioReport> = Vec::new();
+    for s in list {
+        let t = Instant::now();
+        eprintln!("== {s:?} (load average {})", procs::load_average());
+        let r = match s {
+            Scenario::Dispatch => scenarios::dispatch::run(opts, &mut shared).await?,
+            Scenario::Latency => scenarios::latency::run(opts).await?,
+            Scenario::Burst => scenarios::burst::run(opts).await?,
+            Scenario::Deps => scenarios::deps::run(opts).await?,
+            Scenario::Scale => scenarios::scale::run(opts).await?,
+            Scenario::Memory => scenarios::memory::run(opts, &shared).await?,
+            Scenario::All => unreachable!(),
+        };
+        eprintln!("== {s:?} done in {:.1} s", t.elapsed().as_secs_f64());
+        reports.push(r);
+    }
+    let meta = Meta {
+        date: chrono::Utc::now().format("%Y-%m-%d").to_string(),
+        commit: git_commit(),
+        cpus: std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0),
+        machine: "shared machine".into(),
+        load_average_before: load_before,
+        load_average_after: procs::load_average(),
+        server_rust_log: opts.server_log.clone(),
+        runner_rust_log: opts.runner_log.clone(),
+        server_binary: bins.server.display().to_string(),
+        runner_binary: bins.runner.display().to_string(),
+        python: python_version(),
+        total_seconds: started.elapsed().as_secs_f64(),
+    };
+    Ok(Report {
+        meta,
+        scenarios: reports,
+    })
+}
+
+fn git_commit() -> String {
+    // The checkout the bench was built from.
+    let out = std::process::Command::new("git")
+        .args([
+            "-C",
+            env!("CARGO_MANIFEST_DIR"),
+            "rev-parse",
+            "--short=12",
+            "HEAD",
+        ])
+        .output();
+    match out {
+        Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).trim().to_string(),
+        _ => "unknown".into(),
+    }
+}
+
+fn python_version() -> String {
+    let out = std::process::Command::new("python3")
+        .arg("--version")
+        .output();
+    match out {
+        Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).trim().to_string(),
+        _ => "unknown".into(),
+    }
+}

@@ -1,0 +1,17 @@
+//! `minitower-bench <scenario>|all [--out FILE]`: see `bench/README.md`.
+
+use clap::Parser;
+use minitower_bench::{run, Options};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let opts = Options::parse();
+    let report = run(&opts).await?;
+    print!("{}", report.markdown());
+    if let Some(path) = &opts.out {
+        let json = serde_json::to_string_pretty(&report)?;
+        std::fs::write(path, json + "\n")?;
+        eprintln!("figures written to {}", path.display());
+    }
+    Ok(())
+}
