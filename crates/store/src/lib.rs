@@ -12,8 +12,8 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use minitower_core::api::{
-    App, AttemptState, Lease, LogLine, NewLogLine, ResultAck, ResultRequest, Role, Run,
-    RunDetail, RunStats, RunnerInfo, Team, TokenInfo, Version,
+    App, AttemptState, Lease, LogLine, NewLogLine, ResultAck, ResultRequest, Role, Run, RunDetail,
+    RunStats, RunnerInfo, Team, TokenInfo, Version,
 };
 use minitower_core::status::{RunStatus, TransitionError};
 use serde_json::Value;
@@ -223,7 +223,12 @@ pub trait Store: Send + Sync + 'static {
     /// Tokens of a team that are not revoked, oldest first.
     async fn list_tokens(&self, team_id: i64) -> StoreResult<Vec<TokenInfo>>;
     /// Revokes a token of this team; `NotFound` when it is not the team's.
-    async fn revoke_token(&self, team_id: i64, token_id: i64, now: DateTime<Utc>) -> StoreResult<()>;
+    async fn revoke_token(
+        &self,
+        team_id: i64,
+        token_id: i64,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()>;
 
     // ---- apps and versions ----
 
@@ -269,7 +274,12 @@ pub trait Store: Send + Sync + 'static {
     /// Count of runs per status (every status present, zeros included).
     async fn runs_summary(&self, team_id: i64) -> StoreResult<BTreeMap<RunStatus, i64>>;
     /// Hourly finished-run counts and success figures since `now - hours`.
-    async fn run_stats(&self, team_id: i64, hours: i64, now: DateTime<Utc>) -> StoreResult<RunStats>;
+    async fn run_stats(
+        &self,
+        team_id: i64,
+        hours: i64,
+        now: DateTime<Utc>,
+    ) -> StoreResult<RunStats>;
     /// User cancel (see `status::cancel`). Returns the run afterwards.
     async fn cancel_run(&self, team_id: i64, run_id: i64, now: DateTime<Utc>) -> StoreResult<Run>;
     /// Log lines with seq > `after_seq`, ascending, at most `limit`.
