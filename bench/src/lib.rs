@@ -67,6 +67,14 @@ pub struct Options {
     /// `RUST_LOG` of the runners under test.
     #[arg(long, default_value = procs::PROCESS_RUST_LOG)]
     pub runner_log: String,
+    /// Extra `KEY=VALUE` for the servers (repeatable; for experiments, e.g.
+    /// `--server-env MINITOWER_LEASE_TTL=30s`).
+    #[arg(long, value_parser = parse_kv)]
+    pub server_env: Vec<(String, String)>,
+    /// Extra `KEY=VALUE` for the runners (repeatable; e.g.
+    /// `--runner-env MINITOWER_PRESTART=false`).
+    #[arg(long, value_parser = parse_kv)]
+    pub runner_env: Vec<(String, String)>,
     /// dispatch: measured runs.
     #[arg(long, default_value_t = 20_000)]
     pub dispatch_runs: usize,
@@ -108,6 +116,13 @@ pub struct Options {
     pub memory_dispatch_runs: usize,
 }
 
+fn parse_kv(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("expected KEY=VALUE, got {s:?}")),
+    }
+}
+
 impl Options {
     /// Options with every default and the given scenario (tests).
     pub fn defaults(scenario: Scenario) -> Options {
@@ -147,8 +162,10 @@ pub async fn run(opts: &Options) -> Result<Report> {
     let mut reports: Vec<ScenarioReport> = Vec::new();
     for s in list {
         let t = Instant::now();
-        eprintln!("== {s:?} (load average {})", procs::load_average());
-        let r = match s {
+        let load = procs::load_average();
+        let jiffies = procs::machine_jiffies();
+        eprintln!("== {s:?} (load average {load})");
+        let mut r = match s {
             Scenario::Dispatch => scenarios::dispatch::run(opts, &mut shared).await?,
             Scenario::Latency => scenarios::latency::run(opts).await?,
             Scenario::Burst => scenarios::burst::run(opts).await?,
@@ -157,6 +174,14 @@ pub async fn run(opts: &Options) -> Result<Report> {
             Scenario::Memory => scenarios::memory::run(opts, &shared).await?,
             Scenario::All => unreachable!(),
         };
+        let busy = procs::busy_percent(jiffies, procs::machine_jiffies());
+        r.detail("load_average_at_start", &load);
+        r.detail("machine_cpu_busy_percent", busy);
+        r.detail("scenario_seconds", t.elapsed().as_secs_f64());
+        r.note(format!(
+            "machine: load average {load} at start, all CPUs {busy:.0}% busy during the scenario \
+             (every process, the bench's included)"
+        ));
         eprintln!("== {s:?} done in {:.1} s", t.elapsed().as_secs_f64());
         reports.push(r);
     }
@@ -171,6 +196,16 @@ pub async fn run(opts: &Options) -> Result<Report> {
         load_average_after: procs::load_average(),
         server_rust_log: opts.server_log.clone(),
         runner_rust_log: opts.runner_log.clone(),
+        server_env: opts
+            .server_env
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect(),
+        runner_env: opts
+            .runner_env
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect(),
         server_binary: bins.server.display().to_string(),
         runner_binary: bins.runner.display().to_string(),
         python: python_version(),

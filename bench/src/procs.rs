@@ -205,6 +205,34 @@ pub fn children(pid: u32) -> Vec<u32> {
     out
 }
 
+/// Busy and total jiffies of the whole machine (`/proc/stat`, all CPUs).
+pub fn machine_jiffies() -> (u64, u64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let Some(cpu) = stat.lines().find(|l| l.starts_with("cpu ")) else {
+        return (0, 0);
+    };
+    let v: Vec<u64> = cpu
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal guest guest_nice
+    let total: u64 = v.iter().take(8).sum();
+    let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
+    (total.saturating_sub(idle), total)
+}
+
+/// Percent of the machine's CPU time that was busy between two readings.
+pub fn busy_percent(before: (u64, u64), after: (u64, u64)) -> f64 {
+    let busy = after.0.saturating_sub(before.0) as f64;
+    let total = after.1.saturating_sub(before.1) as f64;
+    if total > 0.0 {
+        busy / total * 100.0
+    } else {
+        f64::NAN
+    }
+}
+
 /// `/proc/loadavg`'s first three fields.
 pub fn load_average() -> String {
     std::fs::read_to_string("/proc/loadavg")
@@ -301,6 +329,7 @@ impl Server {
         dir: &Path,
         db: Option<&Path>,
         rust_log: &str,
+        extra: &[(String, String)],
     ) -> Result<Server> {
         std::fs::create_dir_all(dir)?;
         let db = db
@@ -309,7 +338,7 @@ impl Server {
         let mut last_err = None;
         for attempt in 0..3 {
             let port = free_port()?;
-            let envs = [
+            let mut envs: Vec<(&str, String)> = vec![
                 ("MINITOWER_LISTEN_ADDR", format!("127.0.0.1:{port}")),
                 ("MINITOWER_DB_PATH", db.display().to_string()),
                 (
@@ -324,6 +353,7 @@ impl Server {
                 ("MINITOWER_LOG_FORMAT", "text".into()),
                 ("RUST_LOG", rust_log.into()),
             ];
+            envs.extend(extra.iter().map(|(k, v)| (k.as_str(), v.clone())));
             let log = dir.join(format!("minitowerd-{attempt}.log"));
             let mut proc = Managed::spawn("minitowerd", &bins.server, &envs, log)?;
             let url = format!("http://127.0.0.1:{port}");
@@ -386,9 +416,10 @@ impl Runner {
         name: &str,
         concurrency: usize,
         rust_log: &str,
+        extra: &[(String, String)],
     ) -> Result<Runner> {
         std::fs::create_dir_all(dir)?;
-        let envs = [
+        let mut envs: Vec<(&str, String)> = vec![
             ("MINITOWER_SERVER_URL", server.url.clone()),
             ("MINITOWER_RUNNER_NAME", name.to_string()),
             (
@@ -400,6 +431,7 @@ impl Runner {
             ("MINITOWER_LOG_FORMAT", "text".into()),
             ("RUST_LOG", rust_log.into()),
         ];
+        envs.extend(extra.iter().map(|(k, v)| (k.as_str(), v.clone())));
         let proc = Managed::spawn(
             "minitower-runner",
             &bins.runner,

@@ -135,6 +135,9 @@ pub struct Meta {
     pub load_average_after: String,
     pub server_rust_log: String,
     pub runner_rust_log: String,
+    /// Extra variables given with `--server-env` / `--runner-env` (experiments).
+    pub server_env: Vec<String>,
+    pub runner_env: Vec<String>,
     pub server_binary: String,
     pub runner_binary: String,
     pub python: String,
@@ -204,9 +207,25 @@ impl Report {
     pub fn markdown(&self) -> String {
         let m = &self.meta;
         let mut out = format!(
-            "MiniTower benchmarks, {}, commit {}, {} ({} CPUs), load average before {} / after {}\n\n",
-            m.date, m.commit, m.machine, m.cpus, m.load_average_before, m.load_average_after
+            "MiniTower benchmarks, {}, commit {}, {} ({} CPUs), load average before {} / after {}, \
+             RUST_LOG server={} runner={}, {:.0} s in all\n",
+            m.date,
+            m.commit,
+            m.machine,
+            m.cpus,
+            m.load_average_before,
+            m.load_average_after,
+            m.server_rust_log,
+            m.runner_rust_log,
+            m.total_seconds
         );
+        if !m.server_env.is_empty() || !m.runner_env.is_empty() {
+            out.push_str(&format!(
+                "Experiment: server env {:?}, runner env {:?}\n",
+                m.server_env, m.runner_env
+            ));
+        }
+        out.push('\n');
         out.push_str("| Scenario | Metric | Value | Goal |\n|---|---|---:|---|\n");
         for s in &self.scenarios {
             for x in &s.metrics {

@@ -22,6 +22,7 @@ pub struct Stack {
     pub admin: Client,
     pub runners: Vec<Runner>,
     runner_log: String,
+    runner_env: Vec<(String, String)>,
 }
 
 impl Stack {
@@ -29,7 +30,14 @@ impl Stack {
     pub async fn start(opts: &Options, label: &str) -> Result<Stack> {
         let (tmp, dir) = scratch_dir(opts, label)?;
         let bins = Binaries::locate(opts.bin_dir.as_deref())?;
-        let server = Server::start(&bins, &dir.join("server"), None, &opts.server_log).await?;
+        let server = Server::start(
+            &bins,
+            &dir.join("server"),
+            None,
+            &opts.server_log,
+            &opts.server_env,
+        )
+        .await?;
         eprintln!(
             "[{label}] minitowerd pid {} on {} (data in {})",
             server.proc.pid(),
@@ -45,6 +53,7 @@ impl Stack {
             admin,
             runners: Vec::new(),
             runner_log: opts.runner_log.clone(),
+            runner_env: opts.runner_env.clone(),
         })
     }
 
@@ -58,6 +67,7 @@ impl Stack {
             name,
             concurrency,
             &self.runner_log,
+            &self.runner_env,
         )?;
         let started = Instant::now();
         loop {

@@ -260,7 +260,14 @@ pub async fn run(opts: &Options) -> Result<ScenarioReport> {
         db_main as f64 / 1048576.0
     );
     let t = Instant::now();
-    let server = Server::start(&bins, &server_dir, Some(&db), &opts.server_log).await?;
+    let server = Server::start(
+        &bins,
+        &server_dir,
+        Some(&db),
+        &opts.server_log,
+        &opts.server_env,
+    )
+    .await?;
     let startup = t.elapsed();
     eprintln!(
         "[scale] minitowerd pid {} on {}",
