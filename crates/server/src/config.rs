@@ -29,8 +29,9 @@ pub struct ServerConfig {
     #[arg(long, env = "MINITOWER_DB_PATH", default_value = "./minitower.db")]
     pub db_path: PathBuf,
 
-    /// Database URL; `sqlite://PATH` or empty for SQLite at the DB path.
-    #[arg(long, env = "MINITOWER_DATABASE_URL")]
+    /// Database URL: `postgres://USER@HOST/DB` for PostgreSQL (several
+    /// replicas), `sqlite://PATH`, or empty for SQLite at the DB path.
+    #[arg(long, env = "MINITOWER_DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
 
     /// Directory where artifacts are stored by SHA-256.
@@ -157,9 +158,12 @@ impl ServerConfig {
             ));
         }
         if let Some(url) = &self.database_url {
-            if !url.is_empty() && !url.starts_with("sqlite:") {
+            if !url.is_empty() && !url.starts_with("sqlite:") && self.postgres_url().is_none() {
+                // only the scheme: the rest may hold a password
+                let scheme = url.split(':').next().unwrap_or_default();
                 return Err(ConfigError(format!(
-                    "MINITOWER_DATABASE_URL: unsupported database {url:?} (this build supports sqlite)"
+                    "MINITOWER_DATABASE_URL: unsupported database scheme {scheme:?} \
+                     (use postgres://USER@HOST:PORT/DB or sqlite://PATH)"
                 )));
             }
         }
@@ -185,6 +189,13 @@ impl ServerConfig {
             )));
         }
         Ok(full)
+    }
+
+    /// The PostgreSQL URL, when the database URL names one.
+    pub fn postgres_url(&self) -> Option<&str> {
+        self.database_url
+            .as_deref()
+            .filter(|u| u.starts_with("postgres://") || u.starts_with("postgresql://"))
     }
 
     /// The SQLite file to open.
@@ -244,6 +255,33 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("MINITOWER_LISTEN_ADDR"));
+    }
+
+    #[test]
+    fn database_urls_choose_the_backend() {
+        let c = parse(&["--runner-registration-token", "x"]).unwrap();
+        assert_eq!(c.postgres_url(), None);
+        let url = "postgres://mt:secret@db:5432/minitower";
+        let c = parse(&["--runner-registration-token", "x", "--database-url", url]).unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.postgres_url(), Some(url));
+        let c = parse(&[
+            "--runner-registration-token",
+            "x",
+            "--database-url",
+            "sqlite://a.db",
+        ])
+        .unwrap();
+        c.validate().unwrap();
+        assert_eq!((c.postgres_url(), c.sqlite_path()), (None, "a.db".into()));
+        let bad = "mysql://root:hunter2@db/mt";
+        let c = parse(&["--runner-registration-token", "x", "--database-url", bad]).unwrap();
+        let e = c.validate().unwrap_err().to_string();
+        assert!(
+            e.contains("MINITOWER_DATABASE_URL") && e.contains("\"mysql\""),
+            "{e}"
+        );
+        assert!(!e.contains("hunter2"), "{e}");
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 pub mod config;
 pub mod error;
+pub mod events;
 pub mod extract;
 pub mod metrics;
 pub mod objects;
@@ -61,8 +62,13 @@ pub async fn bind(config: &ServerConfig) -> Result<TcpListener, StartupError> {
     )))
 }
 
-/// Opens the configured store and applies migrations.
+/// Opens the configured store and applies migrations: PostgreSQL when the
+/// database URL names it (replicas share it), else the SQLite file.
 pub async fn open_store(config: &ServerConfig) -> Result<Arc<dyn Store>, StartupError> {
+    if let Some(url) = config.postgres_url() {
+        let store = minitower_store_postgres::PgStore::open(url).await?;
+        return Ok(Arc::new(store));
+    }
     let path = config.sqlite_path();
     let store = minitower_store_sqlite::SqliteStore::open(&path).await?;
     Ok(Arc::new(store))
@@ -124,6 +130,7 @@ impl Application {
         F: Future<Output = ()> + Send + 'static,
     {
         let state = self.state;
+        let events = events::start(state.clone()).await?;
         let reaper = tokio::spawn(reaper::run(state.clone()));
         let app = routes::router(state.clone());
         let token = state.shutdown.clone();
@@ -137,6 +144,9 @@ impl Application {
             .await;
         state.shutdown.cancel();
         let _ = reaper.await;
+        if let Some(events) = events {
+            let _ = events.await;
+        }
         state.store.close().await;
         tracing::info!("minitowerd stopped");
         served.map_err(io_err("server"))

@@ -21,6 +21,7 @@ mod runs;
 mod stats;
 mod store_impl;
 mod teams;
+pub mod testing;
 
 pub use events::{listen, Event, Events};
 

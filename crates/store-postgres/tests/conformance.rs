@@ -2,15 +2,15 @@
 //! test (see `build.rs` for where the list of tests comes from). Without
 //! `MINITOWER_TEST_POSTGRES_URL` every test returns at once after saying so.
 
-mod common;
+use minitower_store_postgres::testing;
 
-use common::TestDb;
 use minitower_store::Store;
 use std::sync::Arc;
+use testing::TestDb;
 
 /// A fresh, migrated database and the guard that drops it.
 async fn fresh() -> Option<(Arc<dyn Store>, TestDb)> {
-    let db = common::test_db().await?;
+    let db = testing::test_db().await?;
     let store = db.open().await;
     Some((Arc::new(store), db))
 }

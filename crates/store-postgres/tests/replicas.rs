@@ -1,7 +1,7 @@
 //! Several replicas (stores with their own pools) on one database: leases,
 //! reapers and notifications behave as if there were one.
 
-mod common;
+use minitower_store_postgres::testing;
 
 use minitower_core::status::{AttemptStatus, RunStatus};
 use minitower_store::conformance::{lease, t, Fixture};
@@ -13,7 +13,7 @@ use std::time::Duration;
 
 const REPLICAS: usize = 3;
 
-async fn replicas(db: &common::TestDb) -> Vec<Arc<dyn Store>> {
+async fn replicas(db: &testing::TestDb) -> Vec<Arc<dyn Store>> {
     let mut out: Vec<Arc<dyn Store>> = vec![];
     for _ in 0..REPLICAS {
         out.push(Arc::new(db.open().await));
@@ -23,7 +23,7 @@ async fn replicas(db: &common::TestDb) -> Vec<Arc<dyn Store>> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn leases_across_replicas_never_double_lease() {
-    let Some(db) = common::test_db().await else {
+    let Some(db) = testing::test_db().await else {
         return;
     };
     const RUNS: usize = 300;
@@ -69,7 +69,7 @@ async fn leases_across_replicas_never_double_lease() {
 /// retries are used up, killed exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn reapers_on_every_replica_expire_each_lease_once() {
-    let Some(db) = common::test_db().await else {
+    let Some(db) = testing::test_db().await else {
         return;
     };
     const RUNS: i64 = 90;
@@ -147,7 +147,7 @@ async fn expect(events: &mut Events, what: &str, want: impl Fn(&Event) -> bool) 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn notifications_reach_other_replicas() {
-    let Some(db) = common::test_db().await else {
+    let Some(db) = testing::test_db().await else {
         return;
     };
     let stores = replicas(&db).await;

@@ -1,7 +1,7 @@
 //! PostgreSQL-specific checks: the schema refuses illegal states even to raw
 //! SQL, and migrations apply once however many replicas start together.
 
-mod common;
+use minitower_store_postgres::testing;
 
 use minitower_core::status::{ResultStatus, RunStatus};
 use minitower_store::conformance::{lease, t, Fixture};
@@ -20,7 +20,7 @@ async fn refused(pool: &PgPool, sql: &str) -> Option<String> {
 
 #[tokio::test]
 async fn schema_rejects_unknown_statuses() {
-    let Some(db) = common::test_db().await else {
+    let Some(db) = testing::test_db().await else {
         return;
     };
     let store = Arc::new(db.open().await);
@@ -57,7 +57,7 @@ async fn schema_rejects_unknown_statuses() {
 
 #[tokio::test]
 async fn schema_rejects_a_second_active_attempt() {
-    let Some(db) = common::test_db().await else {
+    let Some(db) = testing::test_db().await else {
         return;
     };
     let store = Arc::new(db.open().await);
@@ -89,7 +89,7 @@ async fn schema_rejects_a_second_active_attempt() {
 
 #[tokio::test]
 async fn schema_caps_runner_concurrency() {
-    let Some(db) = common::test_db().await else {
+    let Some(db) = testing::test_db().await else {
         return;
     };
     let store = Arc::new(db.open().await);
@@ -132,7 +132,7 @@ async fn schema_caps_runner_concurrency() {
 
 #[tokio::test]
 async fn schema_keeps_terminal_states_terminal() {
-    let Some(db) = common::test_db().await else {
+    let Some(db) = testing::test_db().await else {
         return;
     };
     let store = Arc::new(db.open().await);
@@ -163,7 +163,7 @@ async fn schema_keeps_terminal_states_terminal() {
 
 #[tokio::test]
 async fn schema_scopes_foreign_keys_to_the_team() {
-    let Some(db) = common::test_db().await else {
+    let Some(db) = testing::test_db().await else {
         return;
     };
     let store = Arc::new(db.open().await);
@@ -189,7 +189,7 @@ async fn schema_scopes_foreign_keys_to_the_team() {
 
 #[tokio::test]
 async fn replicas_starting_together_migrate_once() {
-    let Some(db) = common::test_db().await else {
+    let Some(db) = testing::test_db().await else {
         return;
     };
     // Four replicas open the empty database at the same moment.
@@ -213,7 +213,7 @@ async fn replicas_starting_together_migrate_once() {
 
 #[tokio::test]
 async fn text_with_nul_is_stored() {
-    let Some(db) = common::test_db().await else {
+    let Some(db) = testing::test_db().await else {
         return;
     };
     let store: Arc<dyn Store> = Arc::new(db.open().await);
@@ -238,7 +238,7 @@ async fn text_with_nul_is_stored() {
 
 #[tokio::test]
 async fn close_through_the_trait_refuses_later_work() {
-    let Some(db) = common::test_db().await else {
+    let Some(db) = testing::test_db().await else {
         return;
     };
     let store: Arc<dyn Store> = Arc::new(db.open().await);
