@@ -218,19 +218,34 @@ pub async fn run(opts: &Options) -> Result<Report> {
 }
 
 fn git_commit() -> String {
-    // The checkout the bench was built from.
-    let out = std::process::Command::new("git")
-        .args([
-            "-C",
-            env!("CARGO_MANIFEST_DIR"),
-            "rev-parse",
-            "--short=12",
-            "HEAD",
-        ])
-        .output();
-    match out {
-        Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).trim().to_string(),
-        _ => "unknown".into(),
+    // The checkout the bench was built from (the binaries under test are
+    // normally built from the same tree).
+    let dir = env!("CARGO_MANIFEST_DIR");
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .arg("-C")
+            .arg(dir)
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    let Some(head) = git(&["rev-parse", "--short=12", "HEAD"]) else {
+        return "unknown".into();
+    };
+    let dirty = git(&[
+        "status",
+        "--porcelain",
+        "--untracked-files=no",
+        "--",
+        "crates",
+    ])
+    .is_some_and(|s| !s.is_empty());
+    if dirty {
+        format!("{head} (+ uncommitted changes under crates/)")
+    } else {
+        head
     }
 }
 
