@@ -38,6 +38,12 @@ pub struct ServerConfig {
     #[arg(long, env = "MINITOWER_OBJECTS_DIR", default_value = "./objects")]
     pub objects_dir: PathBuf,
 
+    /// Artifacts in an S3-compatible bucket, `s3://BUCKET/PREFIX` (endpoint,
+    /// region and keys from the usual `AWS_*` variables); the objects
+    /// directory then only holds upload spool files.
+    #[arg(long, env = "MINITOWER_OBJECTS_URL")]
+    pub objects_url: Option<String>,
+
     /// Secret that allows creating teams (`POST /api/v1/bootstrap/team`).
     #[arg(
         long,
@@ -124,6 +130,7 @@ impl ServerConfig {
             db_path: data_dir.join("minitower.db"),
             database_url: None,
             objects_dir: data_dir.join("objects"),
+            objects_url: None,
             bootstrap_token,
             runner_registration_token: Some(registration_token),
             lease_ttl: Duration::from_secs(60),
@@ -166,6 +173,10 @@ impl ServerConfig {
                      (use postgres://USER@HOST:PORT/DB or sqlite://PATH)"
                 )));
             }
+        }
+        if let Some(url) = self.objects_url.as_deref().filter(|u| !u.is_empty()) {
+            crate::objects_s3::parse_url(url)
+                .map_err(|e| ConfigError(format!("MINITOWER_OBJECTS_URL: {e}")))?;
         }
         self.socket_addr()?;
         Ok(())
@@ -282,6 +293,17 @@ mod tests {
             "{e}"
         );
         assert!(!e.contains("hunter2"), "{e}");
+    }
+
+    #[test]
+    fn objects_url_must_name_a_bucket() {
+        let args = |u| ["--runner-registration-token", "x", "--objects-url", u];
+        parse(&args("s3://artifacts/minitower"))
+            .unwrap()
+            .validate()
+            .unwrap();
+        let e = parse(&args("gs://x")).unwrap().validate().unwrap_err();
+        assert!(e.to_string().contains("MINITOWER_OBJECTS_URL"), "{e}");
     }
 
     #[test]

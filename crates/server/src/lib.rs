@@ -8,6 +8,7 @@ pub mod events;
 pub mod extract;
 pub mod metrics;
 pub mod objects;
+pub mod objects_s3;
 pub mod openapi;
 pub mod reaper;
 pub mod routes;
@@ -20,7 +21,7 @@ pub use config::{LogFormat, ServerConfig};
 pub use state::{AppState, Clock, ManualClock, SystemClock};
 
 use minitower_store::Store;
-use objects::{LocalObjects, Objects};
+use objects::Objects;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -91,12 +92,7 @@ impl Application {
     ) -> Result<Application, StartupError> {
         config.validate()?;
         let store = open_store(&config).await?;
-        let objects: Arc<dyn Objects> = Arc::new(LocalObjects::open(&config.objects_dir).map_err(
-            io_err(format!(
-                "cannot open MINITOWER_OBJECTS_DIR {}",
-                config.objects_dir.display()
-            )),
-        )?);
+        let objects: Arc<dyn Objects> = objects_s3::open_objects(&config)?;
         let local_addr = listener.local_addr().map_err(io_err("listener address"))?;
         let state = Arc::new(AppState::new(
             config,

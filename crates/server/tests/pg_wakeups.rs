@@ -3,15 +3,15 @@
 //! stream on one replica follows lines written through another. Skipped
 //! without `MINITOWER_TEST_POSTGRES_URL`.
 
-mod pg_support;
+mod support;
 
 use futures::StreamExt;
 use minitower_client::LogEvent;
 use minitower_core::api::{CreateRunRequest, ResultRequest};
 use minitower_core::status::{ResultStatus, RunStatus};
 use minitower_store_postgres::testing;
-use pg_support::{config, deploy, line, register, Replica};
 use std::time::{Duration, Instant};
+use support::{config, deploy, line, register, Replica};
 
 /// A hang detector, never a timing assertion.
 const HANG: Duration = Duration::from_secs(10);
@@ -32,8 +32,8 @@ async fn a_run_queued_on_one_replica_wakes_a_runner_polling_another() {
     let dir = tempfile::tempdir().unwrap();
     let a = Replica::start(config(&db.url, dir.path(), "a")).await;
     let b = Replica::start(config(&db.url, dir.path(), "b")).await;
-    let admin_a = a.client(Some(&deploy(&a).await));
-    let runner_token = register(&b, "r1", 1).await;
+    let admin_a = a.client(Some(&deploy(&a.base).await));
+    let runner_token = register(&b.base, "r1", 1).await;
     let runner_b = b.client(Some(&runner_token));
     let runner_a = a.client(Some(&runner_token));
 
@@ -87,9 +87,9 @@ async fn a_log_stream_on_one_replica_follows_lines_sent_to_another() {
     let dir = tempfile::tempdir().unwrap();
     let a = Replica::start(config(&db.url, dir.path(), "a")).await;
     let b = Replica::start(config(&db.url, dir.path(), "b")).await;
-    let token = deploy(&a).await;
+    let token = deploy(&a.base).await;
     let admin_b = b.client(Some(&token));
-    let runner_a = a.client(Some(&register(&a, "r1", 1).await));
+    let runner_a = a.client(Some(&register(&a.base, "r1", 1).await));
     let (run, _) = a
         .client(Some(&token))
         .create_run("hello", &CreateRunRequest::default(), None)

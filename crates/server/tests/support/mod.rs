@@ -1,6 +1,9 @@
-//! Shared by the PostgreSQL multi-replica tests: control planes on one
-//! throwaway database, an app to run, and runners that speak the protocol.
+//! Shared by the scale-out tests (PostgreSQL replicas, S3 artifacts):
+//! control planes in-process or as `minitowerd` processes, an app to run,
+//! and runners that speak the protocol.
 #![allow(dead_code)]
+
+pub mod procs;
 
 use flate2::write::GzEncoder;
 use flate2::Compression;
@@ -84,11 +87,11 @@ pub fn artifact() -> Vec<u8> {
     tar.into_inner().unwrap().finish().unwrap()
 }
 
-/// Bootstraps team `acme` through `replica` and deploys app `hello`;
-/// returns the admin token.
-pub async fn deploy(replica: &Replica) -> String {
-    let team = replica
-        .client(None)
+/// Bootstraps team `acme` through the control plane at `base` and deploys
+/// app `hello`; returns the admin token.
+pub async fn deploy(base: &str) -> String {
+    let team = Client::new(base, None)
+        .unwrap()
         .bootstrap_team(
             BOOTSTRAP,
             &BootstrapTeamRequest {
@@ -99,7 +102,7 @@ pub async fn deploy(replica: &Replica) -> String {
         )
         .await
         .unwrap();
-    let admin = replica.client(Some(&team.token));
+    let admin = Client::new(base, Some(team.token.clone())).unwrap();
     admin.create_app("hello", None).await.unwrap();
     let bytes = artifact();
     let len = bytes.len() as u64;
@@ -119,10 +122,11 @@ pub async fn deploy(replica: &Replica) -> String {
     team.token
 }
 
-/// Registers runner `name` through `replica`; returns its token.
-pub async fn register(replica: &Replica, name: &str, max_concurrency: i64) -> String {
-    replica
-        .client(None)
+/// Registers runner `name` through the control plane at `base`; returns
+/// its token.
+pub async fn register(base: &str, name: &str, max_concurrency: i64) -> String {
+    Client::new(base, None)
+        .unwrap()
         .register_runner(
             REGISTRATION,
             &RegisterRunnerRequest {
