@@ -11,6 +11,9 @@ use clap::Parser;
 use error::{exit, CliError};
 
 fn main() {
+    // `minitower dev` runs a runner in-process, whose supervisors re-execute
+    // this program: such a process must stay single-threaded.
+    minitower_runner::supervisor::run_if_requested();
     let cli = cli::Cli::parse();
     let json = cli.global.json;
     let runtime = match tokio::runtime::Builder::new_multi_thread()

@@ -477,6 +477,12 @@ impl Client {
         .await
     }
 
+    /// Hands a leased or running attempt back without spending a retry
+    /// (the runner shuts down); the run is queued again.
+    pub async fn release(&self, run_id: i64, lease_token: &str) -> ClientResult<ResultAck> {
+        Self::json(self.leased(Method::POST, run_id, "release", lease_token)).await
+    }
+
     /// Starts downloading the run's artifact; the caller streams the body
     /// (`bytes_stream`) and checks it against the `X-Artifact-SHA256` header.
     pub async fn artifact(

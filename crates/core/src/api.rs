@@ -330,6 +330,15 @@ pub struct Lease {
     /// Folders (relative to the workspace) to put on `PYTHONPATH`.
     #[serde(default)]
     pub import_paths: Vec<String>,
+    /// The lease's time to live in milliseconds. A runner fences itself at
+    /// `time it sent the call + ttl_ms − margin`, which needs no clock
+    /// agreement with the server (absent from older servers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl_ms: Option<u64>,
+    /// Increases with every attempt of the run (the attempt number): a
+    /// script passes it to an external store to reject a stale writer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fencing_token: Option<i64>,
 }
 
 /// Answer of start and heartbeat.
@@ -339,6 +348,9 @@ pub struct AttemptState {
     pub run_status: RunStatus,
     pub cancel_requested: bool,
     pub lease_expires_at: DateTime<Utc>,
+    /// The lease's time to live in milliseconds, counted from this call.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl_ms: Option<u64>,
 }
 
 /// One line a runner sends.

@@ -345,25 +345,68 @@ pub fn result(
     }
 }
 
+/// How many times an attempt may expire without ever having started (a
+/// lease answer lost on the way, a runner that died during setup) before
+/// such expiries spend retries too, so a run cannot circle forever.
+pub const FREE_REQUEUES: i64 = 10;
+
+/// What an expiry does: the statuses, and whether it spends a retry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Expiry {
+    pub transition: Transition,
+    /// True when the run is requeued and the retry count goes up.
+    pub spends_retry: bool,
+}
+
 /// The reaper found an attempt whose lease passed. The attempt expires; the
-/// run is requeued while it has retries left, cancelled if a cancel was
-/// requested, and dead otherwise.
+/// run is cancelled if a cancel was requested, requeued while it has
+/// retries left, and dead otherwise. An attempt that never started (still
+/// `leased`: its script never ran) is requeued without spending a retry, up
+/// to [`FREE_REQUEUES`] times per run (`attempt_no - 1 - retry_count` counts
+/// the earlier attempts that spent none).
 pub fn expire(
     run: RunStatus,
     attempt: AttemptStatus,
     cancel_requested: bool,
     retry_count: i64,
     max_retries: i64,
+    attempt_no: i64,
+) -> Result<Expiry, TransitionError> {
+    if !attempt.is_active() {
+        return Err(TransitionError::LeaseGone);
+    }
+    let free = attempt == AttemptStatus::Leased
+        && attempt_no.saturating_sub(1).saturating_sub(retry_count) < FREE_REQUEUES;
+    let (next, spends_retry) = if cancel_requested || run == RunStatus::Cancelling {
+        (RunStatus::Cancelled, false)
+    } else if free {
+        (RunStatus::Queued, false)
+    } else if retry_count < max_retries {
+        (RunStatus::Queued, true)
+    } else {
+        (RunStatus::Dead, false)
+    };
+    Ok(Expiry {
+        transition: Transition::to(next, Some(AttemptStatus::Expired)),
+        spends_retry,
+    })
+}
+
+/// The runner hands its attempt back (it shuts down) without spending a
+/// retry: the attempt ends as `expired`, the run is queued again, or
+/// cancelled when a cancel was requested meanwhile.
+pub fn release(
+    run: RunStatus,
+    attempt: AttemptStatus,
+    cancel_requested: bool,
 ) -> Result<Transition, TransitionError> {
     if !attempt.is_active() {
         return Err(TransitionError::LeaseGone);
     }
     let next = if cancel_requested || run == RunStatus::Cancelling {
         RunStatus::Cancelled
-    } else if retry_count < max_retries {
-        RunStatus::Queued
     } else {
-        RunStatus::Dead
+        RunStatus::Queued
     };
     Ok(Transition::to(next, Some(AttemptStatus::Expired)))
 }

@@ -2,31 +2,32 @@
 //!
 //! Heartbeats and log shipping start with the lease. The `start` ack runs
 //! alongside the setup (artifact, workspace, environment); the process starts
-//! once both are done. Cancel, timeout and shutdown end the process group with
-//! SIGTERM then SIGKILL after the grace period; fencing kills it at once and
-//! reports nothing. Logs are flushed before the result, which is retried
-//! until the control plane acknowledges it.
+//! once both are done, under a supervisor that holds the fencing deadline
+//! (see [`crate::supervisor`]). Cancel and timeout end the process group with
+//! SIGTERM, then the whole tree with SIGKILL after the grace period; fencing
+//! kills the tree at once and reports nothing; a shutdown kills it and hands
+//! the run back (`release`) without spending a retry. Logs are flushed before
+//! the result, which is retried until the control plane acknowledges it.
 
 use crate::artifacts::ArtifactCache;
 use crate::backoff::Backoff;
 use crate::envs::{EnvCache, PyEnv};
 use crate::error::SetupError;
-use crate::lease::{LeaseKeeper, Signals};
+use crate::lease::{self, LeaseKeeper, Signals};
 use crate::logs::{LogShipper, LogSink, Target};
 use crate::prestart::Prestarter;
-use crate::process::{self, kill_group, GroupGuard, Launch};
+use crate::process::{self, Launch};
+use crate::registration::Session;
+use crate::supervisor::client::{self as sup, Ending, Supervised};
 use crate::workspace::Workspace;
 use crate::RunnerConfig;
 use minitower_client::Client;
 use minitower_core::api::{Lease, ResultRequest};
 use minitower_core::ResultStatus;
 use nix::sys::signal::Signal;
-use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
-use std::process::ExitStatus;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::process::Child;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -39,10 +40,18 @@ pub struct Shared {
     pub prestart: Option<Arc<Prestarter>>,
     /// Cancels the attempts still running (second signal or drain timeout).
     pub force: CancellationToken,
+    /// The supervisor executable.
+    pub supervisor: PathBuf,
+    /// Where per-attempt cgroups go, when the runner may create them.
+    pub cgroups: Option<PathBuf>,
+    /// This runner instance's scope marker (see `supervisor::SCOPE_VAR`).
+    pub scope: String,
 }
 
 enum Outcome {
     Report(ResultRequest),
+    /// Hand the run back without spending a retry (the runner shuts down).
+    Release(&'static str),
     Fenced,
 }
 
@@ -61,11 +70,12 @@ struct Prepared {
 }
 
 /// Runs one leased attempt to its end; never fails, problems become the result.
-pub async fn run(shared: Arc<Shared>, client: Client, lease: Lease, leased_at: Instant) {
+pub async fn run(shared: Arc<Shared>, session: Arc<Session>, lease: Lease, answered: Instant) {
     let run_id = lease.run_id;
+    let (_, client) = session.client().await;
     tracing::info!(run_id, attempt = lease.attempt_no, app = %lease.app, version = lease.version_no, "leased");
-    let signals = Signals::default();
-    let keeper = LeaseKeeper::start(client.clone(), &lease, leased_at, signals.clone());
+    let signals = Signals::new(lease::lease_ttl(&lease));
+    let keeper = LeaseKeeper::start(client.clone(), &lease, answered, signals.clone());
     let target = Target {
         client: client.clone(),
         run_id,
@@ -84,7 +94,7 @@ pub async fn run(shared: Arc<Shared>, client: Client, lease: Lease, leased_at: I
         biased;
         _ = signals.fenced.cancelled() => Outcome::Fenced,
         _ = signals.cancel.cancelled() => report(ResultStatus::Cancelled, None, Some("cancelled before the process started".into())),
-        _ = shared.force.cancelled() => report(ResultStatus::Cancelled, None, Some("runner shut down before the run started".into())),
+        _ = shared.force.cancelled() => Outcome::Release("runner shut down before the run started"),
         (started, prepared) = async { tokio::join!(ack_start(&client, &lease, &signals), prepare(&shared, &client, &lease, &sink)) } => {
             match (started, prepared) {
                 (false, _) | (true, Err(SetupError::LeaseGone)) => {
@@ -110,12 +120,17 @@ pub async fn run(shared: Arc<Shared>, client: Client, lease: Lease, leased_at: I
             shipper.abandon();
             tracing::warn!(
                 run_id,
-                "attempt fenced: process killed, nothing more reported"
+                "attempt fenced: process tree killed, nothing more reported"
             );
         }
         Outcome::Report(result) => {
             if shipper.finish().await && !signals.fenced.is_cancelled() {
-                send_result(&client, &lease, &result, &signals).await;
+                send_result(&session, &lease, &result, &signals).await;
+            }
+        }
+        Outcome::Release(why) => {
+            if shipper.finish().await && !signals.fenced.is_cancelled() {
+                release(&session, &lease, why, &signals).await;
             }
         }
     }
@@ -123,12 +138,15 @@ pub async fn run(shared: Arc<Shared>, client: Client, lease: Lease, leased_at: I
     drop(workspace);
 }
 
-/// Acknowledges the lease; false when the lease is gone.
+/// Acknowledges the lease; false when the lease is gone. Its send time
+/// starts the fencing deadline.
 async fn ack_start(client: &Client, lease: &Lease, signals: &Signals) -> bool {
     let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(3));
     loop {
+        let sent = Instant::now();
         match client.start(lease.run_id, &lease.lease_token).await {
             Ok(state) => {
+                signals.fence.acked(sent);
                 if state.cancel_requested {
                     signals.cancel.cancel();
                 }
@@ -197,6 +215,49 @@ enum Stop {
     Shutdown,
 }
 
+/// Starts the script under a supervisor (through the pre-started
+/// interpreter when it fits) with the current fencing deadline.
+async fn spawn(
+    shared: &Shared,
+    lease: &Lease,
+    p: &Prepared,
+    signals: &Signals,
+    sink: &LogSink,
+) -> Result<Supervised, SetupError> {
+    let input = process::write_input(&p.ws.dir, &lease.input)?;
+    let mut vars = process::script_env(lease, &p.ws.dir, &p.env, &input);
+    for note in &input.notes {
+        sink.send("setup", note.clone());
+    }
+    vars.insert(
+        crate::supervisor::SCOPE_VAR.into(),
+        shared.scope.clone().into(),
+    );
+    // No acknowledged start, no deadline: nothing may run.
+    let deadline = signals.fence.deadline().ok_or(SetupError::LeaseGone)?;
+    if let (Some(pre), Launch::Python { script }) = (&shared.prestart, &p.launch) {
+        if p.env.dir == shared.envs.empty().dir {
+            if let Some(s) = pre.launch(script, &p.ws.dir, &vars, deadline).await {
+                return Ok(s);
+            }
+        }
+    }
+    let argv = p.launch.argv(&p.env);
+    Supervised::start(sup::Launch {
+        exe: &shared.supervisor,
+        argv: &argv,
+        cwd: &p.ws.dir,
+        env: &vars,
+        stdin_piped: false,
+        deadline: Some(deadline),
+        cgroup: shared
+            .cgroups
+            .as_ref()
+            .map(|b| b.join(format!("{}-{}", lease.run_id, lease.attempt_no))),
+    })
+    .await
+}
+
 async fn execute(
     shared: &Shared,
     lease: &Lease,
@@ -204,23 +265,20 @@ async fn execute(
     signals: &Signals,
     sink: &LogSink,
 ) -> Outcome {
-    let vars = process::script_env(lease, &p.ws.dir, &p.env);
-    let argv = p.launch.argv(&p.env);
-    let warm = match (&shared.prestart, &p.launch) {
-        (Some(pre), Launch::Python { script }) if p.env.dir == shared.envs.empty().dir => {
-            pre.launch(script, &p.ws.dir, &vars).await
+    let mut child = match spawn(shared, lease, p, signals, sink).await {
+        Ok(c) => c,
+        Err(SetupError::LeaseGone) => {
+            signals.fenced.cancel();
+            return Outcome::Fenced;
         }
-        _ => None,
+        Err(e) => return report(ResultStatus::Failed, None, Some(e.to_string())),
     };
-    let mut child = match warm {
-        Some(c) => c,
-        None => match process::spawn(&argv, &p.ws.dir, &vars) {
-            Ok(c) => c,
-            Err(e) => return report(ResultStatus::Failed, None, Some(e.to_string())),
-        },
-    };
-    let pgid = child.id().unwrap_or(0);
-    let guard = GroupGuard::new(Some(pgid));
+    tracing::debug!(
+        run_id = lease.run_id,
+        pid = child.pid,
+        cgroup = child.in_cgroup,
+        "script started under its supervisor"
+    );
     let out = tokio::spawn(process::pump_lines(
         child.stdout.take(),
         "stdout",
@@ -231,105 +289,117 @@ async fn execute(
         "stderr",
         sink.clone(),
     ));
-    let timeout = u64::try_from(lease.timeout_seconds).ok().filter(|t| *t > 0);
-    let deadline = async {
-        match timeout {
-            Some(t) => tokio::time::sleep(Duration::from_secs(t)).await,
-            None => std::future::pending().await,
+    let timeout_at = u64::try_from(lease.timeout_seconds)
+        .ok()
+        .filter(|t| *t > 0)
+        .map(|t| Instant::now() + Duration::from_secs(t));
+    let grace = shared.config.kill_grace_period;
+    let mut deadlines = signals.fence.subscribe();
+    let mut stop: Option<Stop> = None;
+    let mut kill_at: Option<Instant> = None;
+    let mut killed = false;
+    let (ctl, waiter) = (&mut child.control, &mut child.waiter);
+    let ending: Ending = loop {
+        tokio::select! {
+            biased;
+            _ = signals.fenced.cancelled(), if !killed => {
+                ctl.kill().await;
+                killed = true;
+            }
+            e = waiter.wait() => break e,
+            Ok(()) = deadlines.changed() => {
+                let d = *deadlines.borrow_and_update();
+                ctl.set_deadline(d).await;
+            }
+            _ = signals.cancel.cancelled(), if stop.is_none() => stop = Some(Stop::Cancel),
+            _ = sleep_until_opt(timeout_at), if stop.is_none() => stop = Some(Stop::Timeout),
+            _ = shared.force.cancelled(), if stop.is_none() => stop = Some(Stop::Shutdown),
+            _ = sleep_until_opt(kill_at), if !killed => {
+                ctl.kill().await;
+                killed = true;
+            }
+        }
+        if stop.is_some() && kill_at.is_none() {
+            ctl.signal(Signal::SIGTERM).await;
+            kill_at = Some(Instant::now() + grace);
         }
     };
-    let grace = shared.config.kill_grace_period;
-    let (stop, status) = tokio::select! {
-        biased;
-        _ = signals.fenced.cancelled() => (None, None),
-        s = child.wait() => (None, s.ok()),
-        _ = signals.cancel.cancelled() => (Some(Stop::Cancel), terminate(&mut child, pgid, grace, signals).await),
-        _ = deadline => (Some(Stop::Timeout), terminate(&mut child, pgid, grace, signals).await),
-        _ = shared.force.cancelled() => (Some(Stop::Shutdown), terminate(&mut child, pgid, grace, signals).await),
-    };
-    // Whatever is left of the group (background children) goes with the script.
-    kill_group(pgid, Signal::SIGKILL);
-    if signals.fenced.is_cancelled() {
-        let _ = child.wait().await;
+    if !ending.killed.is_empty() {
+        sink.send(
+            "system",
+            format!(
+                "killed {} process(es) the script left running: {}",
+                ending.killed.len(),
+                ending.killed.join(", ")
+            ),
+        );
+    }
+    if ending.fenced || signals.fenced.is_cancelled() {
         out.abort();
         err.abort();
-        guard.disarm();
+        signals.fenced.cancel();
         return Outcome::Fenced;
     }
-    guard.disarm();
-    // A grandchild that left the group may hold the pipes open: do not wait forever.
-    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+    // The pipes close when the whole tree is gone; the bound is a safety net.
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
         let _ = out.await;
         let _ = err.await;
     })
     .await;
-    let code = status.and_then(|s| s.code());
+    let code = ending.code;
     match stop {
         Some(Stop::Cancel) => report(ResultStatus::Cancelled, code, Some("cancelled".into())),
-        Some(Stop::Shutdown) => report(
-            ResultStatus::Cancelled,
-            code,
-            Some("runner shut down before the run finished".into()),
-        ),
+        Some(Stop::Shutdown) => Outcome::Release("runner shut down before the run finished"),
         Some(Stop::Timeout) => report(
             ResultStatus::Failed,
             code,
             Some(format!("timed out after {} s", lease.timeout_seconds)),
         ),
-        None => exit_outcome(status),
+        None => exit_outcome(&ending),
     }
 }
 
-fn exit_outcome(status: Option<ExitStatus>) -> Outcome {
-    match status {
-        Some(s) if s.success() => report(ResultStatus::Completed, Some(0), None),
-        Some(s) => match (s.code(), s.signal()) {
-            (Some(c), _) => report(
-                ResultStatus::Failed,
-                Some(c),
-                Some(format!("exited with code {c}")),
-            ),
-            (None, Some(sig)) => report(
-                ResultStatus::Failed,
-                None,
-                Some(format!("killed by signal {}", process::signal_name(sig))),
-            ),
-            (None, None) => report(
-                ResultStatus::Failed,
-                None,
-                Some("process ended abnormally".into()),
-            ),
-        },
-        None => report(
+async fn sleep_until_opt(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn exit_outcome(e: &Ending) -> Outcome {
+    match (e.code, e.signal) {
+        (Some(0), _) => report(ResultStatus::Completed, Some(0), None),
+        (Some(c), _) => report(
+            ResultStatus::Failed,
+            Some(c),
+            Some(format!("exited with code {c}")),
+        ),
+        (None, Some(sig)) => report(
             ResultStatus::Failed,
             None,
-            Some("lost track of the process".into()),
+            Some(format!("killed by signal {}", process::signal_name(sig))),
+        ),
+        (None, None) if e.lost => report(
+            ResultStatus::Failed,
+            None,
+            Some("the supervisor of the process died unexpectedly".into()),
+        ),
+        (None, None) => report(
+            ResultStatus::Failed,
+            None,
+            Some("process ended abnormally".into()),
         ),
     }
 }
 
-/// SIGTERM to the group, SIGKILL after the grace period (at once when fenced).
-async fn terminate(
-    child: &mut Child,
-    pgid: u32,
-    grace: Duration,
-    signals: &Signals,
-) -> Option<ExitStatus> {
-    kill_group(pgid, Signal::SIGTERM);
-    tokio::select! {
-        s = child.wait() => return s.ok(),
-        _ = tokio::time::sleep(grace) => {}
-        _ = signals.fenced.cancelled() => {}
-    }
-    kill_group(pgid, Signal::SIGKILL);
-    child.wait().await.ok()
-}
-
-/// Sends the result until acknowledged, refused as already decided (409) or fenced.
-async fn send_result(client: &Client, lease: &Lease, result: &ResultRequest, signals: &Signals) {
+/// Sends the result until acknowledged, refused as already decided (409) or
+/// fenced. A 401 (the runner token was rotated, e.g. by a second process
+/// with the same name) registers again and retries with the new token.
+async fn send_result(session: &Session, lease: &Lease, result: &ResultRequest, signals: &Signals) {
     let run_id = lease.run_id;
     let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
     loop {
+        let (generation, client) = session.client().await;
         let r = tokio::select! {
             _ = signals.fenced.cancelled() => return,
             r = client.result(run_id, &lease.lease_token, result) => r,
@@ -353,6 +423,19 @@ async fn send_result(client: &Client, lease: &Lease, result: &ResultRequest, sig
                 signals.fenced.cancel();
                 return;
             }
+            Err(e) if e.status() == Some(401) => {
+                tracing::warn!(
+                    run_id,
+                    "runner token refused while reporting; registering again"
+                );
+                if session
+                    .reregister(generation, &signals.fenced)
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
             Err(e) if e.is_transient() => {
                 let d = backoff.next_delay();
                 tracing::warn!(run_id, error = %e, retry_in = ?d, "result not delivered; will retry");
@@ -367,4 +450,48 @@ async fn send_result(client: &Client, lease: &Lease, result: &ResultRequest, sig
             }
         }
     }
+}
+
+/// Hands the run back without spending a retry. A server without the
+/// `release` call gets the old answer: the attempt reported as cancelled.
+async fn release(session: &Session, lease: &Lease, why: &'static str, signals: &Signals) {
+    let run_id = lease.run_id;
+    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
+    for _ in 0..10 {
+        let (generation, client) = session.client().await;
+        match client.release(run_id, &lease.lease_token).await {
+            Ok(ack) => {
+                tracing::info!(
+                    run_id,
+                    run_status = ack.run_status.as_str(),
+                    "run handed back: {why}"
+                );
+                return;
+            }
+            Err(e) if e.is_lease_gone() || e.status() == Some(409) => return,
+            Err(e) if e.status() == Some(404) || e.status() == Some(405) => {
+                let result = ResultRequest {
+                    status: ResultStatus::Cancelled,
+                    exit_code: None,
+                    error_message: Some(why.into()),
+                };
+                return send_result(session, lease, &result, signals).await;
+            }
+            Err(e) if e.status() == Some(401) => {
+                if session
+                    .reregister(generation, &signals.fenced)
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+            Err(e) => {
+                let d = backoff.next_delay();
+                tracing::warn!(run_id, error = %e, retry_in = ?d, "release not delivered; will retry");
+                tokio::time::sleep(d).await;
+            }
+        }
+    }
+    tracing::warn!(run_id, "could not hand the run back; its lease will expire");
 }

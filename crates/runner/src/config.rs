@@ -85,6 +85,16 @@ pub struct RunnerConfig {
     #[arg(long, env = "MINITOWER_PRESTART", default_value = "true",
           value_parser = bool_parser("MINITOWER_PRESTART"), action = clap::ArgAction::Set)]
     pub prestart: bool,
+
+    /// The executable started as each attempt's supervisor (see the README's
+    /// "Fenced execution"); default: this program itself.
+    #[arg(long, env = "MINITOWER_SUPERVISOR_BIN")]
+    pub supervisor_bin: Option<PathBuf>,
+
+    /// Per-attempt cgroup v2 directories: `auto` (used when the runner may
+    /// create them), `off`, or `required` (refuse to start without them).
+    #[arg(long, env = "MINITOWER_CGROUPS", default_value = "auto", value_parser = ["auto", "off", "required"])]
+    pub cgroups: String,
 }
 
 impl RunnerConfig {
@@ -110,6 +120,8 @@ impl RunnerConfig {
             drain_timeout: Duration::from_secs(60),
             artifact_cache_max_bytes: 1 << 30,
             prestart: true,
+            supervisor_bin: None,
+            cgroups: "auto".into(),
         }
     }
 

@@ -18,6 +18,7 @@ mod prestart;
 mod process;
 mod python;
 mod registration;
+pub mod supervisor;
 mod worker;
 mod workspace;
 
@@ -59,9 +60,43 @@ pub async fn run_with(
     let artifacts =
         artifacts::ArtifactCache::open(artifacts_dir.clone(), config.artifact_cache_max_bytes)
             .map_err(|e| RunnerError::io(&artifacts_dir, e))?;
-    let prestart = config
-        .prestart
-        .then(|| prestart::Prestarter::start(&envs.empty().dir, instance.work_dir.clone()));
+    let supervisor = match &config.supervisor_bin {
+        Some(p) => p.clone(),
+        None => std::env::current_exe().map_err(|e| RunnerError::io("current executable", e))?,
+    };
+    let scope = instance.scope();
+    let cgroups = match config.cgroups.as_str() {
+        "off" => None,
+        mode => match supervisor::tree::cgroup_base(&scope) {
+            Some(b) => Some(b),
+            None if mode == "required" => return Err(RunnerError::Config(
+                "MINITOWER_CGROUPS=required, but this runner cannot create cgroup v2 directories"
+                    .into(),
+            )
+            .into()),
+            None => None,
+        },
+    };
+    // What an earlier incarnation left running dies before anything else.
+    let leftovers = supervisor::tree::kill_leftovers(&scope, cgroups.as_deref());
+    if !leftovers.is_empty() {
+        tracing::warn!(killed = %leftovers.join(", "), "killed processes a previous runner left running");
+    }
+    instance.clear_workspaces()?;
+    probe_supervisor(&supervisor, &instance.work_dir, cgroups.clone()).await?;
+    let prestart = match config.prestart {
+        true => Some(
+            prestart::Prestarter::start(
+                &envs.empty().dir,
+                instance.work_dir.clone(),
+                supervisor.clone(),
+                cgroups.clone(),
+                &scope,
+            )
+            .await,
+        ),
+        false => None,
+    };
     tracing::info!(
         name = %config.name,
         server = %config.server_url,
@@ -70,6 +105,7 @@ pub async fn run_with(
         python = %interp.executable.display(),
         python_version = %interp.version,
         installer = envs.installer(),
+        containment = if cgroups.is_some() { "cgroup v2 + subreaper supervisor" } else { "subreaper supervisor (no cgroups)" },
         "runner starting"
     );
 
@@ -120,6 +156,9 @@ pub async fn run_with(
         envs,
         prestart,
         force: cancel_attempts.clone(),
+        supervisor,
+        cgroups,
+        scope,
     });
     let mut workers = tokio::task::JoinSet::new();
     for slot in 0..config.concurrency {
@@ -148,4 +187,37 @@ pub async fn run_with(
         Some(e) => Err(e),
         None => Ok(()),
     }
+}
+
+/// Runs `true` under a supervisor once, so a missing or broken supervisor
+/// executable stops the start instead of failing every run.
+async fn probe_supervisor(
+    exe: &std::path::Path,
+    cwd: &std::path::Path,
+    cgroups: Option<std::path::PathBuf>,
+) -> Result<(), RunnerError> {
+    let fail = |m: String| {
+        RunnerError::Config(format!(
+            "MINITOWER_SUPERVISOR_BIN: {} does not work as a supervisor: {m}",
+            exe.display()
+        ))
+    };
+    let env = std::collections::BTreeMap::new();
+    let argv = ["/bin/sh".into(), "-c".into(), "exit 0".into()];
+    let mut s = supervisor::client::Supervised::start(supervisor::client::Launch {
+        exe,
+        argv: &argv,
+        cwd,
+        env: &env,
+        stdin_piped: false,
+        deadline: Some(tokio::time::Instant::now() + std::time::Duration::from_secs(30)),
+        cgroup: cgroups.map(|c| c.join("probe")),
+    })
+    .await
+    .map_err(|e| fail(e.to_string()))?;
+    let ending = s.waiter.wait().await;
+    if ending.code != Some(0) {
+        return Err(fail(format!("{ending:?}")));
+    }
+    Ok(())
 }

@@ -9,19 +9,23 @@
 //! `sys.argv`, points stdin at /dev/null and executes the script as the real
 //! `__main__` module, trimming its own frame from tracebacks. Exit status,
 //! pid/process group and piped stdout/stderr are the script's own. A fresh
-//! interpreter is started as soon as one is used.
+//! interpreter is started as soon as one is handed over.
 //!
 //! Variables read only at interpreter start-up (`PYTHON*` except
 //! `PYTHONPATH`, the locale) must be equal to those the waiting interpreter
 //! started with; when a run differs it is started the ordinary way.
-//! The waiting interpreter exits by itself when the runner goes away (EOF).
+//! The waiting interpreter runs under a supervisor like every script, so it
+//! dies with the runner (the supervisor's control socket reaches EOF) and
+//! takes the run's fencing deadline when a run takes it.
 
+use crate::supervisor::client::{self as sup, Supervised};
 use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use tokio::io::AsyncWriteExt;
-use tokio::process::Child;
+use tokio::time::Instant;
 
 const BOOTSTRAP: &str = r#"
 import sys, os, json
@@ -77,46 +81,60 @@ except BaseException as _e:
 /// Scripts started through a pre-started interpreter by this process.
 pub static LAUNCHES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
-/// Keeps one interpreter waiting.
+/// Keeps one interpreter waiting, under a supervisor of its own (with no
+/// fencing deadline until a run takes it; it dies with the runner).
 pub struct Prestarter {
     python: PathBuf,
     cwd: PathBuf,
     startup_env: BTreeMap<OsString, OsString>,
-    slot: Mutex<Option<Child>>,
+    supervisor: PathBuf,
+    cgroups: Option<PathBuf>,
+    serial: AtomicU64,
+    slot: tokio::sync::Mutex<Option<Supervised>>,
 }
 
 impl Prestarter {
     /// Starts the first waiting interpreter of `env_dir`'s Python.
-    pub fn start(env_dir: &Path, cwd: PathBuf) -> Arc<Prestarter> {
+    pub async fn start(
+        env_dir: &Path,
+        cwd: PathBuf,
+        supervisor: PathBuf,
+        cgroups: Option<PathBuf>,
+        scope: &str,
+    ) -> Arc<Prestarter> {
         let mut startup_env: BTreeMap<OsString, OsString> =
             crate::process::base_env().iter().cloned().collect();
-        startup_env.remove(OsStr::new("PYTHONPATH"));
-        startup_env.remove(OsStr::new("PYTHONHOME"));
         startup_env.insert("PYTHONUNBUFFERED".into(), "1".into());
         startup_env.insert("VIRTUAL_ENV".into(), env_dir.into());
+        startup_env.insert(crate::supervisor::SCOPE_VAR.into(), scope.into());
         let p = Arc::new(Prestarter {
             python: env_dir.join("bin").join("python"),
             cwd,
             startup_env,
-            slot: Mutex::new(None),
+            supervisor,
+            cgroups,
+            serial: AtomicU64::new(0),
+            slot: tokio::sync::Mutex::new(None),
         });
-        p.refill();
+        p.refill().await;
         p
     }
 
-    fn refill(&self) {
-        let mut cmd = tokio::process::Command::new(&self.python);
-        cmd.args(["-c", BOOTSTRAP])
-            .current_dir(&self.cwd)
-            .env_clear()
-            .envs(&self.startup_env)
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .process_group(0)
-            .kill_on_drop(true);
-        match cmd.spawn() {
-            Ok(child) => *self.slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(child),
+    async fn refill(&self) {
+        let argv: Vec<OsString> = vec![self.python.clone().into(), "-c".into(), BOOTSTRAP.into()];
+        let n = self.serial.fetch_add(1, Ordering::Relaxed);
+        let started = Supervised::start(sup::Launch {
+            exe: &self.supervisor,
+            argv: &argv,
+            cwd: &self.cwd,
+            env: &self.startup_env,
+            stdin_piped: true,
+            deadline: None,
+            cgroup: self.cgroups.as_ref().map(|b| b.join(format!("pre-{n}"))),
+        })
+        .await;
+        match started {
+            Ok(s) => *self.slot.lock().await = Some(s),
             Err(e) => tracing::warn!(error = %e, "could not pre-start an interpreter"),
         }
     }
@@ -142,24 +160,28 @@ impl Prestarter {
                 .all(|(k, v)| k.to_str().is_some() && v.to_str().is_some())
     }
 
-    /// Hands `script` to the waiting interpreter; `None` when there is none
-    /// usable (the caller starts the script the ordinary way).
+    /// Hands `script` to the waiting interpreter with the run's fencing
+    /// `deadline`; `None` when there is none usable (the caller starts the
+    /// script the ordinary way).
     pub async fn launch(
         self: &Arc<Self>,
         script: &Path,
         cwd: &Path,
         vars: &BTreeMap<OsString, OsString>,
-    ) -> Option<Child> {
+        deadline: Instant,
+    ) -> Option<Supervised> {
         if !self.compatible(vars) {
             return None;
         }
-        let taken = self.slot.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let taken = self.slot.lock().await.take();
         let me = self.clone();
-        tokio::spawn(async move { me.refill() });
+        // Refilled after the run has been handed over, not while it starts.
+        tokio::spawn(async move { me.refill().await });
         let mut child = taken?;
-        if !matches!(child.try_wait(), Ok(None)) {
+        if child.waiter.ended_early() {
             return None;
         }
+        child.control.set_deadline(Some(deadline)).await;
         let env: serde_json::Map<String, serde_json::Value> = vars
             .iter()
             .map(|(k, v)| {
@@ -178,11 +200,11 @@ impl Prestarter {
         line.push(b'\n');
         let mut stdin = child.stdin.take()?;
         if stdin.write_all(&line).await.is_err() {
-            let _ = child.start_kill();
+            child.control.kill().await;
             return None;
         }
         drop(stdin);
-        LAUNCHES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        LAUNCHES.fetch_add(1, Ordering::Relaxed);
         Some(child)
     }
 }

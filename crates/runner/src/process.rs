@@ -18,58 +18,158 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 /// Longest log line; longer ones are split.
 pub const MAX_LINE_BYTES: usize = 64 * 1024;
 
-/// Variables of the runner that a script must never see.
-const SECRET_VARS: &[&str] = &[
-    "MINITOWER_RUNNER_REGISTRATION_TOKEN",
-    "MINITOWER_RUNNER_TOKEN",
-    "MINITOWER_BOOTSTRAP_TOKEN",
-    "MINITOWER_TOKEN",
-    "MINITOWER_TEAM_TOKEN",
+/// Variables of the runner's own environment a script sees. Everything else
+/// (cloud credentials, the runner's tokens, `PYTHON*` start-up settings) is
+/// withheld: an allowlist, so a variable nobody thought of does not leak.
+/// `MINITOWER_PASS_ENV` (comma-separated names) adds to it.
+const ALLOWED_VARS: &[&str] = &[
+    "PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LANGUAGE", "TZ", "TMPDIR", "TERM",
 ];
 
+/// Names the runner never passes, even when `MINITOWER_PASS_ENV` names them.
 fn is_secret(name: &OsStr) -> bool {
     let n = name.to_string_lossy().to_ascii_uppercase();
-    SECRET_VARS.contains(&n.as_str())
-        || (n.starts_with("MINITOWER_")
-            && ["TOKEN", "SECRET", "PASSWORD"]
-                .iter()
-                .any(|w| n.contains(w)))
+    n.starts_with("MINITOWER_")
+        && ["TOKEN", "SECRET", "PASSWORD", "KEY"]
+            .iter()
+            .any(|w| n.contains(w))
 }
 
-/// The runner's own environment without its secrets (computed once).
+fn is_allowed(name: &OsStr, extra: &[String]) -> bool {
+    let n = name.to_string_lossy();
+    !is_secret(name)
+        && (ALLOWED_VARS.contains(&n.as_ref())
+            || n.starts_with("LC_")
+            || extra.iter().any(|e| e == n.as_ref()))
+}
+
+/// The part of the runner's environment scripts see (computed once).
 pub fn base_env() -> &'static [(OsString, OsString)] {
     static BASE: OnceLock<Vec<(OsString, OsString)>> = OnceLock::new();
-    BASE.get_or_init(|| std::env::vars_os().filter(|(k, _)| !is_secret(k)).collect())
+    BASE.get_or_init(|| {
+        let extra: Vec<String> = std::env::var("MINITOWER_PASS_ENV")
+            .unwrap_or_default()
+            .split(',')
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect();
+        std::env::vars_os()
+            .filter(|(k, _)| is_allowed(k, &extra))
+            .collect()
+    })
 }
 
-/// The environment a script gets: the runner's (minus secrets), the input
-/// keys, then the fixed `MINITOWER_*`, Python and PATH variables, which win
-/// over input keys of the same name.
-pub fn script_env(lease: &Lease, ws: &Path, env: &PyEnv) -> BTreeMap<OsString, OsString> {
-    let mut vars: BTreeMap<OsString, OsString> = base_env().iter().cloned().collect();
-    vars.remove(OsStr::new("PYTHONHOME"));
-    let runner_path = vars.remove(OsStr::new("PATH"));
-    let runner_pythonpath = vars.remove(OsStr::new("PYTHONPATH"));
-    if let Some(obj) = lease.input.as_object() {
+/// Linux refuses an `execve` whose single environment string is longer than
+/// this (`MAX_ARG_STRLEN`, 32 pages), with "Argument list too long".
+const MAX_ENV_STRING: usize = 128 * 1024;
+/// Budget for all variables made from the input together (the kernel's total
+/// limit for argv + environment is a quarter of the stack limit, 2 MiB by
+/// default; the rest stays for the runner's own variables and argv).
+const MAX_INPUT_ENV_TOTAL: usize = 1024 * 1024;
+
+/// How the input reaches a script: always the file, and the variables that
+/// fit (`notes` say which were skipped and why, for the setup log).
+#[derive(Debug, Default)]
+pub struct InputDelivery {
+    pub file: PathBuf,
+    pub vars: Vec<(String, String)>,
+    pub notes: Vec<String>,
+}
+
+/// Writes the whole input to `<ws>/.minitower/input.json` (mode 0600) and
+/// picks the variables that can be passed safely: `MINITOWER_INPUT` and one
+/// per top-level key, each only when it holds no NUL and fits the kernel's
+/// limits. The run never fails because of how its input was delivered.
+pub fn write_input(ws: &Path, input: &serde_json::Value) -> Result<InputDelivery, SetupError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = ws.join(".minitower");
+    let _ = std::fs::remove_dir_all(&dir).or_else(|_| std::fs::remove_file(&dir));
+    std::fs::create_dir(&dir).map_err(|e| SetupError::Io(format!("{}: {e}", dir.display())))?;
+    let file = dir.join("input.json");
+    let text = input.to_string();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&file)
+        .and_then(|mut f| f.write_all(text.as_bytes()))
+        .map_err(|e| SetupError::Io(format!("{}: {e}", file.display())))?;
+    let mut d = InputDelivery {
+        file,
+        ..Default::default()
+    };
+    let mut total = 0usize;
+    let mut offer = |d: &mut InputDelivery, name: &str, value: String| {
+        let size = name.len() + 1 + value.len() + 1;
+        let why = if value.contains('\0') {
+            Some("it holds a NUL character")
+        } else if size > MAX_ENV_STRING {
+            Some("it is longer than the kernel allows for one variable (128 KiB)")
+        } else if total + size > MAX_INPUT_ENV_TOTAL {
+            Some("the input's variables together would pass 1 MiB")
+        } else {
+            None
+        };
+        match why {
+            Some(why) => d.notes.push(format!(
+                "input: ${name} not set because {why}; read $MINITOWER_INPUT_FILE for the whole input"
+            )),
+            None => {
+                total += size;
+                d.vars.push((name.to_string(), value));
+            }
+        }
+    };
+    offer(&mut d, "MINITOWER_INPUT", text);
+    if let Some(obj) = input.as_object() {
         for (k, v) in obj {
             if minitower_core::validate::env_var_name(k) {
                 let s = match v {
                     serde_json::Value::String(s) => s.clone(),
                     other => other.to_string(),
                 };
-                vars.insert(k.into(), s.into());
+                offer(&mut d, k, s);
             }
         }
+    }
+    Ok(d)
+}
+
+/// The environment a script gets: the allowlisted part of the runner's, the
+/// input keys, then the fixed `MINITOWER_*`, Python and PATH variables,
+/// which win over input keys of the same name.
+pub fn script_env(
+    lease: &Lease,
+    ws: &Path,
+    env: &PyEnv,
+    input: &InputDelivery,
+) -> BTreeMap<OsString, OsString> {
+    let mut vars: BTreeMap<OsString, OsString> = base_env().iter().cloned().collect();
+    let runner_path = vars.remove(OsStr::new("PATH"));
+    for (k, v) in &input.vars {
+        vars.insert(k.into(), v.into());
+    }
+    if !input.vars.iter().any(|(k, _)| k == "MINITOWER_INPUT") {
+        vars.remove(OsStr::new("MINITOWER_INPUT"));
     }
     let mut set = |k: &str, v: OsString| {
         vars.insert(k.into(), v);
     };
-    set("MINITOWER_INPUT", lease.input.to_string().into());
+    set("MINITOWER_INPUT_FILE", input.file.clone().into());
     set("MINITOWER_RUN_ID", lease.run_id.to_string().into());
     set("MINITOWER_RUN_NO", lease.run_no.to_string().into());
     set("MINITOWER_APP", lease.app.clone().into());
     set("MINITOWER_VERSION_NO", lease.version_no.to_string().into());
     set("MINITOWER_ATTEMPT_NO", lease.attempt_no.to_string().into());
+    set(
+        "MINITOWER_FENCING_TOKEN",
+        lease
+            .fencing_token
+            .unwrap_or(lease.attempt_no)
+            .to_string()
+            .into(),
+    );
     set("PYTHONUNBUFFERED", "1".into());
     set("VIRTUAL_ENV", env.dir.clone().into());
     let mut path = vec![env.bin()];
@@ -77,14 +177,11 @@ pub fn script_env(lease: &Lease, ws: &Path, env: &PyEnv) -> BTreeMap<OsString, O
         path.extend(std::env::split_paths(p));
     }
     set("PATH", std::env::join_paths(path).unwrap_or_default());
-    let mut py_path: Vec<PathBuf> = lease
+    let py_path: Vec<PathBuf> = lease
         .import_paths
         .iter()
         .filter_map(|p| inside(ws, p))
         .collect();
-    if let Some(p) = &runner_pythonpath {
-        py_path.extend(std::env::split_paths(p).filter(|p| !p.as_os_str().is_empty()));
-    }
     if !py_path.is_empty() {
         set(
             "PYTHONPATH",
@@ -140,25 +237,6 @@ impl Launch {
             Launch::Executable { script } => vec![script.into()],
         }
     }
-}
-
-/// Starts a script in its own process group with piped output.
-pub fn spawn(
-    argv: &[OsString],
-    cwd: &Path,
-    vars: &BTreeMap<OsString, OsString>,
-) -> Result<tokio::process::Child, SetupError> {
-    let mut cmd = tokio::process::Command::new(&argv[0]);
-    cmd.args(&argv[1..])
-        .current_dir(cwd)
-        .env_clear()
-        .envs(vars)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .process_group(0);
-    cmd.spawn()
-        .map_err(|e| SetupError::Spawn(format!("{}: {e}", argv[0].to_string_lossy())))
 }
 
 /// Sends `sig` to the whole process group `pgid` (ignoring an empty group).

@@ -29,7 +29,7 @@ pub struct Instance {
 }
 
 impl Instance {
-    /// Takes the instance lock and removes workspaces left by a previous crash.
+    /// Takes the instance lock (one process per runner name).
     pub fn acquire(data_dir: &Path, name: &str) -> Result<Instance, RunnerError> {
         let state_dir = data_dir.join("runners").join(safe_name(name));
         let work_dir = state_dir.join("work");
@@ -47,16 +47,32 @@ impl Instance {
                 dir: data_dir.to_path_buf(),
             }
         })?;
-        let entries = std::fs::read_dir(&work_dir).map_err(|e| RunnerError::io(&work_dir, e))?;
-        for entry in entries.flatten() {
-            tracing::info!(path = %entry.path().display(), "removing workspace left by a previous run");
-            remove_tree(&entry.path());
-        }
         Ok(Instance {
             state_dir,
             work_dir,
             _lock: lock,
         })
+    }
+
+    /// Removes workspaces left by a previous crash (after its processes were
+    /// killed: see `supervisor::tree::kill_leftovers`).
+    pub fn clear_workspaces(&self) -> Result<(), RunnerError> {
+        let entries =
+            std::fs::read_dir(&self.work_dir).map_err(|e| RunnerError::io(&self.work_dir, e))?;
+        for entry in entries.flatten() {
+            tracing::info!(path = %entry.path().display(), "removing workspace left by a previous run");
+            remove_tree(&entry.path());
+        }
+        Ok(())
+    }
+
+    /// A short name for this runner instance (its state dir), carried by
+    /// every process it supervises so a successor can find leftovers.
+    pub fn scope(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let dir = std::fs::canonicalize(&self.state_dir).unwrap_or_else(|_| self.state_dir.clone());
+        let h = Sha256::digest(dir.as_os_str().as_encoded_bytes());
+        hex::encode(&h[..8])
     }
 }
 

@@ -85,8 +85,8 @@ pub(crate) async fn start_attempt(
     lease_token_hash: &str,
     params: LeaseParams,
 ) -> StoreResult<(AttemptState, Option<RunLabels>)> {
-    let now = ms_ts(params.now);
     let mut tx = s.write().await?;
+    let now = s.now(&mut *tx, params.now).await?;
     let h = held(&mut tx, runner_id, run_id, lease_token_hash, true).await?;
     let t = status::start(h.run, h.attempt)?;
     let attempt = t.attempt.unwrap_or(h.attempt);
@@ -127,6 +127,7 @@ pub(crate) async fn start_attempt(
             run_status: t.run,
             cancel_requested: h.cancel_requested,
             lease_expires_at: expires,
+            ttl_ms: Some(params.ttl.as_millis() as u64),
         },
         labels,
     ))
@@ -139,8 +140,8 @@ pub(crate) async fn heartbeat(
     lease_token_hash: &str,
     params: LeaseParams,
 ) -> StoreResult<AttemptState> {
-    let now = ms_ts(params.now);
     let mut tx = s.write().await?;
+    let now = s.now(&mut *tx, params.now).await?;
     let h = held(&mut tx, runner_id, run_id, lease_token_hash, true).await?;
     let t = status::heartbeat(h.run, h.attempt)?;
     let expires = db::expiry(now, params.ttl).max(h.lease_expires_at);
@@ -160,6 +161,7 @@ pub(crate) async fn heartbeat(
         run_status: t.run,
         cancel_requested: h.cancel_requested,
         lease_expires_at: expires,
+        ttl_ms: Some(params.ttl.as_millis() as u64),
     })
 }
 
@@ -287,6 +289,70 @@ pub(crate) async fn complete_attempt(
             started_at: h.started_at,
             finished_at: now,
         }),
+    })
+}
+
+/// The runner hands its attempt back (see `status::release`): no retry is
+/// spent; the run is queued again keeping its place in line.
+pub(crate) async fn release_attempt(
+    s: &PgStore,
+    runner_id: i64,
+    run_id: i64,
+    lease_token_hash: &str,
+    now: DateTime<Utc>,
+) -> StoreResult<ResultOutcome> {
+    let mut tx = s.write().await?;
+    let now = s.now(&mut *tx, now).await?;
+    let h = held(&mut tx, runner_id, run_id, lease_token_hash, true).await?;
+    let t = status::release(h.run, h.attempt, h.cancel_requested)?;
+    let attempt = t.attempt.unwrap_or(AttemptStatus::Expired);
+    let done = sqlx::query(
+        "UPDATE run_attempts SET status = $1, finished_at = $2, \
+         error_message = 'released by the runner (shutting down)' WHERE id = $3 AND status = $4",
+    )
+    .bind(attempt.as_str())
+    .bind(now)
+    .bind(h.attempt_id)
+    .bind(h.attempt.as_str())
+    .execute(&mut *tx)
+    .await
+    .map_err(db::err)?;
+    lease_cas(done.rows_affected())?;
+    let done = if t.run == RunStatus::Queued {
+        sqlx::query("UPDATE runs SET status = 'queued' WHERE id = $1 AND status = $2")
+            .bind(run_id)
+            .bind(h.run.as_str())
+            .execute(&mut *tx)
+            .await
+    } else {
+        sqlx::query(
+            "UPDATE runs SET status = $1, finished_at = $2, \
+             error_message = 'cancelled; the runner shut down' WHERE id = $3 AND status = $4",
+        )
+        .bind(t.run.as_str())
+        .bind(now)
+        .bind(run_id)
+        .bind(h.run.as_str())
+        .execute(&mut *tx)
+        .await
+    }
+    .map_err(db::err)?;
+    db::cas(done.rows_affected(), "release run")?;
+    let labels = db::labels(&mut tx, run_id).await?;
+    tx.commit().await.map_err(db::err)?;
+    let finished = t.run.is_terminal().then(|| Finished {
+        labels,
+        status: t.run,
+        queued_at: h.queued_at,
+        started_at: h.started_at,
+        finished_at: now,
+    });
+    Ok(ResultOutcome {
+        ack: ResultAck {
+            status: attempt,
+            run_status: t.run,
+        },
+        finished,
     })
 }
 

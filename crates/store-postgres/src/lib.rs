@@ -25,6 +25,7 @@ pub mod testing;
 
 pub use events::{listen, Event, Events};
 
+use chrono::{DateTime, Utc};
 use minitower_store::{StoreError, StoreResult};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::Postgres;
@@ -43,6 +44,9 @@ pub const DEFAULT_MAX_CONNECTIONS: u32 = 16;
 #[derive(Debug, Clone)]
 pub struct PgStore {
     pool: PgPool,
+    /// Take lease, heartbeat and expiry times from the database (`now()`)
+    /// instead of the caller's `now`, so replicas with different clocks agree.
+    db_clock: bool,
 }
 
 /// A transaction on a pooled connection.
@@ -75,7 +79,38 @@ impl PgStore {
             .run(&pool)
             .await
             .map_err(|e| StoreError::Database(format!("migrating PostgreSQL: {e}")))?;
-        Ok(PgStore { pool })
+        Ok(PgStore {
+            pool,
+            db_clock: false,
+        })
+    }
+
+    /// Lease expiry decided on the database's clock: the lease, start,
+    /// heartbeat and reaper calls ignore the `now` they are given and use
+    /// PostgreSQL's `now()`. Every replica of a deployment should use it
+    /// (`minitowerd` does); tests that inject time do not.
+    pub fn with_database_clock(mut self) -> PgStore {
+        self.db_clock = true;
+        self
+    }
+
+    /// `given`, or the database's time when the store uses its clock.
+    pub(crate) async fn now<'c, E>(
+        &self,
+        conn: E,
+        given: DateTime<Utc>,
+    ) -> StoreResult<DateTime<Utc>>
+    where
+        E: sqlx::PgExecutor<'c>,
+    {
+        if !self.db_clock {
+            return Ok(db::ms_ts(given));
+        }
+        let t: DateTime<Utc> = sqlx::query_scalar("SELECT now()")
+            .fetch_one(conn)
+            .await
+            .map_err(db::err)?;
+        Ok(db::ms_ts(t))
     }
 
     /// The pool, for callers that need raw access (tests, tooling).

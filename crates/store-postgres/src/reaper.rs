@@ -14,7 +14,7 @@ pub(crate) async fn reap_expired(
     now: DateTime<Utc>,
     limit: i64,
 ) -> StoreResult<Vec<Reaped>> {
-    let now = ms_ts(now);
+    let now = s.now(&s.pool, now).await?;
     // Candidates may be stale by the time they are handled; each one is
     // locked, re-checked and compare-and-set in its own transaction below.
     let candidates: Vec<(i64, i64)> = sqlx::query_as(&format!(
@@ -65,16 +65,18 @@ async fn reap_one(
     if expires >= now {
         return Ok(None); // a heartbeat extended it meanwhile
     }
-    let t = match status::expire(
+    let e = match status::expire(
         run,
         attempt,
         get(&row, "cancel_requested")?,
         get(&row, "retry_count")?,
         get(&row, "max_retries")?,
+        attempt_no,
     ) {
-        Ok(t) => t,
+        Ok(e) => e,
         Err(_) => return Ok(None), // finished meanwhile
     };
+    let t = e.transition;
     let new_attempt = t.attempt.unwrap_or(AttemptStatus::Expired);
     let done = sqlx::query(
         "UPDATE run_attempts SET status = $1, finished_at = $2, error_message = 'lease expired' \
@@ -94,9 +96,10 @@ async fn reap_one(
         RunStatus::Queued => {
             // The run keeps its original queued_at, hence its place in line.
             sqlx::query(
-                "UPDATE runs SET status = 'queued', retry_count = retry_count + 1 \
-                 WHERE id = $1 AND status = $2",
+                "UPDATE runs SET status = 'queued', retry_count = retry_count + $1 \
+                 WHERE id = $2 AND status = $3",
             )
+            .bind(i64::from(e.spends_retry))
             .bind(run_id)
             .bind(run.as_str())
             .execute(&mut *tx)

@@ -126,8 +126,8 @@ pub(crate) async fn lease(
     lease_token_hash: &str,
     params: LeaseParams,
 ) -> StoreResult<Option<Leased>> {
-    let now = ms_ts(params.now);
     let mut tx = s.write().await?;
+    let now = s.now(&mut *tx, params.now).await?;
     // The runner row lock makes this runner's leases (on any replica) take
     // turns, so the count read here is the count the insert below changes.
     // The stored row, not the caller's copy, is the truth: a re-registration
@@ -223,6 +223,8 @@ pub(crate) async fn lease(
         team: team.clone(),
         last_log_seq: get::<Option<i64>>(&row, "last_log_seq")?.unwrap_or(0),
         import_paths,
+        ttl_ms: Some(params.ttl.as_millis() as u64),
+        fencing_token: Some(attempt_no),
     };
     Ok(Some(Leased {
         lease,

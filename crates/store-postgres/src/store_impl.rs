@@ -204,6 +204,15 @@ impl Store for PgStore {
     ) -> StoreResult<ResultOutcome> {
         attempts::complete_attempt(self, runner_id, run_id, lease_token_hash, result, now).await
     }
+    async fn release_attempt(
+        &self,
+        runner_id: i64,
+        run_id: i64,
+        lease_token_hash: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<ResultOutcome> {
+        attempts::release_attempt(self, runner_id, run_id, lease_token_hash, now).await
+    }
     async fn leased_artifact(
         &self,
         runner_id: i64,

@@ -119,6 +119,7 @@ pub(crate) async fn start_attempt(
             run_status: t.run,
             cancel_requested: h.cancel_requested,
             lease_expires_at: ts(expires)?,
+            ttl_ms: Some(params.ttl.as_millis() as u64),
         },
         labels,
     ))
@@ -151,6 +152,7 @@ pub(crate) async fn heartbeat(
         run_status: t.run,
         cancel_requested: h.cancel_requested,
         lease_expires_at: ts(expires)?,
+        ttl_ms: Some(params.ttl.as_millis() as u64),
     })
 }
 
@@ -264,6 +266,73 @@ pub(crate) async fn complete_attempt(
             started_at: ts_opt(h.started_at)?,
             finished_at: ts(ms(now))?,
         }),
+    })
+}
+
+/// The runner hands its attempt back (see `status::release`): no retry is
+/// spent; the run is queued again keeping its place in line.
+pub(crate) async fn release_attempt(
+    s: &SqliteStore,
+    runner_id: i64,
+    run_id: i64,
+    lease_token_hash: &str,
+    now: DateTime<Utc>,
+) -> StoreResult<ResultOutcome> {
+    let mut tx = s.write().await?;
+    let h = held(&mut tx, runner_id, run_id, lease_token_hash).await?;
+    let t = status::release(h.run, h.attempt, h.cancel_requested)?;
+    let attempt = t.attempt.unwrap_or(AttemptStatus::Expired);
+    let done = sqlx::query(
+        "UPDATE run_attempts SET status = ?, finished_at = ?, \
+         error_message = 'released by the runner (shutting down)' WHERE id = ? AND status = ?",
+    )
+    .bind(attempt.as_str())
+    .bind(ms(now))
+    .bind(h.attempt_id)
+    .bind(h.attempt.as_str())
+    .execute(&mut *tx)
+    .await
+    .map_err(db::err)?;
+    lease_cas(done.rows_affected())?;
+    let done = if t.run == RunStatus::Queued {
+        sqlx::query("UPDATE runs SET status = 'queued' WHERE id = ? AND status = ?")
+            .bind(run_id)
+            .bind(h.run.as_str())
+            .execute(&mut *tx)
+            .await
+    } else {
+        sqlx::query(
+            "UPDATE runs SET status = ?, finished_at = ?, \
+             error_message = 'cancelled; the runner shut down' WHERE id = ? AND status = ?",
+        )
+        .bind(t.run.as_str())
+        .bind(ms(now))
+        .bind(run_id)
+        .bind(h.run.as_str())
+        .execute(&mut *tx)
+        .await
+    }
+    .map_err(db::err)?;
+    db::cas(done.rows_affected(), "release run")?;
+    let labels = db::labels(&mut tx, run_id).await?;
+    tx.commit().await.map_err(db::err)?;
+    let finished = if t.run.is_terminal() {
+        Some(Finished {
+            labels,
+            status: t.run,
+            queued_at: ts(h.queued_at)?,
+            started_at: ts_opt(h.started_at)?,
+            finished_at: ts(ms(now))?,
+        })
+    } else {
+        None
+    };
+    Ok(ResultOutcome {
+        ack: ResultAck {
+            status: attempt,
+            run_status: t.run,
+        },
+        finished,
     })
 }
 

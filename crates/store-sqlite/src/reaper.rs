@@ -58,16 +58,18 @@ async fn reap_one(
     if expires >= ms(now) {
         return Ok(None); // a heartbeat extended it meanwhile
     }
-    let t = match status::expire(
+    let e = match status::expire(
         run,
         attempt,
         get::<i64>(&row, "cancel_requested")? != 0,
         get(&row, "retry_count")?,
         get(&row, "max_retries")?,
+        attempt_no,
     ) {
-        Ok(t) => t,
+        Ok(e) => e,
         Err(_) => return Ok(None), // finished meanwhile
     };
+    let t = e.transition;
     let new_attempt = t.attempt.unwrap_or(minitower_core::AttemptStatus::Expired);
     let done = sqlx::query(
         "UPDATE run_attempts SET status = ?, finished_at = ?, error_message = 'lease expired' \
@@ -88,9 +90,10 @@ async fn reap_one(
         RunStatus::Queued => {
             // The run keeps its original queued_at, hence its place in line.
             sqlx::query(
-                "UPDATE runs SET status = 'queued', retry_count = retry_count + 1 \
+                "UPDATE runs SET status = 'queued', retry_count = retry_count + ? \
                  WHERE id = ? AND status = ?",
             )
+            .bind(i64::from(e.spends_retry))
             .bind(run_id)
             .bind(run.as_str())
             .execute(&mut *tx)

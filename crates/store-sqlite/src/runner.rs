@@ -212,6 +212,8 @@ pub(crate) async fn lease(
         team: team.clone(),
         last_log_seq: get::<Option<i64>>(&row, "last_log_seq")?.unwrap_or(0),
         import_paths,
+        ttl_ms: Some(params.ttl.as_millis() as u64),
+        fencing_token: Some(attempt_no),
     };
     Ok(Some(Leased {
         lease,

@@ -354,6 +354,16 @@ pub trait Store: Send + Sync + 'static {
         result: &ResultRequest,
         now: DateTime<Utc>,
     ) -> StoreResult<ResultOutcome>;
+    /// The runner hands its active attempt back without spending a retry
+    /// (see `status::release`): the run is queued again, or cancelled when a
+    /// cancel was requested. `LeaseGone` on a stale token.
+    async fn release_attempt(
+        &self,
+        runner_id: i64,
+        run_id: i64,
+        lease_token_hash: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<ResultOutcome>;
     /// The artifact hash of the run's version, if the token holds the lease.
     async fn leased_artifact(
         &self,

@@ -174,19 +174,68 @@ fn late_result_after_expiry_is_lease_gone() {
 
 #[test]
 fn expiry_requeues_then_dies_or_cancels() {
-    let t = expire(R::Running, A::Running, false, 0, 2).unwrap();
-    assert_eq!((t.run, t.attempt), (R::Queued, Some(A::Expired)));
-    let t = expire(R::Running, A::Running, false, 1, 2).unwrap();
-    assert_eq!(t.run, R::Queued);
-    let t = expire(R::Running, A::Running, false, 2, 2).unwrap();
-    assert_eq!(t.run, R::Dead);
-    let t = expire(R::Leased, A::Leased, false, 0, 0).unwrap();
-    assert_eq!(t.run, R::Dead);
-    let t = expire(R::Cancelling, A::Cancelling, true, 0, 2).unwrap();
-    assert_eq!(t.run, R::Cancelled);
+    let e = expire(R::Running, A::Running, false, 0, 2, 1).unwrap();
+    assert_eq!(
+        (e.transition.run, e.transition.attempt, e.spends_retry),
+        (R::Queued, Some(A::Expired), true)
+    );
+    let e = expire(R::Running, A::Running, false, 1, 2, 2).unwrap();
+    assert_eq!((e.transition.run, e.spends_retry), (R::Queued, true));
+    let e = expire(R::Running, A::Running, false, 2, 2, 3).unwrap();
+    assert_eq!((e.transition.run, e.spends_retry), (R::Dead, false));
+    let e = expire(R::Cancelling, A::Cancelling, true, 0, 2, 1).unwrap();
+    assert_eq!((e.transition.run, e.spends_retry), (R::Cancelled, false));
+    let e = expire(R::Leased, A::Leased, true, 0, 2, 1).unwrap();
+    assert_eq!(e.transition.run, R::Cancelled);
     for a in DONE_ATTEMPTS {
         assert_eq!(
-            expire(R::Failed, a, false, 0, 2),
+            expire(R::Failed, a, false, 0, 2, 1),
+            Err(TransitionError::LeaseGone)
+        );
+    }
+}
+
+#[test]
+fn an_attempt_that_never_started_spends_no_retry() {
+    // max_retries = 0: the lost lease answer still leads to a run, not `dead`.
+    let e = expire(R::Leased, A::Leased, false, 0, 0, 1).unwrap();
+    assert_eq!(
+        (e.transition.run, e.transition.attempt, e.spends_retry),
+        (R::Queued, Some(A::Expired), false)
+    );
+    // ... up to FREE_REQUEUES free expiries per run, then retries are spent.
+    let last_free = FREE_REQUEUES; // attempts 1..=FREE_REQUEUES were free
+    let e = expire(R::Leased, A::Leased, false, 0, 0, last_free).unwrap();
+    assert_eq!((e.transition.run, e.spends_retry), (R::Queued, false));
+    let e = expire(R::Leased, A::Leased, false, 0, 0, last_free + 1).unwrap();
+    assert_eq!((e.transition.run, e.spends_retry), (R::Dead, false));
+    let e = expire(R::Leased, A::Leased, false, 0, 1, last_free + 1).unwrap();
+    assert_eq!((e.transition.run, e.spends_retry), (R::Queued, true));
+}
+
+#[test]
+fn release_requeues_without_a_retry_or_cancels() {
+    for a in ACTIVE_ATTEMPTS {
+        let run = if a == A::Cancelling {
+            R::Cancelling
+        } else {
+            R::Running
+        };
+        let t = release(run, a, false).unwrap();
+        let want = if a == A::Cancelling {
+            R::Cancelled
+        } else {
+            R::Queued
+        };
+        assert_eq!((t.run, t.attempt), (want, Some(A::Expired)));
+    }
+    assert_eq!(
+        release(R::Running, A::Running, true).unwrap().run,
+        R::Cancelled
+    );
+    for a in DONE_ATTEMPTS {
+        assert_eq!(
+            release(R::Failed, a, false),
             Err(TransitionError::LeaseGone)
         );
     }

@@ -18,6 +18,8 @@ fn lease(input: serde_json::Value, import_paths: Vec<String>) -> Lease {
         team: "acme".into(),
         last_log_seq: 0,
         import_paths,
+        ttl_ms: Some(3000),
+        fencing_token: Some(2),
     }
 }
 
@@ -36,7 +38,20 @@ fn script_env_has_run_vars_inputs_and_no_secrets() {
         json!({"name": "MiniTower", "count": 3, "nested": {"a": [1]}, "bad-key": "x", "MINITOWER_RUN_ID": "spoof"}),
         vec!["modules/lib".into(), "../escape".into()],
     );
-    let vars = script_env(&l, Path::new("/ws"), &env);
+    let ws = tempfile::tempdir().unwrap();
+    let input = write_input(ws.path(), &l.input).unwrap();
+    assert!(input.notes.is_empty(), "{:?}", input.notes);
+    let vars = script_env(&l, Path::new("/ws"), &env, &input);
+    assert_eq!(get(&vars, "MINITOWER_FENCING_TOKEN"), Some("2"));
+    let file = get(&vars, "MINITOWER_INPUT_FILE").unwrap();
+    let on_disk: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(file).unwrap()).unwrap();
+    assert_eq!(on_disk, l.input);
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(file).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
     assert_eq!(get(&vars, "MINITOWER_RUN_ID"), Some("42"));
     assert_eq!(get(&vars, "MINITOWER_RUN_NO"), Some("3"));
     assert_eq!(get(&vars, "MINITOWER_ATTEMPT_NO"), Some("2"));
@@ -60,11 +75,38 @@ fn script_env_has_run_vars_inputs_and_no_secrets() {
 }
 
 #[test]
-fn secrets_are_recognised() {
+fn only_allowlisted_runner_variables_pass() {
     assert!(is_secret(OsStr::new("MINITOWER_RUNNER_REGISTRATION_TOKEN")));
     assert!(is_secret(OsStr::new("MINITOWER_SOME_PASSWORD")));
     assert!(!is_secret(OsStr::new("MINITOWER_RUNNER_NAME")));
-    assert!(!is_secret(OsStr::new("HOME")));
+    let none: Vec<String> = vec![];
+    assert!(is_allowed(OsStr::new("HOME"), &none));
+    assert!(is_allowed(OsStr::new("LC_ALL"), &none));
+    assert!(!is_allowed(OsStr::new("AWS_SECRET_ACCESS_KEY"), &none));
+    assert!(!is_allowed(OsStr::new("PYTHONSTARTUP"), &none));
+    let extra = vec!["HTTP_PROXY".to_string(), "MINITOWER_TOKEN".to_string()];
+    assert!(is_allowed(OsStr::new("HTTP_PROXY"), &extra));
+    // A secret stays out even when named.
+    assert!(!is_allowed(OsStr::new("MINITOWER_TOKEN"), &extra));
+}
+
+#[test]
+fn input_that_cannot_be_an_environment_variable_goes_by_file_only() {
+    let ws = tempfile::tempdir().unwrap();
+    let big = "x".repeat(200 * 1024);
+    let input = json!({"nul": "a\u{0}b", "big": big, "ok": "fine"});
+    let d = write_input(ws.path(), &input).unwrap();
+    let names: Vec<&str> = d.vars.iter().map(|(k, _)| k.as_str()).collect();
+    assert!(names.contains(&"ok"));
+    assert!(!names.contains(&"nul"));
+    assert!(!names.contains(&"big"));
+    // The whole input is over 128 KiB: not in MINITOWER_INPUT either.
+    assert!(!names.contains(&"MINITOWER_INPUT"));
+    assert_eq!(d.notes.len(), 3, "{:?}", d.notes);
+    assert!(d.notes.iter().any(|n| n.contains("$nul") && n.contains("NUL")));
+    let back: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&d.file).unwrap()).unwrap();
+    assert_eq!(back, input);
 }
 
 #[test]

@@ -88,6 +88,8 @@ impl Harness {
         c.poll_interval = Duration::from_millis(200);
         c.kill_grace_period = Duration::from_secs(1);
         c.drain_timeout = Duration::from_secs(10);
+        // The test binary is not a runner: supervisors run from the real one.
+        c.supervisor_bin = Some(env!("CARGO_BIN_EXE_minitower-runner").into());
         c
     }
 

@@ -243,6 +243,32 @@ pub async fn result(
     Ok(RunIdExt::attach(id, Json(outcome.ack).into_response()))
 }
 
+/// Hands a leased or running attempt back without spending a retry (the
+/// runner shuts down): the attempt ends `expired`, the run is queued again in
+/// its old place, or cancelled when a cancel was requested meanwhile.
+#[utoipa::path(post, path = "/api/v1/runs/{run}/release", tag = "runner", params(("run" = i64, Path)),
+    responses((status = 200, body = ResultAck), (status = 401, body = ErrorEnvelope), (status = 410, body = ErrorEnvelope)),
+    security(("runner" = [])))]
+pub async fn release(
+    AxState(st): AxState<State>,
+    RunnerAuth(runner): RunnerAuth,
+    LeaseToken(lease): LeaseToken,
+    Path(run): Path<String>,
+) -> ApiResult<Response> {
+    let id = parse_id(&run, "run")?;
+    let outcome = st
+        .store
+        .release_attempt(runner.runner_id, id, &lease, st.now())
+        .await?;
+    if let Some(f) = &outcome.finished {
+        st.metrics.run_finished(f);
+    }
+    // The freed slot and, when requeued, the run itself are work for a lease call.
+    st.notifier.queue_changed(&runner.environment);
+    st.notifier.run_changed(id);
+    Ok(RunIdExt::attach(id, Json(outcome.ack).into_response()))
+}
+
 /// Streams the version's artifact to the runner holding the lease.
 #[utoipa::path(get, path = "/api/v1/runs/{run}/artifact", tag = "runner", params(("run" = i64, Path)),
     responses((status = 200, content_type = "application/gzip", description = "the .tar.gz; header X-Artifact-SHA256"),

@@ -1,0 +1,75 @@
+//! Messages between the runner and a supervisor: one JSON object per line on
+//! the control socket (file descriptor 3 of the supervisor).
+
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+/// Runner → supervisor.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Command {
+    /// The first message: start the script. `deadline_ns` is an absolute
+    /// `CLOCK_BOOTTIME` time (none: not leased yet, a pre-started
+    /// interpreter); `cgroup` a cgroup v2 directory to create for the script.
+    Start {
+        deadline_ns: Option<u64>,
+        cgroup: Option<PathBuf>,
+    },
+    /// A new fencing deadline (after a heartbeat was acknowledged).
+    Deadline { deadline_ns: Option<u64> },
+    /// A signal for the script's process group (SIGTERM on cancel/timeout).
+    Signal { signal: i32 },
+    /// Kill the whole tree now.
+    Kill,
+}
+
+/// Supervisor → runner.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    /// The script runs with this pid (its own process group).
+    Started { pid: u32, cgroup: bool },
+    /// The script could not be started.
+    SpawnFailed { error: String },
+    /// The fencing deadline passed: the tree was killed.
+    Fenced,
+    /// Processes killed after the script's end or at a kill, as `pid (name)`.
+    Killed { processes: Vec<String> },
+    /// The script ended: exit code or terminating signal.
+    Exited {
+        code: Option<i32>,
+        signal: Option<i32>,
+    },
+    /// Nothing of the tree is left; the supervisor exits next.
+    Done,
+}
+
+/// One message as a line.
+pub fn encode<T: Serialize>(msg: &T) -> Vec<u8> {
+    let mut line = serde_json::to_vec(msg).unwrap_or_default();
+    line.push(b'\n');
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip() {
+        let c = Command::Start {
+            deadline_ns: Some(5),
+            cgroup: Some("/sys/fs/cgroup/x".into()),
+        };
+        let line = encode(&c);
+        assert_eq!(line.last(), Some(&b'\n'));
+        let back: Command = serde_json::from_slice(&line).unwrap();
+        assert_eq!(back, c);
+        let e = Event::Exited {
+            code: None,
+            signal: Some(9),
+        };
+        let back: Event = serde_json::from_slice(&encode(&e)).unwrap();
+        assert_eq!(back, e);
+    }
+}

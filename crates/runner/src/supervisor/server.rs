@@ -1,0 +1,370 @@
+//! The supervisor process itself (see the module note in `supervisor.rs`).
+//!
+//! Single-threaded and synchronous on purpose: it forks the script, so it
+//! must hold no other thread's locks, and its only job is to wait on two
+//! file descriptors (the control socket and a signalfd) and a deadline.
+
+use super::protocol::{encode, Command, Event};
+use super::{tree, CONTROL_FD};
+use nix::errno::Errno;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::{killpg, SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::{getpid, Pid};
+use std::ffi::OsString;
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, FromRawFd};
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The control socket: commands in, events out, never blocking for long.
+struct Control {
+    sock: UnixStream,
+    buf: Vec<u8>,
+    eof: bool,
+}
+
+impl Control {
+    fn send(&mut self, e: &Event) {
+        let line = encode(e);
+        let mut off = 0;
+        let mut tries = 0;
+        while off < line.len() && tries < 1000 {
+            match self.sock.write(&line[off..]) {
+                Ok(0) => return,
+                Ok(n) => off += n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    // The runner is not reading (frozen): wait a little, never forever.
+                    tries += 1;
+                    let fd = PollFd::new(self.sock.as_fd(), PollFlags::POLLOUT);
+                    let _ = poll(&mut [fd], PollTimeout::from(10u8));
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => return,
+            }
+        }
+    }
+
+    /// Reads what is available; complete commands come out, EOF is noted.
+    fn read(&mut self) -> Vec<Command> {
+        let mut chunk = [0u8; 8192];
+        loop {
+            match self.sock.read(&mut chunk) {
+                Ok(0) => {
+                    self.eof = true;
+                    break;
+                }
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => break,
+            }
+        }
+        let mut out = Vec::new();
+        while let Some(i) = self.buf.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = self.buf.drain(..=i).collect();
+            if let Ok(c) = serde_json::from_slice(&line[..line.len() - 1]) {
+                out.push(c);
+            }
+        }
+        out
+    }
+}
+
+/// What the supervisor knows about the script.
+struct Script {
+    pid: Pid,
+    status: Option<WaitStatus>,
+    cgroup: Option<PathBuf>,
+}
+
+impl Script {
+    /// Reaps every child that has ended, noting the script's status.
+    fn reap(&mut self) {
+        loop {
+            match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::StillAlive) | Err(_) => return,
+                Ok(s) => {
+                    if s.pid() == Some(self.pid) {
+                        self.status = Some(s);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Kills the whole tree: the cgroup at once, then every child of ours
+    /// (orphans come to us as the subreaper) until none is left. Returns the
+    /// processes other than the script that were alive.
+    fn kill_all(&mut self) -> Vec<String> {
+        let me = getpid().as_raw();
+        let mut killed = Vec::new();
+        if let Some(cg) = &self.cgroup {
+            killed.extend(
+                tree::kill_cgroup(cg, Duration::from_secs(3))
+                    .into_iter()
+                    .filter(|d| !d.starts_with(&format!("{} ", self.pid))),
+            );
+        }
+        let give_up = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let kids = tree::children_of(me);
+            if kids.is_empty() {
+                break;
+            }
+            for k in &kids {
+                if *k != self.pid.as_raw() && !tree::is_zombie(*k) {
+                    let d = tree::describe(*k);
+                    if !killed.contains(&d) {
+                        killed.push(d);
+                    }
+                }
+                let _ = nix::sys::signal::kill(Pid::from_raw(*k), Signal::SIGKILL);
+            }
+            self.reap();
+            if std::time::Instant::now() >= give_up {
+                break;
+            }
+            if !tree::children_of(me).is_empty() {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+        self.reap();
+        killed
+    }
+
+    fn exited(&self) -> Event {
+        match self.status {
+            Some(WaitStatus::Exited(_, code)) => Event::Exited {
+                code: Some(code),
+                signal: None,
+            },
+            Some(WaitStatus::Signaled(_, sig, _)) => Event::Exited {
+                code: None,
+                signal: Some(sig as i32),
+            },
+            _ => Event::Exited {
+                code: None,
+                signal: Some(Signal::SIGKILL as i32),
+            },
+        }
+    }
+}
+
+/// Runs the supervisor for `argv`; the process exit code.
+pub fn main(argv: Vec<OsString>) -> i32 {
+    if argv.is_empty() {
+        eprintln!("supervisor: no command given");
+        return 2;
+    }
+    // SAFETY: the runner passes the control socket as fd 3; nothing else owns it.
+    let sock = unsafe { UnixStream::from_raw_fd(CONTROL_FD) };
+    let _ = nix::fcntl::fcntl(
+        CONTROL_FD,
+        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+    );
+    if sock.set_nonblocking(true).is_err() {
+        eprintln!("supervisor: no control socket on fd {CONTROL_FD}");
+        return 2;
+    }
+    let mut ctl = Control {
+        sock,
+        buf: Vec::new(),
+        eof: false,
+    };
+    let mut mask = SigSet::empty();
+    for s in [
+        Signal::SIGCHLD,
+        Signal::SIGTERM,
+        Signal::SIGINT,
+        Signal::SIGHUP,
+        Signal::SIGQUIT,
+    ] {
+        mask.add(s);
+    }
+    let _ = mask.thread_block();
+    let Ok(sfd) = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
+    else {
+        return 2;
+    };
+    let _ = nix::sys::prctl::set_child_subreaper(true);
+
+    // The first command says how to start.
+    let (mut deadline, cgroup) = loop {
+        if !wait_readable(&ctl, &sfd, None) {
+            return 0;
+        }
+        if let Some(Command::Start {
+            deadline_ns,
+            cgroup,
+        }) = ctl.read().into_iter().next()
+        {
+            break (deadline_ns, cgroup);
+        }
+        if ctl.eof {
+            return 0;
+        }
+    };
+    let cgroup = cgroup.filter(|d| std::fs::create_dir(d).is_ok() || d.is_dir());
+    if deadline.is_some_and(|d| tree::boottime_ns() >= d) {
+        ctl.send(&Event::Fenced);
+        ctl.send(&Event::Done);
+        return 0;
+    }
+    let mut script = match spawn(&argv, cgroup.as_ref()) {
+        Ok(pid) => Script {
+            pid,
+            status: None,
+            cgroup,
+        },
+        Err(e) => {
+            ctl.send(&Event::SpawnFailed {
+                error: format!("{}: {e}", argv[0].to_string_lossy()),
+            });
+            ctl.send(&Event::Done);
+            if let Some(cg) = &cgroup {
+                tree::remove_cgroup(cg);
+            }
+            return 0;
+        }
+    };
+    ctl.send(&Event::Started {
+        pid: script.pid.as_raw() as u32,
+        cgroup: script.cgroup.is_some(),
+    });
+    release_stdio();
+
+    loop {
+        let now = tree::boottime_ns();
+        if deadline.is_some_and(|d| now >= d) {
+            let killed = script.kill_all();
+            ctl.send(&Event::Fenced);
+            report_killed(&mut ctl, killed);
+            ctl.send(&script.exited());
+            break;
+        }
+        let timeout = deadline.map(|d| Duration::from_nanos(d - now));
+        wait_readable(&ctl, &sfd, timeout);
+        let mut stop = false;
+        while let Ok(Some(info)) = sfd.read_signal() {
+            if info.ssi_signo as i32 != Signal::SIGCHLD as i32 {
+                stop = true;
+            }
+        }
+        script.reap();
+        if stop {
+            // Asked to go away: take the whole tree along.
+            let killed = script.kill_all();
+            report_killed(&mut ctl, killed);
+            ctl.send(&script.exited());
+            break;
+        }
+        if script.status.is_some() {
+            let killed = script.kill_all();
+            report_killed(&mut ctl, killed);
+            ctl.send(&script.exited());
+            break;
+        }
+        let mut kill_now = false;
+        for c in ctl.read() {
+            match c {
+                Command::Deadline { deadline_ns } => deadline = deadline_ns,
+                Command::Signal { signal } => {
+                    if let Ok(sig) = Signal::try_from(signal) {
+                        let _ = killpg(script.pid, sig);
+                    }
+                }
+                Command::Kill => kill_now = true,
+                Command::Start { .. } => {}
+            }
+        }
+        if ctl.eof || kill_now {
+            // EOF: the runner is gone, nobody will report this attempt.
+            let killed = script.kill_all();
+            report_killed(&mut ctl, killed);
+            ctl.send(&script.exited());
+            break;
+        }
+    }
+    if let Some(cg) = &script.cgroup {
+        for _ in 0..100 {
+            if tree::remove_cgroup(cg) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    ctl.send(&Event::Done);
+    0
+}
+
+fn report_killed(ctl: &mut Control, killed: Vec<String>) {
+    if !killed.is_empty() {
+        ctl.send(&Event::Killed { processes: killed });
+    }
+}
+
+/// Waits until the control socket or the signalfd is readable, or `timeout`.
+/// False when the control socket is closed and nothing else is pending.
+fn wait_readable(ctl: &Control, sfd: &SignalFd, timeout: Option<Duration>) -> bool {
+    let t = match timeout {
+        None => PollTimeout::NONE,
+        Some(d) => {
+            PollTimeout::try_from(d.as_millis().min(60_000) as i32 + 1).unwrap_or(PollTimeout::MAX)
+        }
+    };
+    let mut fds = [
+        PollFd::new(ctl.sock.as_fd(), PollFlags::POLLIN),
+        PollFd::new(sfd.as_fd(), PollFlags::POLLIN),
+    ];
+    loop {
+        match poll(&mut fds, t) {
+            Err(Errno::EINTR) => continue,
+            Err(_) => return false,
+            Ok(_) => return true,
+        }
+    }
+}
+
+/// Starts the script: own process group, dies with us, in its cgroup.
+fn spawn(argv: &[OsString], cgroup: Option<&PathBuf>) -> std::io::Result<Pid> {
+    let me = getpid();
+    let procs = cgroup.map(|c| c.join("cgroup.procs"));
+    let mut cmd = std::process::Command::new(&argv[0]);
+    cmd.args(&argv[1..]);
+    // SAFETY: this process is single-threaded, so anything may run between
+    // fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            nix::unistd::setpgid(Pid::from_raw(0), Pid::from_raw(0))?;
+            nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
+            if nix::unistd::getppid() != me {
+                return Err(std::io::Error::other("the supervisor is gone"));
+            }
+            if let Some(p) = &procs {
+                std::fs::write(p, "0")?;
+            }
+            SigSet::empty().thread_set_mask()?;
+            Ok(())
+        });
+    }
+    let child = cmd.spawn()?;
+    Ok(Pid::from_raw(child.id() as i32))
+}
+
+/// Points our own stdin/stdout/stderr at /dev/null, so the script's pipes
+/// close exactly when the script's tree is gone.
+fn release_stdio() {
+    if let Ok(null) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+    {
+        use std::os::fd::AsRawFd;
+        for fd in 0..3 {
+            let _ = nix::unistd::dup2(null.as_raw_fd(), fd);
+        }
+    }
+}
