@@ -186,6 +186,7 @@ mod tests {
         ));
         drop(a);
         let b = Instance::acquire(dir.path(), "r/1").unwrap();
+        b.clear_workspaces().unwrap();
         assert!(!b.work_dir.join("5-1").exists());
         assert!(b.state_dir.ends_with("r_1"));
     }

@@ -81,11 +81,11 @@ print("finished")
         .any(|l| l.line == "secret visible: False"));
     binary.kill().unwrap(); // SIGKILL
     binary.wait().unwrap();
-    // The orphaned script of the dead runner is not ours to keep around.
-    let _ = nix::sys::signal::killpg(
-        nix::unistd::Pid::from_raw(orphan),
-        nix::sys::signal::Signal::SIGKILL,
-    );
+    // The dead runner's supervisor takes the script along at once.
+    wait_for("orphan to be gone", || async {
+        process_gone(orphan).then_some(())
+    })
+    .await;
 
     let rescuer = RunnerHandle::spawn(h.runner_config("rescuer"));
     let done = h.finished(id).await;
@@ -101,17 +101,13 @@ print("finished")
         logs.windows(2).all(|w| w[0].seq < w[1].seq),
         "seqs continue across attempts"
     );
-    wait_for("orphan to be gone", || async {
-        process_gone(orphan).then_some(())
-    })
-    .await;
     rescuer.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn shutdown_drains_then_cancels() {
+async fn shutdown_drains_then_hands_the_run_back() {
     let h = Harness::start().await;
-    let script = "import time, sys\nprint('working', flush=True)\ntime.sleep(float(sys.argv[1]) if len(sys.argv) > 1 else 600)\n";
+    let script = "import os, time\nprint('working', flush=True)\nif os.environ['MINITOWER_ATTEMPT_NO'] == '1':\n    time.sleep(600)\n";
     h.deploy("long", &[("main.py", script)], "main.py", None)
         .await;
     let mut config = h.runner_config("r1");
@@ -120,14 +116,25 @@ async fn shutdown_drains_then_cancels() {
     let id = h.trigger("long", json!({})).await;
     h.wait_log(id, |l| l.line == "working").await;
     runner.drain.cancel();
-    // The drain timeout passes, the attempt is cancelled and reported.
-    let done = h.finished(id).await;
-    assert_eq!(done.run.status, RunStatus::Cancelled, "{:?}", done.run);
+    // The drain timeout passes: the script is killed and the run handed
+    // back without spending a retry.
     runner.task.await.unwrap().unwrap();
+    let back = h.team.get_run(id).await.unwrap();
+    assert_eq!(back.run.status, RunStatus::Queued, "{:?}", back);
+    assert_eq!(back.run.retry_count, 0);
+    assert_eq!(back.attempts[0].status, AttemptStatus::Expired);
     // No new leases after the signal.
     let queued = h.trigger("long", json!({})).await;
     let r = h.team.get_run(queued).await.unwrap();
     assert_eq!(r.run.status, RunStatus::Queued);
+    // Another runner completes the handed-back run from the start.
+    let other = RunnerHandle::spawn(h.runner_config("r2"));
+    h.team.cancel_run(queued).await.unwrap();
+    let done = h.finished(id).await;
+    assert_eq!(done.run.status, RunStatus::Completed, "{:?}", done);
+    assert_eq!(done.attempts.len(), 2);
+    assert_eq!(done.attempts[1].runner, "r2");
+    other.stop().await;
 }
 
 /// Prints trigger-to-completed latency of hello-world runs (server clock).

@@ -195,7 +195,12 @@ mod tests {
             })
             || stat_field(child.id() as i32).map(|s| s.0) == Some(me);
         assert!(found);
-        assert!(describe(child.id() as i32).contains("sleep"));
+        let pid = child.id() as i32;
+        let give_up = std::time::Instant::now() + Duration::from_secs(10);
+        while !describe(pid).contains("sleep") && std::time::Instant::now() < give_up {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(describe(pid).contains("sleep"), "{}", describe(pid));
         child.kill().unwrap();
         child.wait().unwrap();
     }

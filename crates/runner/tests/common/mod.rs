@@ -39,13 +39,23 @@ impl Harness {
 
     /// A server with adjusted settings (e.g. a short lease TTL).
     pub async fn start_with(adjust: impl FnOnce(&mut ServerConfig)) -> Harness {
+        Self::start_with_clock(adjust, std::sync::Arc::new(minitower_server::SystemClock)).await
+    }
+
+    /// A server with adjusted settings and its own idea of the time.
+    pub async fn start_with_clock(
+        adjust: impl FnOnce(&mut ServerConfig),
+        clock: std::sync::Arc<dyn minitower_server::Clock>,
+    ) -> Harness {
         let dir = tempfile::tempdir().unwrap();
         let mut config = ServerConfig::for_tests(&dir.path().join("server"));
         std::fs::create_dir_all(dir.path().join("server")).unwrap();
         adjust(&mut config);
         let objects_dir = config.objects_dir.clone();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let app = Application::build(config, listener).await.unwrap();
+        let app = Application::build_with_clock(config, listener, clock)
+            .await
+            .unwrap();
         let url = format!("http://{}", app.local_addr());
         let shutdown = CancellationToken::new();
         let s = shutdown.clone();
