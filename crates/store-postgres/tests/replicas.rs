@@ -190,3 +190,35 @@ async fn notifications_reach_other_replicas() {
     })
     .await;
 }
+
+/// Replicas whose clocks disagree by hours still agree on lease expiry: with
+/// the database clock every lease, heartbeat and reap takes `now()` from
+/// PostgreSQL and ignores the time the replica passes in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn replicas_with_skewed_clocks_use_the_database_clock() {
+    let Some(db) = testing::test_db().await else {
+        return;
+    };
+    let fast: Arc<dyn Store> = Arc::new(db.open().await.with_database_clock());
+    let slow: Arc<dyn Store> = Arc::new(db.open().await.with_database_clock());
+    let f = Fixture::new(fast.clone()).await;
+    let run = f.run(0).await;
+    let runner = f.runner("default", 1).await;
+    // The fixture's clock says 2026-01-01; the database says today.
+    let h = lease(&slow, &runner, 0).await.unwrap();
+    let expires = h.leased.lease.lease_expires_at;
+    let real = chrono::Utc::now() + chrono::Duration::seconds(30);
+    assert!(
+        (expires - real).num_seconds().abs() < 60,
+        "expiry {expires} should be the database's now + TTL (about {real})"
+    );
+    // A replica whose clock runs days ahead cannot reap the live lease.
+    assert!(fast
+        .reap_expired(t(86_400 * 400), 10)
+        .await
+        .unwrap()
+        .is_empty());
+    let d = f.get(run.id).await;
+    assert_eq!(d.run.status, RunStatus::Leased);
+    assert_eq!(d.attempts[0].status, AttemptStatus::Leased);
+}

@@ -15,6 +15,7 @@
 //! dir, a schema to drop, or `()`). The calling crate needs `tokio` (with the
 //! multi-threaded runtime) as a dev-dependency.
 
+pub mod handback;
 pub mod lease;
 pub mod races;
 pub mod reaper;
@@ -64,6 +65,11 @@ macro_rules! conformance_tests {
             lease::logs_dedupe_and_order,
             lease::log_seq_continues_across_attempts,
             lease::leased_artifact_needs_active_lease,
+            handback::lease_answer_carries_ttl_and_fencing_token,
+            handback::release_requeues_without_spending_a_retry,
+            handback::release_after_cancel_cancels,
+            handback::release_needs_the_active_lease,
+            handback::unstarted_expiry_spends_no_retry,
             reaper::reaper_requeues_then_kills,
             reaper::reaper_cancels_when_cancel_requested,
             reaper::reaper_spares_heartbeating_leases,
