@@ -59,7 +59,19 @@ export class Stack {
     this.port = await freePort()
     this.base = `http://127.0.0.1:${this.port}`
     mkdirSync(path.join(this.dir, 'objects'), { recursive: true })
-    this.server = this.spawnLogged('minitowerd', MINITOWERD_BIN, {
+    await this.startServer()
+    this.runner = this.spawnLogged('runner', RUNNER_BIN, {
+      MINITOWER_SERVER_URL: this.base,
+      MINITOWER_RUNNER_NAME: 'ui-runner',
+      MINITOWER_RUNNER_REGISTRATION_TOKEN: 'reg',
+      MINITOWER_DATA_DIR: path.join(this.dir, 'runner'),
+    })
+  }
+
+  /** Starts minitowerd on this.port (again after stopServer: same database and port). */
+  async startServer() {
+    this.starts = (this.starts ?? 0) + 1
+    this.server = this.spawnLogged(this.starts === 1 ? 'minitowerd' : `minitowerd-${this.starts}`, MINITOWERD_BIN, {
       MINITOWER_LISTEN_ADDR: `127.0.0.1:${this.port}`,
       MINITOWER_DB_PATH: path.join(this.dir, 'mt.db'),
       MINITOWER_OBJECTS_DIR: path.join(this.dir, 'objects'),
@@ -67,19 +79,40 @@ export class Stack {
       MINITOWER_RUNNER_REGISTRATION_TOKEN: 'reg',
       MINITOWER_EXPIRY_CHECK_INTERVAL: '1s',
     })
+    const server = this.server
     await until(
       async () => {
-        if (this.server.exitCode !== null) throw new Error(`minitowerd exited with ${this.server.exitCode}`)
+        if (server.exitCode !== null) throw new Error(`minitowerd exited with ${server.exitCode}`)
         return (await fetch(`${this.base}/health`)).ok
       },
       { timeout: 60_000, what: 'minitowerd /health' },
     )
-    this.runner = this.spawnLogged('runner', RUNNER_BIN, {
-      MINITOWER_SERVER_URL: this.base,
-      MINITOWER_RUNNER_NAME: 'ui-runner',
-      MINITOWER_RUNNER_REGISTRATION_TOKEN: 'reg',
-      MINITOWER_DATA_DIR: path.join(this.dir, 'runner'),
-    })
+  }
+
+  /** Stops minitowerd (SIGTERM, SIGKILL after 5 s) and waits until its port refuses connections. */
+  async stopServer() {
+    const p = this.server
+    if (p.exitCode === null && p.signalCode === null) {
+      await new Promise((resolve) => {
+        const t = setTimeout(() => p.kill('SIGKILL'), 5000)
+        p.once('exit', () => {
+          clearTimeout(t)
+          resolve()
+        })
+        p.kill('SIGTERM')
+      })
+    }
+    await until(
+      async () => {
+        try {
+          await fetch(`${this.base}/health`)
+          return false
+        } catch {
+          return true
+        }
+      },
+      { timeout: 10_000, what: 'minitowerd to stop answering' },
+    )
   }
 
   /** SIGTERM, then SIGKILL whatever is still alive after 5 s. */

@@ -2,7 +2,7 @@
 // Run with `npm run e2e` (node --test). Needs the binaries (see harness.mjs) and /usr/bin/chromium.
 import { after, before, describe, it } from 'node:test'
 import assert from 'node:assert/strict'
-import { mkdirSync } from 'node:fs'
+import { mkdirSync, readFileSync } from 'node:fs'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { chromium } from 'playwright-core'
@@ -38,6 +38,15 @@ async function screenshot(name) {
 }
 
 const byTestId = (id) => page.getByTestId(id)
+
+/** Today as yyyy-mm-dd in local time (what a date input holds). */
+function localDay(offsetDays = 0) {
+  const d = new Date()
+  d.setDate(d.getDate() + offsetDays)
+  const pad = (n) => String(n).padStart(2, '0')
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}`
+}
+const rowIds = async () => page.locator('[data-testid="run-row"]').evaluateAll((rows) => rows.map((r) => r.dataset.runId))
 
 describe('MiniTower web UI', { timeout: 10 * 60_000 }, () => {
   before(async () => {
@@ -89,7 +98,12 @@ describe('MiniTower web UI', { timeout: 10 * 60_000 }, () => {
     await page.goto(`${ui}/`)
     await page.waitForURL(/\/signin/)
     await byTestId('signin-form').waitFor()
+    // `minitower dev` hands out a token: the page opens on the token tab.
+    await page.locator('[data-testid="signin-tabs"][data-mode="token"]').waitFor()
+    assert.ok(await byTestId('signin-token').isVisible(), 'token field shown first')
+    assert.equal(await byTestId('signin-password').count(), 0)
     await screenshot('signin')
+    await byTestId('tab-password').click()
     await byTestId('signin-slug').fill('acme')
     await byTestId('signin-password').fill('wrong-password')
     await byTestId('signin-submit').click()
@@ -159,6 +173,12 @@ describe('MiniTower web UI', { timeout: 10 * 60_000 }, () => {
     assert.equal(await byTestId('cancel-run').count(), 0, 'no cancel button on a finished run')
     await screenshot('run-completed')
 
+    // The log downloads as text.
+    const runId = new URL(page.url()).pathname.split('/').pop()
+    const [download] = await Promise.all([page.waitForEvent('download'), byTestId('log-download').click()])
+    assert.equal(download.suggestedFilename(), `run-${runId}-log.txt`)
+    assert.match(readFileSync(await download.path(), 'utf8'), /^Hello, MiniTower!$/m)
+
     // Re-run: same app, input and version, as a new run.
     const firstUrl = page.url()
     await byTestId('rerun').click()
@@ -212,9 +232,72 @@ describe('MiniTower web UI', { timeout: 10 * 60_000 }, () => {
     await screenshot('run-cancelled')
   })
 
+  step('searches the log, shows only matches and toggles line wrapping', async () => {
+    const lines = byTestId('log-line')
+    const total = await lines.count()
+    const expected = await lines.evaluateAll((els) => els.filter((e) => /t-minus 5/i.test(e.textContent)).length)
+    assert.ok(expected >= 1 && expected < total)
+    await byTestId('log-search').fill('t-minus 5')
+    await page.locator(`[data-testid="log-search-count"][data-matches="${expected}"]`).waitFor()
+    assert.equal(await byTestId('log-match').count(), expected, 'every match highlighted')
+    assert.equal((await byTestId('log-match').first().innerText()).toLowerCase(), 't-minus 5')
+    await byTestId('log-search-next').click()
+    assert.match(await byTestId('log-search-count').innerText(), new RegExp(`^2 of ${expected}$`))
+    await page.locator('[data-testid="log-viewer"][data-following="false"]').waitFor()
+    await page.locator('[data-testid="log-line"].current').waitFor()
+    await byTestId('log-only-matches').check()
+    await until(async () => (await lines.count()) === expected, { what: 'only matching lines' })
+    await screenshot('log-search')
+    await byTestId('log-only-matches').uncheck()
+    await until(async () => (await lines.count()) === total, { what: 'all lines back' })
+    await byTestId('log-search').fill('no such text anywhere')
+    assert.equal((await byTestId('log-search-count').innerText()).trim(), 'no match')
+    await byTestId('log-search').fill('')
+
+    // Wrap toggle: long lines wrap by default; off, they scroll sideways.
+    const ws = () => page.locator('[data-testid="log-line"] .tx').first().evaluate((el) => getComputedStyle(el).whiteSpace)
+    assert.equal(await ws(), 'pre-wrap')
+    await byTestId('log-wrap').uncheck()
+    await page.locator('[data-testid="log-viewer"][data-wrap="false"]').waitFor()
+    assert.equal(await ws(), 'pre')
+    await page.reload()
+    await page.locator('[data-testid="log-viewer"][data-wrap="false"]').waitFor()
+    await byTestId('log-wrap').check()
+    assert.equal(await ws(), 'pre-wrap')
+  })
+
+  step('runs an older version chosen in the trigger form', async () => {
+    const v2 = stack.makeArtifact('hello-v2', { 'main.py': 'print("this is v2", flush=True)\n' })
+    await stack.uploadVersion(adminToken, 'hello', v2, { entrypoint: 'main.py', timeout_seconds: 60 })
+    await page.goto(`${ui}/apps/hello`)
+    await page.locator('[data-testid="version-row"][data-version="2"]').waitFor()
+    const select = byTestId('trigger-version')
+    assert.deepEqual(
+      (await select.locator('option').allInnerTexts()).map((t) => t.trim()),
+      ['Latest (v2)', 'v2 (latest)', 'v1'],
+    )
+    await select.selectOption('1')
+    await byTestId('param-input-name').fill('Old') // v1's schema form
+    assert.match(await byTestId('trigger-version-info').innerText(), /v1 .*not the latest/)
+    await screenshot('trigger-older-version')
+    await byTestId('trigger-submit').click()
+    await page.waitForURL(/\/runs\/\d+$/)
+    await page.locator('[data-testid="run-status"][data-status="completed"]').waitFor({ timeout: LONG })
+    await byTestId('log-viewer').getByText('Hello, Old!').waitFor()
+    const run = await stack.api('GET', new URL(page.url()).pathname.replace('/runs/', '/api/v1/runs/'), {
+      token: adminToken,
+      expect: 200,
+    })
+    assert.equal(run.version_no, 1)
+  })
+
   step('searches apps', async () => {
     await byTestId('nav-apps').click()
     await until(async () => (await byTestId('app-row').count()) === 2, { what: 'two apps listed' })
+    // The latest version is the number the API sends (this read "vundefined").
+    const latest = (app) => page.locator(`[data-testid="app-row"][data-app="${app}"] [data-testid="app-latest-version"]`)
+    assert.equal((await latest('hello').innerText()).trim(), 'v2')
+    assert.equal((await latest('countdown').innerText()).trim(), 'v1')
     await byTestId('apps-search').fill('count')
     await until(async () => (await byTestId('app-row').count()) === 1, { what: 'search narrows the list' })
     await page.locator('[data-testid="app-row"][data-app="countdown"]').waitFor()
@@ -227,21 +310,66 @@ describe('MiniTower web UI', { timeout: 10 * 60_000 }, () => {
   step('lists and filters runs', async () => {
     await byTestId('nav-runs').click()
     await byTestId('runs-page').waitFor()
-    await until(async () => (await byTestId('run-row').count()) === 3, { what: 'three runs listed' })
+    await until(async () => (await byTestId('run-row').count()) === 4, { what: 'four runs listed' })
+    const ids = await rowIds()
+    const [hello3, countdown, hello2] = ids
+    // Exit code / error column.
+    const exits = await page.locator('[data-testid="run-exit"]').evaluateAll((c) => c.map((e) => e.dataset.exitCode))
+    assert.deepEqual([exits[0], exits[2], exits[3]], ['0', '0', '0'], 'completed hello runs exited 0')
+    assert.equal((await page.locator('thead th').allInnerTexts()).map((t) => t.trim().toLowerCase()).includes('exit / error'), true)
     await byTestId('filter-status').selectOption('completed')
     await page.waitForURL(/status=completed/)
-    await until(async () => (await byTestId('run-row').count()) === 2, { what: 'two completed runs' })
+    await until(async () => (await byTestId('run-row').count()) === 3, { what: 'three completed runs' })
     await byTestId('filter-app').selectOption('countdown')
     await byTestId('empty-state').waitFor()
     await byTestId('filter-clear').click()
-    await until(async () => (await byTestId('run-row').count()) === 3, { what: 'filters cleared' })
+    await until(async () => (await byTestId('run-row').count()) === 4, { what: 'filters cleared' })
     assert.equal(await byTestId('pager-next').isDisabled(), true)
+
+    // Search by run id (typed as "#N" or "N"), kept in the URL.
+    await byTestId('filter-run-id').fill(`#${countdown}`)
+    await page.waitForURL(new RegExp(`id=%23${countdown}|id=#${countdown}`))
+    await until(async () => JSON.stringify(await rowIds()) === JSON.stringify([countdown]), { what: 'only the searched run' })
+    await byTestId('filter-run-id').fill('999999')
+    await byTestId('empty-state').waitFor()
+    await byTestId('filter-run-id').fill('abc')
+    await byTestId('filter-run-id-error').waitFor()
+    await byTestId('filter-run-id').fill('')
+
+    // Date range of queued_at: today holds every run, tomorrow none.
+    await byTestId('filter-from').fill(localDay(1))
+    await byTestId('empty-state').waitFor()
+    await byTestId('filter-from').fill(localDay(0))
+    await byTestId('filter-to').fill(localDay(0))
+    await until(async () => (await byTestId('run-row').count()) === 4, { what: "today's runs" })
+    await byTestId('filter-to').fill(localDay(-1))
+    await byTestId('empty-state').waitFor()
+    await byTestId('filter-to').fill(localDay(0))
+    await byTestId('filter-status').selectOption('completed')
+    await until(async () => (await byTestId('run-row').count()) === 3, { what: 'date range and status together' })
+    await screenshot('runs-filtered')
+    await byTestId('filter-clear').click()
+    await until(async () => (await byTestId('run-row').count()) === 4, { what: 'filters cleared' })
     await screenshot('runs')
+
+    // The app page's run list has the same search.
+    await page.goto(`${ui}/apps/hello`)
+    await until(async () => (await byTestId('run-row').count()) === 3, { what: "hello's runs" })
+    await byTestId('filter-run-id').fill(String(hello2))
+    await until(async () => JSON.stringify(await rowIds()) === JSON.stringify([hello2]), { what: 'the searched run' })
+    await byTestId('filter-run-id').fill(String(countdown)) // another app's run
+    await byTestId('empty-state').waitFor()
+    await byTestId('filter-run-id').fill('')
+    await byTestId('filter-from').fill(localDay(1))
+    await byTestId('empty-state').waitFor()
+    await byTestId('filter-clear').click()
+    await until(async () => (await byTestId('run-row').count()) === 3, { what: "hello's runs again" })
+    assert.ok(hello3)
   })
 
   step('shows the dashboard with finished runs and the runner', async () => {
     await byTestId('nav-dashboard').click()
-    await page.locator('[data-testid="count-completed"]').getByText('2', { exact: true }).waitFor()
+    await page.locator('[data-testid="count-completed"]').getByText('3', { exact: true }).waitFor()
     await until(async () => (await byTestId('stat-success-rate').getByTestId('stat-value').innerText()).includes('%'), {
       what: 'success rate',
     })
@@ -253,6 +381,68 @@ describe('MiniTower web UI', { timeout: 10 * 60_000 }, () => {
     await byTestId('runners-page').waitFor()
     await page.locator('[data-testid="runner-row"][data-runner="ui-runner"]').waitFor()
     await screenshot('runners')
+  })
+
+  step('on a 390 px wide screen the sidebar is a top bar with a menu', async () => {
+    await page.setViewportSize({ width: 390, height: 844 })
+    try {
+      await page.goto(`${ui}/runs`)
+      await until(async () => (await byTestId('run-row').count()) === 4, { what: 'runs listed' })
+      const bar = await byTestId('sidebar').boundingBox()
+      assert.ok(bar.height < 70, `top bar is short (${bar.height}px)`)
+      assert.ok(bar.width >= 380, `top bar spans the width (${bar.width}px)`)
+      const main = await page.locator('main').boundingBox()
+      assert.ok(main.width >= 380 && main.x < 5, `content uses the full width (${main.x}+${main.width})`)
+      assert.equal(await page.evaluate(() => document.documentElement.scrollWidth), 390, 'no sideways scrolling of the page')
+      assert.equal(await byTestId('nav-runs').isVisible(), false, 'menu closed')
+      await screenshot('mobile-runs')
+      await byTestId('nav-toggle').click()
+      await byTestId('nav-apps').waitFor({ state: 'visible' })
+      assert.equal(await byTestId('nav-toggle').getAttribute('aria-expanded'), 'true')
+      await screenshot('mobile-menu-open')
+      await byTestId('nav-apps').click()
+      await byTestId('apps-page').waitFor()
+      await byTestId('nav-apps').waitFor({ state: 'hidden' }) // closes on navigation
+      assert.equal(await page.evaluate(() => document.documentElement.scrollWidth), 390)
+      await screenshot('mobile-apps')
+      await page.goto(`${ui}/apps/hello`)
+      await byTestId('trigger-form').waitFor()
+      assert.equal(await page.evaluate(() => document.documentElement.scrollWidth), 390)
+      await screenshot('mobile-app-detail')
+      await page.locator('[data-testid="run-link"]').first().click()
+      await byTestId('log-viewer').waitFor()
+      assert.equal(await page.evaluate(() => document.documentElement.scrollWidth), 390)
+      await screenshot('mobile-run')
+    } finally {
+      await page.setViewportSize({ width: 1360, height: 900 })
+    }
+    // Wide again: the sidebar is a sidebar, no menu button.
+    await page.goto(`${ui}/`)
+    await byTestId('dashboard-page').waitFor()
+    assert.equal(await byTestId('nav-toggle').isVisible(), false)
+    assert.equal((await byTestId('sidebar').boundingBox()).width, 220)
+  })
+
+  step('shows a banner while the server is unreachable, and drops it when it answers again', async () => {
+    await byTestId('nav-runs').click()
+    await byTestId('runs-page').waitFor()
+    assert.equal(await byTestId('offline-banner').count(), 0)
+    await stack.stopServer()
+    try {
+      await byTestId('nav-dashboard').click() // its (stale) queries refetch at once, and fail
+      await byTestId('offline-banner').waitFor({ timeout: 30_000 })
+      assert.match(await byTestId('offline-banner').innerText(), /Cannot reach the MiniTower server/)
+      await screenshot('server-unreachable')
+      await byTestId('offline-retry').click() // still down: the banner stays
+      await page.waitForTimeout(500)
+      assert.equal(await byTestId('offline-banner').count(), 1)
+    } finally {
+      await stack.startServer()
+    }
+    await byTestId('offline-banner').waitFor({ state: 'detached', timeout: 30_000 })
+    await byTestId('dashboard-page').waitFor()
+    await byTestId('status-counts').waitFor()
+    assert.equal(await byTestId('error-state').count(), 0, 'data refreshed after the outage')
   })
 
   step('creates a token and shows the secret once', async () => {

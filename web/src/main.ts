@@ -4,6 +4,7 @@ import { QueryClient, VueQueryPlugin } from '@tanstack/vue-query'
 import App from './App.vue'
 import { api, ApiError } from './api/client'
 import { createAppRouter } from './router'
+import { useConnectivityStore } from './stores/connectivity'
 import { useSessionStore } from './stores/session'
 import { useThemeStore } from './stores/theme'
 import './style.css'
@@ -26,6 +27,15 @@ const queryClient = new QueryClient({
   },
 })
 app.use(VueQueryPlugin, { queryClient })
+
+// Server unreachable: an app-wide banner; /health is probed until it answers, then data refreshes.
+const connectivity = useConnectivityStore(pinia)
+connectivity.configure({
+  probe: () => api.health(AbortSignal.timeout(5000)),
+  onRecovered: () => void queryClient.invalidateQueries(),
+})
+api.onReachability((ok, error) => connectivity.report(ok, error))
+connectivity.startHeartbeat(30_000)
 
 const router = createAppRouter()
 app.use(router)

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { formatDuration, percent, relativeTime, runDuration, shortSha } from '../src/lib/format'
+import { exitSummary, formatDuration, percent, relativeTime, runDuration, shortSha, versionLabel } from '../src/lib/format'
 
 describe('format helpers', () => {
   const now = Date.parse('2026-11-22T10:00:00Z')
@@ -21,5 +21,18 @@ describe('format helpers', () => {
     expect(shortSha('abcdef0123456789')).toBe('abcdef012345')
     expect(percent(0.75)).toBe('75.0%')
     expect(percent(null)).toBe('—')
+  })
+
+  it('version labels take the number the API sends', () => {
+    expect(versionLabel(3)).toBe('v3')
+    expect(versionLabel(null)).toBe('—')
+    expect(versionLabel(undefined)).toBe('—')
+  })
+
+  it('exit summaries', () => {
+    expect(exitSummary({ exit_code: 0, error_message: null })).toBe('0')
+    expect(exitSummary({ exit_code: 1, error_message: 'boom' })).toBe('1 · boom')
+    expect(exitSummary({ exit_code: null, error_message: 'lease expired' })).toBe('lease expired')
+    expect(exitSummary({ exit_code: null, error_message: null })).toBe('—')
   })
 })

@@ -95,6 +95,7 @@ export async function errorFromResponse(res: Response): Promise<ApiError> {
 export class ApiClient {
   private token: string | null = null
   private unauthorizedHandler: (() => void) | null = null
+  private reachabilityHandler: ((reachable: boolean, error: string) => void) | null = null
   private readonly baseUrl: string
   private readonly fetchImpl?: typeof fetch
 
@@ -114,6 +115,14 @@ export class ApiClient {
   /** Called after a 401 on a request made with the session token (the token is cleared first). */
   onUnauthorized(handler: (() => void) | null): void {
     this.unauthorizedHandler = handler
+  }
+
+  /**
+   * Told after every request whether the server answered: false when the request got no
+   * answer (network error) or a gateway in front answered 502/503/504; true otherwise.
+   */
+  onReachability(handler: ((reachable: boolean, error: string) => void) | null): void {
+    this.reachabilityHandler = handler
   }
 
   /** Sends a request and returns the raw Response when it is 2xx; throws ApiError otherwise. */
@@ -142,8 +151,11 @@ export class ApiClient {
     } catch (e) {
       if (e instanceof DOMException && e.name === 'AbortError') throw e
       const msg = e instanceof Error ? e.message : String(e)
+      this.reachabilityHandler?.(false, msg)
       throw new ApiError(0, 'network_error', `Network error: ${msg}`)
     }
+    const gatewayDown = res.status === 502 || res.status === 503 || res.status === 504
+    this.reachabilityHandler?.(!gatewayDown, gatewayDown ? `HTTP ${res.status}` : '')
     if (res.ok) return res
     const err = await errorFromResponse(res)
     if (res.status === 401 && usesSessionToken) {
@@ -164,6 +176,11 @@ export class ApiClient {
     } catch {
       throw new ApiError(res.status, 'invalid_response', `Unexpected non-JSON response: ${text.slice(0, 120)}`)
     }
+  }
+
+  /** Liveness probe (no token), used while the server is unreachable. */
+  health(signal?: AbortSignal) {
+    return this.raw('/health', { token: '', signal, headers: { Accept: '*/*' } })
   }
 
   // --- identity and tokens ---

@@ -1,4 +1,4 @@
-// Wire types, as in /work/shared/API.md (v1).
+// Wire types of the v1 HTTP API; the source of truth is crates/core/src/api.rs (serde structs).
 
 export type Role = 'admin' | 'member'
 
@@ -53,6 +53,7 @@ export interface Version {
   timeout_seconds: number
   params_schema: JsonSchema | null
   created_at: string
+  import_paths?: string[]
 }
 
 export interface App {
@@ -60,7 +61,8 @@ export interface App {
   slug: string
   description: string | null
   created_at: string
-  latest_version?: Version | null
+  /** number of the newest version; absent while the app has none */
+  latest_version?: number | null
 }
 
 export const ACTIVE_STATUSES = ['queued', 'leased', 'running', 'cancelling'] as const
@@ -77,6 +79,7 @@ export interface Attempt {
   status: string
   runner: string | null
   exit_code: number | null
+  error_message?: string | null
   started_at: string | null
   finished_at: string | null
 }
@@ -137,6 +140,7 @@ export interface Runner {
   status: 'online' | 'offline'
   last_seen_at: string | null
   active_runs: number
+  max_concurrency?: number
 }
 
 export interface CreateRunBody {
@@ -144,4 +148,5 @@ export interface CreateRunBody {
   version_no?: number
   priority?: number
   max_retries?: number
+  environment?: string
 }

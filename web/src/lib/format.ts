@@ -65,3 +65,16 @@ export function percent(x: number | null | undefined): string {
 export function prettyJson(v: unknown): string {
   return JSON.stringify(v, null, 2)
 }
+
+/** "v3" for a version number, "—" when there is none. */
+export function versionLabel(n: number | null | undefined): string {
+  return typeof n === 'number' && Number.isFinite(n) ? `v${n}` : '—'
+}
+
+/** Exit code and error of a finished run in one short cell: "1 · ModuleNotFoundError…". */
+export function exitSummary(run: { exit_code: number | null; error_message: string | null }): string {
+  const parts: string[] = []
+  if (run.exit_code !== null && run.exit_code !== undefined) parts.push(String(run.exit_code))
+  if (run.error_message) parts.push(run.error_message)
+  return parts.length ? parts.join(' · ') : '—'
+}
