@@ -68,6 +68,23 @@ async fn held(
     })
 }
 
+/// `?` for a result inside a transaction that holds the run's row lock: on
+/// an error the transaction is rolled back *now*. A transaction that is
+/// merely dropped is rolled back only when sqlx next pings its connection,
+/// in a task of its own, and until then the run row stays locked: a lease
+/// right after a refused call (a 410) would skip the run.
+macro_rules! tx_try {
+    ($tx:ident, $e:expr) => {
+        match $e {
+            Ok(v) => v,
+            Err(e) => {
+                let _ = $tx.rollback().await;
+                return Err(e.into());
+            }
+        }
+    };
+}
+
 /// A compare-and-set on the attempt that matched nothing means the lease was
 /// lost in between.
 fn lease_cas(rows: u64) -> StoreResult<()> {
@@ -87,8 +104,11 @@ pub(crate) async fn start_attempt(
 ) -> StoreResult<(AttemptState, Option<RunLabels>)> {
     let mut tx = s.write().await?;
     let now = s.now(&mut *tx, params.now).await?;
-    let h = held(&mut tx, runner_id, run_id, lease_token_hash, true).await?;
-    let t = status::start(h.run, h.attempt)?;
+    let h = tx_try!(
+        tx,
+        held(&mut tx, runner_id, run_id, lease_token_hash, true).await
+    );
+    let t = tx_try!(tx, status::start(h.run, h.attempt));
     let attempt = t.attempt.unwrap_or(h.attempt);
     let expires = db::expiry(now, params.ttl).max(h.lease_expires_at);
     // Starting is proof of life: it extends the lease like a heartbeat.
@@ -102,7 +122,7 @@ pub(crate) async fn start_attempt(
     .execute(&mut *tx)
     .await
     .map_err(db::err)?;
-    lease_cas(done.rows_affected())?;
+    tx_try!(tx, lease_cas(done.rows_affected()));
     let mut labels = None;
     if t.changed {
         let done = sqlx::query(
@@ -142,8 +162,11 @@ pub(crate) async fn heartbeat(
 ) -> StoreResult<AttemptState> {
     let mut tx = s.write().await?;
     let now = s.now(&mut *tx, params.now).await?;
-    let h = held(&mut tx, runner_id, run_id, lease_token_hash, true).await?;
-    let t = status::heartbeat(h.run, h.attempt)?;
+    let h = tx_try!(
+        tx,
+        held(&mut tx, runner_id, run_id, lease_token_hash, true).await
+    );
+    let t = tx_try!(tx, status::heartbeat(h.run, h.attempt));
     let expires = db::expiry(now, params.ttl).max(h.lease_expires_at);
     let done =
         sqlx::query("UPDATE run_attempts SET lease_expires_at = $1 WHERE id = $2 AND status = $3")
@@ -153,7 +176,7 @@ pub(crate) async fn heartbeat(
             .execute(&mut *tx)
             .await
             .map_err(db::err)?;
-    lease_cas(done.rows_affected())?;
+    tx_try!(tx, lease_cas(done.rows_affected()));
     seen(&mut tx, runner_id, now).await?;
     tx.commit().await.map_err(db::err)?;
     Ok(AttemptState {
@@ -174,9 +197,12 @@ pub(crate) async fn append_logs(
     now: DateTime<Utc>,
 ) -> StoreResult<(i64, bool)> {
     let mut tx = s.write().await?;
-    let h = held(&mut tx, runner_id, run_id, lease_token_hash, true).await?;
+    let h = tx_try!(
+        tx,
+        held(&mut tx, runner_id, run_id, lease_token_hash, true).await
+    );
     // Logs are accepted exactly while a heartbeat would be.
-    status::heartbeat(h.run, h.attempt)?;
+    tx_try!(tx, status::heartbeat(h.run, h.attempt));
     let mut seqs = Vec::with_capacity(lines.len());
     let mut streams = Vec::with_capacity(lines.len());
     let mut texts = Vec::with_capacity(lines.len());
@@ -221,7 +247,10 @@ pub(crate) async fn complete_attempt(
 ) -> StoreResult<ResultOutcome> {
     let now = ms_ts(now);
     let mut tx = s.write().await?;
-    let h = held(&mut tx, runner_id, run_id, lease_token_hash, true).await?;
+    let h = tx_try!(
+        tx,
+        held(&mut tx, runner_id, run_id, lease_token_hash, true).await
+    );
     let message = db::text_opt(result.error_message.as_deref());
     let recorded = (!h.attempt.is_active()).then(|| RecordedResult {
         status: h.attempt,
@@ -235,7 +264,8 @@ pub(crate) async fn complete_attempt(
         result.exit_code,
         message.as_deref(),
         recorded.as_ref(),
-    )?;
+    );
+    let t = tx_try!(tx, t);
     let attempt = t.attempt.unwrap_or(h.attempt);
     if !t.changed {
         tx.commit().await.map_err(db::err)?;
@@ -260,7 +290,7 @@ pub(crate) async fn complete_attempt(
     .execute(&mut *tx)
     .await
     .map_err(db::err)?;
-    lease_cas(done.rows_affected())?;
+    tx_try!(tx, lease_cas(done.rows_affected()));
     let done = sqlx::query(
         "UPDATE runs SET status = $1, exit_code = $2, error_message = $3, finished_at = $4 \
          WHERE id = $5 AND status = $6",
@@ -303,8 +333,11 @@ pub(crate) async fn release_attempt(
 ) -> StoreResult<ResultOutcome> {
     let mut tx = s.write().await?;
     let now = s.now(&mut *tx, now).await?;
-    let h = held(&mut tx, runner_id, run_id, lease_token_hash, true).await?;
-    let t = status::release(h.run, h.attempt, h.cancel_requested)?;
+    let h = tx_try!(
+        tx,
+        held(&mut tx, runner_id, run_id, lease_token_hash, true).await
+    );
+    let t = tx_try!(tx, status::release(h.run, h.attempt, h.cancel_requested));
     let attempt = t.attempt.unwrap_or(AttemptStatus::Expired);
     let done = sqlx::query(
         "UPDATE run_attempts SET status = $1, finished_at = $2, \
@@ -317,7 +350,7 @@ pub(crate) async fn release_attempt(
     .execute(&mut *tx)
     .await
     .map_err(db::err)?;
-    lease_cas(done.rows_affected())?;
+    tx_try!(tx, lease_cas(done.rows_affected()));
     let done = if t.run == RunStatus::Queued {
         sqlx::query("UPDATE runs SET status = 'queued' WHERE id = $1 AND status = $2")
             .bind(run_id)
@@ -363,8 +396,11 @@ pub(crate) async fn leased_artifact(
     lease_token_hash: &str,
 ) -> StoreResult<String> {
     let mut tx = s.snapshot().await?;
-    let h = held(&mut tx, runner_id, run_id, lease_token_hash, false).await?;
-    status::heartbeat(h.run, h.attempt)?;
+    let h = tx_try!(
+        tx,
+        held(&mut tx, runner_id, run_id, lease_token_hash, false).await
+    );
+    tx_try!(tx, status::heartbeat(h.run, h.attempt));
     let sha: String = sqlx::query_scalar(
         "SELECT v.artifact_sha256 FROM runs r JOIN versions v ON v.id = r.version_id \
          WHERE r.id = $1",

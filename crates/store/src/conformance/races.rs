@@ -102,7 +102,9 @@ pub async fn racing_reapers_expire_once(store: Arc<dyn Store>) {
     for i in 0..RUNS {
         f.run_with(i, |r| r.max_retries = 3).await;
     }
-    while lease(&store, &runner, 100).await.is_some() {}
+    while let Some(h) = lease(&store, &runner, 100).await {
+        h.start(100).await.unwrap(); // started: each expiry spends a retry
+    }
     let mut tasks = vec![];
     for _ in 0..4 {
         let store = store.clone();

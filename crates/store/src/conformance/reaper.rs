@@ -49,7 +49,7 @@ pub async fn reaper_requeues_then_kills(store: Arc<dyn Store>) {
     let h2 = lease(&store, &runner, 50).await.unwrap();
     assert_eq!(h2.leased.lease.attempt_no, 2);
     // Started: its script ran, so its expiry spends the (last) retry.
-    h2.start(51).await.unwrap();
+    h2.start(50).await.unwrap();
     let reaped = store.reap_expired(t(81), 10).await.unwrap();
     assert_eq!(
         (reaped[0].attempt_no, reaped[0].run_status),

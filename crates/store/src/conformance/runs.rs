@@ -199,7 +199,9 @@ pub async fn summary_counts_every_status(store: Arc<dyn Store>) {
         .cancel_run(f.team.id, cancelled.id, t(23))
         .await
         .unwrap();
-    // held[0]'s lease ends at 40, held[1] and held[2] (started) at 60
+    // held[0]'s lease ends at 40, held[1] and held[2] at 60 (all started:
+    // an attempt that never started would be requeued for free)
+    held[0].start(10).await.unwrap();
     held[1].start(30).await.unwrap();
     held[2].start(30).await.unwrap();
     store
@@ -400,6 +402,7 @@ pub async fn cancel_finished_run_conflicts(store: Arc<dyn Store>) {
         .await
         .unwrap();
     b.finish(ResultStatus::Failed, Some(2), 11).await.unwrap();
+    c.start(10).await.unwrap();
     c.heartbeat(30).await.unwrap();
     assert!(store.reap_expired(t(50), 10).await.unwrap().is_empty()); // c lives to 60
     store.reap_expired(t(61), 10).await.unwrap();
