@@ -400,6 +400,10 @@ describe('MiniTower web UI', { timeout: 10 * 60_000 }, () => {
       await byTestId('nav-apps').waitFor({ state: 'visible' })
       assert.equal(await byTestId('nav-toggle').getAttribute('aria-expanded'), 'true')
       await screenshot('mobile-menu-open')
+      await page.locator('main').click({ position: { x: 20, y: 700 } }) // a click outside closes it
+      await byTestId('nav-apps').waitFor({ state: 'hidden' })
+      await byTestId('nav-toggle').click()
+      await byTestId('nav-apps').waitFor({ state: 'visible' })
       await byTestId('nav-apps').click()
       await byTestId('apps-page').waitFor()
       await byTestId('nav-apps').waitFor({ state: 'hidden' }) // closes on navigation
@@ -413,6 +417,10 @@ describe('MiniTower web UI', { timeout: 10 * 60_000 }, () => {
       await byTestId('log-viewer').waitFor()
       assert.equal(await page.evaluate(() => document.documentElement.scrollWidth), 390)
       await screenshot('mobile-run')
+      await page.goto(`${ui}/`)
+      await byTestId('status-counts').waitFor()
+      assert.equal(await page.evaluate(() => document.documentElement.scrollWidth), 390)
+      await screenshot('mobile-dashboard')
     } finally {
       await page.setViewportSize({ width: 1360, height: 900 })
     }
