@@ -5,7 +5,7 @@ mod common;
 
 use common::*;
 use minitower_core::api::*;
-use minitower_core::{ResultStatus, RunStatus};
+use minitower_core::{AttemptStatus, ResultStatus, RunStatus};
 use reqwest::Method;
 use serde_json::json;
 use std::time::Duration;
@@ -336,7 +336,9 @@ async fn long_poll_at_capacity_is_woken_when_the_reaper_frees_a_slot() {
         )
         .await
         .unwrap();
-    lease_now(&runner).await;
+    // Started, so its expiry spends the retry it does not have.
+    let held = lease_now(&runner).await;
+    runner.start(held.run_id, &held.lease_token).await.unwrap();
     let next = queue_run(&team, "hello", None).await;
     let poll = parked_lease(&app, &runner, "r1").await;
     app.advance(app.lease_ttl() + Duration::from_secs(1));
@@ -383,4 +385,47 @@ async fn reregistering_below_the_active_attempts_conflicts() {
         .await
         .unwrap()
         .is_none());
+}
+
+#[tokio::test]
+async fn release_hands_the_run_back_over_http_without_a_retry() {
+    let app = spawn_app().await;
+    let l = leased_run(&app).await;
+    let ttl = app.lease_ttl().as_millis() as u64;
+    assert_eq!(l.lease.ttl_ms, Some(ttl));
+    assert_eq!(l.lease.fencing_token, Some(1));
+    let s = l
+        .runner
+        .start(l.run.id, &l.lease.lease_token)
+        .await
+        .unwrap();
+    assert_eq!(s.ttl_ms, Some(ttl));
+    let s = l
+        .runner
+        .heartbeat(l.run.id, &l.lease.lease_token)
+        .await
+        .unwrap();
+    assert_eq!(s.ttl_ms, Some(ttl));
+    let ack = l
+        .runner
+        .release(l.run.id, &l.lease.lease_token)
+        .await
+        .unwrap();
+    assert_eq!(
+        (ack.status, ack.run_status),
+        (AttemptStatus::Expired, RunStatus::Queued)
+    );
+    let d = l.team.get_run(l.run.id).await.unwrap();
+    assert_eq!((d.run.status, d.run.retry_count), (RunStatus::Queued, 0));
+    // The released token is fenced off; a repeat is 410 too.
+    expect_api_err(
+        l.runner.release(l.run.id, &l.lease.lease_token).await,
+        410,
+        "lease_gone",
+    );
+    let again = lease_now(&l.runner).await;
+    assert_eq!(
+        (again.run_id, again.attempt_no, again.fencing_token),
+        (l.run.id, 2, Some(2))
+    );
 }

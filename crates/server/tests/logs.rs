@@ -243,7 +243,7 @@ async fn stream_follows_retries_and_ends_dead() {
         .await
         .unwrap();
     let mut sse = open_stream(&team, run.id, "", None).await;
-    let l1 = lease_now(&runner).await;
+    let l1 = lease_started(&runner).await;
     runner
         .send_logs(run.id, &l1.lease_token, vec![line(1, "first try")])
         .await
@@ -252,7 +252,7 @@ async fn stream_follows_retries_and_ends_dead() {
     app.advance(app.lease_ttl() + Duration::from_secs(1));
     app.reap().await;
     // Requeued, not terminal: the stream stays open for the next attempt.
-    let l2 = lease_now(&runner).await;
+    let l2 = lease_started(&runner).await;
     runner
         .send_logs(run.id, &l2.lease_token, vec![line(2, "second try")])
         .await

@@ -49,7 +49,7 @@ async fn expiry_requeues_then_kills() {
     // A second pass does not expire it again.
     assert_eq!(app.reap().await, Default::default());
 
-    let l2 = lease_now(&runner).await;
+    let l2 = lease_started(&runner).await;
     assert_eq!((l2.run_id, l2.attempt_no), (run.id, 2));
     assert_ne!(l2.lease_token, l1.lease_token);
     // The old attempt's token is fenced off; the new one works.
@@ -81,10 +81,14 @@ async fn expiry_requeues_then_kills() {
 async fn default_retries_allow_three_attempts() {
     let app = spawn_app().await;
     let l = leased_run(&app).await;
+    l.runner
+        .start(l.run.id, &l.lease.lease_token)
+        .await
+        .unwrap();
     for attempt in 2..=3 {
         app.advance(past_ttl(&app));
         app.reap().await;
-        let next = lease_now(&l.runner).await;
+        let next = lease_started(&l.runner).await;
         assert_eq!(next.attempt_no, attempt);
     }
     app.advance(past_ttl(&app));
@@ -167,6 +171,10 @@ async fn late_calls_after_expiry_are_gone() {
 async fn late_result_after_requeue_does_not_touch_the_retry() {
     let app = spawn_app().await;
     let l = leased_run(&app).await;
+    l.runner
+        .start(l.run.id, &l.lease.lease_token)
+        .await
+        .unwrap();
     app.advance(past_ttl(&app));
     app.reap().await;
     expect_api_err(

@@ -173,7 +173,7 @@ async fn domain_metrics_follow_the_runs() {
         )
         .await
         .unwrap();
-    assert_eq!(lease_now(&runner).await.run_id, doomed.id);
+    assert_eq!(lease_started(&runner).await.run_id, doomed.id);
     let retried = queue_run(&team, "hello", None).await;
     let l2 = lease_now(&runner).await;
     assert_eq!(l2.run_id, retried.id);

@@ -230,6 +230,14 @@ pub async fn lease_now(runner: &Client) -> Lease {
         .expect("a lease")
 }
 
+/// A lease that was acknowledged with `start` (its script "ran": an expiry
+/// spends a retry, unlike one of an attempt that never started).
+pub async fn lease_started(runner: &Client) -> Lease {
+    let l = lease_now(runner).await;
+    runner.start(l.run_id, &l.lease_token).await.expect("start");
+    l
+}
+
 /// Everything a runner-protocol test starts from: a team with app `hello`,
 /// a runner, a queued run and its lease.
 pub struct Leased {
