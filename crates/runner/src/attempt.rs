@@ -75,9 +75,9 @@ pub async fn run(shared: Arc<Shared>, session: Arc<Session>, lease: Lease, answe
     let (_, client) = session.client().await;
     tracing::info!(run_id, attempt = lease.attempt_no, app = %lease.app, version = lease.version_no, "leased");
     let signals = Signals::new(lease::lease_ttl(&lease));
-    let keeper = LeaseKeeper::start(client.clone(), &lease, answered, signals.clone());
+    let keeper = LeaseKeeper::start(session.clone(), &lease, answered, signals.clone());
     let target = Target {
-        client: client.clone(),
+        session: session.clone(),
         run_id,
         lease_token: lease.lease_token.clone(),
     };
@@ -95,7 +95,7 @@ pub async fn run(shared: Arc<Shared>, session: Arc<Session>, lease: Lease, answe
         _ = signals.fenced.cancelled() => Outcome::Fenced,
         _ = signals.cancel.cancelled() => report(ResultStatus::Cancelled, None, Some("cancelled before the process started".into())),
         _ = shared.force.cancelled() => Outcome::Release("runner shut down before the run started"),
-        (started, prepared) = async { tokio::join!(ack_start(&client, &lease, &signals), prepare(&shared, &client, &lease, &sink)) } => {
+        (started, prepared) = async { tokio::join!(ack_start(&session, &lease, &signals), prepare(&shared, &client, &lease, &sink)) } => {
             match (started, prepared) {
                 (false, _) | (true, Err(SetupError::LeaseGone)) => {
                     signals.fenced.cancel();
@@ -140,10 +140,11 @@ pub async fn run(shared: Arc<Shared>, session: Arc<Session>, lease: Lease, answe
 
 /// Acknowledges the lease; false when the lease is gone. Its send time
 /// starts the fencing deadline.
-async fn ack_start(client: &Client, lease: &Lease, signals: &Signals) -> bool {
+async fn ack_start(session: &Session, lease: &Lease, signals: &Signals) -> bool {
     let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(3));
     loop {
         let sent = Instant::now();
+        let (generation, client) = session.client().await;
         match client.start(lease.run_id, &lease.lease_token).await {
             Ok(state) => {
                 signals.fence.acked(sent);
@@ -156,13 +157,22 @@ async fn ack_start(client: &Client, lease: &Lease, signals: &Signals) -> bool {
                 signals.fenced.cancel();
                 return false;
             }
+            Err(e) if e.status() == Some(401) => {
+                if session
+                    .reregister(generation, &signals.fenced)
+                    .await
+                    .is_err()
+                {
+                    return false;
+                }
+            }
             Err(e) if e.is_transient() => {
                 let d = backoff.next_delay();
                 tracing::warn!(run_id = lease.run_id, error = %e, retry_in = ?d, "start not acknowledged; will retry");
                 tokio::time::sleep(d).await;
             }
             Err(e) => {
-                // e.g. a cancel that raced the start: heartbeats will say what to do.
+                // Heartbeats will say what to do; the script waits for one.
                 tracing::warn!(run_id = lease.run_id, error = %e, "start refused; continuing on heartbeats");
                 return true;
             }
@@ -233,8 +243,18 @@ async fn spawn(
         crate::supervisor::SCOPE_VAR.into(),
         shared.scope.clone().into(),
     );
-    // No acknowledged start, no deadline: nothing may run.
-    let deadline = signals.fence.deadline().ok_or(SetupError::LeaseGone)?;
+    // Nothing runs before a start or heartbeat was acknowledged: that is
+    // where the fencing deadline comes from.
+    let mut acks = signals.fence.subscribe();
+    let deadline = loop {
+        if let Some(d) = *acks.borrow_and_update() {
+            break d;
+        }
+        tokio::select! {
+            _ = signals.fenced.cancelled() => return Err(SetupError::LeaseGone),
+            r = acks.changed() => if r.is_err() { return Err(SetupError::LeaseGone) },
+        }
+    };
     if let (Some(pre), Launch::Python { script }) = (&shared.prestart, &p.launch) {
         if p.env.dir == shared.envs.empty().dir {
             if let Some(s) = pre.launch(script, &p.ws.dir, &vars, deadline).await {

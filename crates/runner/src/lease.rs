@@ -21,7 +21,7 @@
 //! script on its own when the deadline passes (even with the runner frozen).
 
 use crate::backoff::Backoff;
-use minitower_client::Client;
+use crate::registration::Session;
 use minitower_core::api::Lease;
 use std::sync::Arc;
 use std::time::Duration;
@@ -103,14 +103,14 @@ const MAX_INTERVAL: Duration = Duration::from_secs(5);
 impl LeaseKeeper {
     /// Starts heartbeating; `answered` is when the lease answer arrived.
     pub fn start(
-        client: Client,
+        session: Arc<Session>,
         lease: &Lease,
         answered: Instant,
         signals: Signals,
     ) -> LeaseKeeper {
         let stop = CancellationToken::new();
         let task = tokio::spawn(keep(
-            client,
+            session,
             lease.run_id,
             lease.lease_token.clone(),
             answered,
@@ -151,7 +151,7 @@ pub fn interval_for(ttl: Duration) -> Duration {
 }
 
 async fn keep(
-    client: Client,
+    session: Arc<Session>,
     run_id: i64,
     token: String,
     answered: Instant,
@@ -178,6 +178,7 @@ async fn keep(
             _ = tokio::time::sleep_until(next) => {}
         }
         let sent = Instant::now();
+        let (generation, client) = session.client().await;
         let result = tokio::select! {
             _ = stop.cancelled() => return,
             _ = tokio::time::sleep_until(signals.fence.deadline().unwrap_or(lenient)) => {
@@ -201,6 +202,16 @@ async fn keep(
                 tracing::warn!(run_id, "lease gone (410); fencing the attempt");
                 signals.fenced.cancel();
                 return;
+            }
+            Err(e) if e.status() == Some(401) => {
+                // The runner token was rotated: register again, then heartbeat
+                // at once with the new token (the deadline still holds meanwhile).
+                tracing::warn!(
+                    run_id,
+                    "runner token refused on heartbeat; registering again"
+                );
+                let _ = session.reregister(generation, &signals.fenced).await;
+                next = Instant::now();
             }
             Err(e) => {
                 let d = backoff.next_delay();

@@ -11,11 +11,13 @@
 
 use crate::backoff::Backoff;
 use crate::lease::Signals;
+use crate::registration::Session;
 use chrono::Utc;
 use futures::future::BoxFuture;
-use minitower_client::{Client, ClientResult};
+use minitower_client::ClientResult;
 use minitower_core::api::{LogBatchAck, NewLogLine};
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -77,7 +79,9 @@ pub struct LogShipper {
 
 /// Where a shipper sends its batches.
 pub struct Target {
-    pub client: Client,
+    /// The runner's session: a batch refused with 401 (the runner token was
+    /// rotated) registers again and is sent with the new token.
+    pub session: Arc<Session>,
     pub run_id: i64,
     pub lease_token: String,
 }
@@ -161,12 +165,26 @@ async fn ship(
                     })
                     .map(|p| p.line.clone())
                     .collect();
-                let client = target.client.clone();
+                let session = target.session.clone();
+                let fenced = signals.fenced.clone();
                 let (run_id, token) = (target.run_id, target.lease_token.clone());
                 let n = batch.len();
                 inflight = Some((
                     n,
-                    Box::pin(async move { client.send_logs(run_id, &token, batch).await }),
+                    Box::pin(async move {
+                        let (generation, client) = session.client().await;
+                        let r = client.send_logs(run_id, &token, batch.clone()).await;
+                        match r {
+                            Err(e) if e.status() == Some(401) => {
+                                if session.reregister(generation, &fenced).await.is_err() {
+                                    return Err(e);
+                                }
+                                let (_, client) = session.client().await;
+                                client.send_logs(run_id, &token, batch).await
+                            }
+                            r => r,
+                        }
+                    }),
                 ));
             }
         }

@@ -384,3 +384,41 @@ print("input ok", flush=True)
         runner.stop().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_result_after_a_token_rotation_lands() {
+    let h = Harness::start().await;
+    let script = r#"import json, os, time
+inp = json.load(open(os.environ["MINITOWER_INPUT_FILE"]))
+print("waiting", flush=True)
+while not os.path.exists(inp["flag"]):
+    time.sleep(0.02)
+print("done", flush=True)
+"#;
+    h.deploy("flag", &[("main.py", script)], "main.py", None)
+        .await;
+    let runner = RunnerHandle::spawn(h.runner_config("twin"));
+    let flag = h.dir.path().join("flag");
+    let id = h.trigger("flag", json!({"flag": flag})).await;
+    h.wait_log(id, |l| l.line == "waiting").await;
+    // A second process registers under the same name: the running
+    // runner's token is rotated away under it.
+    let anon = minitower_client::Client::new(&h.url, None).unwrap();
+    anon.register_runner(
+        "reg",
+        &minitower_core::api::RegisterRunnerRequest {
+            name: "twin".into(),
+            environment: None,
+            max_concurrency: None,
+        },
+    )
+    .await
+    .unwrap();
+    std::fs::write(&flag, "go").unwrap();
+    let done = h.finished(id).await;
+    assert_eq!(done.run.status, RunStatus::Completed, "{:?}", done);
+    assert_eq!(done.attempts.len(), 1);
+    assert_eq!(done.attempts[0].status, AttemptStatus::Completed);
+    assert!(h.logs(id).await.iter().any(|l| l.line == "done"));
+    runner.stop().await;
+}

@@ -103,7 +103,10 @@ fn input_that_cannot_be_an_environment_variable_goes_by_file_only() {
     // The whole input is over 128 KiB: not in MINITOWER_INPUT either.
     assert!(!names.contains(&"MINITOWER_INPUT"));
     assert_eq!(d.notes.len(), 3, "{:?}", d.notes);
-    assert!(d.notes.iter().any(|n| n.contains("$nul") && n.contains("NUL")));
+    assert!(d
+        .notes
+        .iter()
+        .any(|n| n.contains("$nul") && n.contains("NUL")));
     let back: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&d.file).unwrap()).unwrap();
     assert_eq!(back, input);
