@@ -424,6 +424,14 @@ impl Client {
             .await
     }
 
+    /// Tells the control plane this runner stopped (it shows offline at once).
+    pub async fn runner_offline(&self) -> ClientResult<()> {
+        let rb = self
+            .req(Method::POST, "/api/v1/runners/offline")
+            .timeout(Duration::from_secs(3));
+        Self::send(rb).await.map(|_| ())
+    }
+
     /// Asks for work, long-polling up to `wait` (at most 30 s). `None` = nothing to do.
     pub async fn lease(&self, wait: Duration) -> ClientResult<Option<Lease>> {
         let body = LeaseRequest {

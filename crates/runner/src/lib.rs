@@ -181,6 +181,11 @@ pub async fn run_with(
         }
     }
     escalation.abort();
+    // Shown offline at once instead of after three lease TTLs.
+    let (_, client) = session.client().await;
+    if let Err(e) = client.runner_offline().await {
+        tracing::debug!(error = %e, "could not mark the runner offline");
+    }
     tracing::info!("runner stopped");
     drop(instance);
     match first_error {

@@ -422,3 +422,28 @@ print("done", flush=True)
     assert!(h.logs(id).await.iter().any(|l| l.line == "done"));
     runner.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_runner_stopped_cleanly_is_offline_at_once() {
+    let h = Harness::start().await;
+    let runner = RunnerHandle::spawn(h.runner_config("tidy"));
+    let status = || async {
+        h.team
+            .list_runners()
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|r| r.name == "tidy")
+            .map(|r| r.status)
+    };
+    wait_for("the runner to be online", || async {
+        (status().await == Some(minitower_core::api::RunnerStatus::Online)).then_some(())
+    })
+    .await;
+    runner.stop().await;
+    // No waiting for three lease TTLs: the stop said so.
+    assert_eq!(
+        status().await,
+        Some(minitower_core::api::RunnerStatus::Offline)
+    );
+}

@@ -16,7 +16,7 @@ use utoipa::{Modify, OpenApi};
         apps::create_app, apps::list_apps, apps::get_app, apps::create_version, apps::list_versions,
         runs::create_run, runs::list_app_runs, runs::list_runs, runs::summary, runs::stats, runs::get_run,
         runs::cancel, runs::get_logs, stream::stream_logs,
-        runner::register, runner::lease, runner::start, runner::heartbeat, runner::release, runner::post_logs, runner::result,
+        runner::register, runner::lease, runner::start, runner::heartbeat, runner::release, runner::offline, runner::post_logs, runner::result,
         runner::artifact, runner::list_runners,
     ),
     components(schemas(

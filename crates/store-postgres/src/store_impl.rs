@@ -157,6 +157,9 @@ impl Store for PgStore {
     async fn runner_seen(&self, runner_id: i64, now: DateTime<Utc>) -> StoreResult<()> {
         runner::runner_seen(self, runner_id, now).await
     }
+    async fn runner_offline(&self, runner_id: i64) -> StoreResult<()> {
+        runner::runner_offline(self, runner_id).await
+    }
     async fn lease(
         &self,
         runner: &RunnerIdentity,

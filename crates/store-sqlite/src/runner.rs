@@ -114,6 +114,16 @@ pub(crate) async fn runner_seen(
     seen(&mut conn, runner_id, now).await
 }
 
+/// A runner that stops cleanly says so: offline now, not after three TTLs.
+pub(crate) async fn runner_offline(s: &SqliteStore, runner_id: i64) -> StoreResult<()> {
+    sqlx::query("UPDATE runners SET status = 'offline' WHERE id = ?")
+        .bind(runner_id)
+        .execute(&s.writer)
+        .await
+        .map_err(db::err)?;
+    Ok(())
+}
+
 pub(crate) async fn lease(
     s: &SqliteStore,
     runner: &RunnerIdentity,

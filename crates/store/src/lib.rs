@@ -309,6 +309,9 @@ pub trait Store: Send + Sync + 'static {
     async fn runner_by_token_hash(&self, token_hash: &str) -> StoreResult<Option<RunnerIdentity>>;
     /// Marks the runner seen (online) now. Lease and heartbeat do this too.
     async fn runner_seen(&self, runner_id: i64, now: DateTime<Utc>) -> StoreResult<()>;
+    /// Marks the runner offline now (it stopped cleanly); its next call
+    /// marks it online again.
+    async fn runner_offline(&self, runner_id: i64) -> StoreResult<()>;
     /// Hands the next queued run of the runner's environment to it, if the
     /// runner is below its concurrency. `lease_token_hash` is stored; the
     /// caller hands the plain token to the runner.

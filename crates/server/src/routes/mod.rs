@@ -76,6 +76,7 @@ pub fn router(state: State) -> Router {
         .route("/api/v1/runs/{run}/start", post(runner::start))
         .route("/api/v1/runs/{run}/heartbeat", post(runner::heartbeat))
         .route("/api/v1/runs/{run}/release", post(runner::release))
+        .route("/api/v1/runners/offline", post(runner::offline))
         .route("/api/v1/runs/{run}/result", post(runner::result))
         .route("/api/v1/runs/{run}/artifact", get(runner::artifact))
         .route("/api/v1/runners/register", post(runner::register))

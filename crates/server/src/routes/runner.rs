@@ -78,6 +78,19 @@ pub async fn register(
     ))
 }
 
+/// A runner that stops cleanly marks itself offline at once (otherwise it
+/// shows online until three lease TTLs pass without a call).
+#[utoipa::path(post, path = "/api/v1/runners/offline", tag = "runner",
+    responses((status = 204, description = "marked offline"), (status = 401, body = ErrorEnvelope)),
+    security(("runner" = [])))]
+pub async fn offline(
+    AxState(st): AxState<State>,
+    RunnerAuth(runner): RunnerAuth,
+) -> ApiResult<StatusCode> {
+    st.store.runner_offline(runner.runner_id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
 /// Hands out the next queued run, long-polling up to `wait_seconds`.
 #[utoipa::path(post, path = "/api/v1/runs/lease", tag = "runner", request_body = LeaseRequest,
     responses((status = 200, body = Lease), (status = 204, description = "nothing to do"), (status = 401, body = ErrorEnvelope)),
