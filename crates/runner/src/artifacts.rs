@@ -83,7 +83,7 @@ impl ArtifactCache {
         let path = self.dir.join(format!("{sha}.tar.gz"));
         // Fast path: pin first so a concurrent eviction in this process skips it.
         let pinned = self.pin(&sha, path.clone(), true);
-        if touch(&path) {
+        if touch(&path) && intact(&path, &sha).await {
             return Ok(pinned);
         }
         drop(pinned);
@@ -94,7 +94,7 @@ impl ArtifactCache {
         };
         let _guard = lock.lock().await;
         let pinned = self.pin(&sha, path.clone(), true);
-        if touch(&path) {
+        if touch(&path) && intact(&path, &sha).await {
             return Ok(pinned);
         }
         drop(pinned);
@@ -203,6 +203,29 @@ impl ArtifactCache {
 }
 
 /// Marks a cached file as just used; false when it is not there.
+/// Whether a cached artifact still hashes to its name. Checked on every
+/// use: a cache entry changed by anyone (another run on a runner without
+/// isolation, a disk fault) is removed and downloaded again, never unpacked.
+async fn intact(path: &Path, sha: &str) -> bool {
+    let (p, want) = (path.to_path_buf(), sha.to_string());
+    let ok = tokio::task::spawn_blocking(move || -> std::io::Result<bool> {
+        use sha2::{Digest, Sha256};
+        let mut f = std::fs::File::open(&p)?;
+        let mut h = Sha256::new();
+        std::io::copy(&mut f, &mut h)?;
+        Ok(hex::encode(h.finalize()) == want)
+    })
+    .await
+    .ok()
+    .and_then(|r| r.ok())
+    .unwrap_or(false);
+    if !ok {
+        tracing::warn!(path = %path.display(), "cached artifact does not match its hash; downloading it again");
+        let _ = std::fs::remove_file(path);
+    }
+    ok
+}
+
 fn touch(path: &Path) -> bool {
     match std::fs::File::options().append(true).open(path) {
         Ok(f) => {

@@ -37,7 +37,8 @@ pub struct Shared {
     pub artifacts: ArtifactCache,
     pub envs: EnvCache,
     pub work_dir: PathBuf,
-    pub prestart: Option<Arc<Prestarter>>,
+    /// Waiting interpreters: one per slot under `user` isolation, else one.
+    pub prestart: Vec<Arc<Prestarter>>,
     /// Cancels the attempts still running (second signal or drain timeout).
     pub force: CancellationToken,
     /// The supervisor executable.
@@ -46,6 +47,8 @@ pub struct Shared {
     pub cgroups: Option<PathBuf>,
     /// This runner instance's scope marker (see `supervisor::SCOPE_VAR`).
     pub scope: String,
+    /// How scripts are separated from the runner and each other.
+    pub isolation: crate::isolation::Isolation,
 }
 
 enum Outcome {
@@ -70,7 +73,13 @@ struct Prepared {
 }
 
 /// Runs one leased attempt to its end; never fails, problems become the result.
-pub async fn run(shared: Arc<Shared>, session: Arc<Session>, lease: Lease, answered: Instant) {
+pub async fn run(
+    shared: Arc<Shared>,
+    session: Arc<Session>,
+    slot: usize,
+    lease: Lease,
+    answered: Instant,
+) {
     let run_id = lease.run_id;
     let (_, client) = session.client().await;
     tracing::info!(run_id, attempt = lease.attempt_no, app = %lease.app, version = lease.version_no, "leased");
@@ -107,7 +116,7 @@ pub async fn run(shared: Arc<Shared>, session: Arc<Session>, lease: Lease, answe
                     report(ResultStatus::Failed, None, Some(e.to_string()))
                 }
                 (true, Ok(p)) => {
-                    let o = execute(&shared, &lease, &p, &signals, &sink).await;
+                    let o = execute(&shared, slot, &lease, &p, &signals, &sink).await;
                     workspace = Some(p.ws);
                     o
                 }
@@ -229,6 +238,7 @@ enum Stop {
 /// interpreter when it fits) with the current fencing deadline.
 async fn spawn(
     shared: &Shared,
+    slot: usize,
     lease: &Lease,
     p: &Prepared,
     signals: &Signals,
@@ -236,6 +246,16 @@ async fn spawn(
 ) -> Result<Supervised, SetupError> {
     let input = process::write_input(&p.ws.dir, &lease.input)?;
     let mut vars = process::script_env(lease, &p.ws.dir, &p.env, &input);
+    let user = shared.isolation.user_for(slot);
+    if user.is_some() {
+        // Its own home and temp dir, inside the workspace only it can read.
+        let tmp = p.ws.dir.join(".minitower").join("tmp");
+        std::fs::create_dir_all(&tmp).map_err(|e| SetupError::Io(e.to_string()))?;
+        vars.insert("HOME".into(), p.ws.dir.clone().into());
+        vars.insert("TMPDIR".into(), tmp.into());
+    }
+    crate::isolation::hand_over(&p.ws.dir, user)
+        .map_err(|e| SetupError::Io(format!("workspace ownership: {e}")))?;
     for note in &input.notes {
         sink.send("setup", note.clone());
     }
@@ -255,7 +275,12 @@ async fn spawn(
             r = acks.changed() => if r.is_err() { return Err(SetupError::LeaseGone) },
         }
     };
-    if let (Some(pre), Launch::Python { script }) = (&shared.prestart, &p.launch) {
+    // Under `user` isolation each slot has its own waiting interpreter.
+    let pre = match user {
+        Some(_) => shared.prestart.get(slot),
+        None => shared.prestart.first(),
+    };
+    if let (Some(pre), Launch::Python { script }) = (pre, &p.launch) {
         if p.env.dir == shared.envs.empty().dir {
             if let Some(s) = pre.launch(script, &p.ws.dir, &vars, deadline).await {
                 return Ok(s);
@@ -274,18 +299,20 @@ async fn spawn(
             .cgroups
             .as_ref()
             .map(|b| b.join(format!("{}-{}", lease.run_id, lease.attempt_no))),
+        user,
     })
     .await
 }
 
 async fn execute(
     shared: &Shared,
+    slot: usize,
     lease: &Lease,
     p: &Prepared,
     signals: &Signals,
     sink: &LogSink,
 ) -> Outcome {
-    let mut child = match spawn(shared, lease, p, signals, sink).await {
+    let mut child = match spawn(shared, slot, lease, p, signals, sink).await {
         Ok(c) => c,
         Err(SetupError::LeaseGone) => {
             signals.fenced.cancel();

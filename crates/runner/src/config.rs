@@ -95,6 +95,17 @@ pub struct RunnerConfig {
     /// create them), `off`, or `required` (refuse to start without them).
     #[arg(long, env = "MINITOWER_CGROUPS", default_value = "auto", value_parser = ["auto", "off", "required"])]
     pub cgroups: String,
+
+    /// Isolation of scripts: `auto` (`user` when possible, else `none`),
+    /// `user` (each slot's scripts as their own unprivileged uid; refuse to
+    /// start without) or `none` (scripts run as the runner's user).
+    #[arg(long, env = "MINITOWER_ISOLATION", default_value = "auto", value_parser = ["auto", "user", "none"])]
+    pub isolation: String,
+
+    /// First uid (and gid) of the runner's pool for `user` isolation (one
+    /// per slot); default: derived from the runner's data dir and name.
+    #[arg(long, env = "MINITOWER_ISOLATION_UID_BASE")]
+    pub isolation_uid_base: Option<u32>,
 }
 
 impl RunnerConfig {
@@ -122,6 +133,8 @@ impl RunnerConfig {
             prestart: true,
             supervisor_bin: None,
             cgroups: "auto".into(),
+            isolation: "auto".into(),
+            isolation_uid_base: None,
         }
     }
 

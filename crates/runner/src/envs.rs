@@ -177,6 +177,16 @@ impl EnvCache {
         sink: &LogSink,
     ) -> Result<PyEnv, SetupError> {
         if *deps == Deps::None {
+            // Shared by every app without dependencies: checked on every use.
+            let dir = self.empty.dir.clone();
+            let ok = tokio::task::spawn_blocking(move || manifest_matches(&dir))
+                .await
+                .unwrap_or(false);
+            if !ok {
+                return Err(SetupError::EnvBuild(
+                    "the shared empty environment was changed since it was built; the runner rebuilds it at its next start".into(),
+                ));
+            }
             return Ok(self.empty.clone());
         }
         let key = self.key_for(deps);
@@ -224,7 +234,7 @@ impl EnvCache {
             dir: self.root.join(key),
         };
         let short = &key[..key.len().min(12)];
-        if env.dir.join(MARKER).exists() {
+        if env.dir.join(MARKER).exists() && verified(&env.dir).await {
             sink.send(SETUP, format!("using cached environment {short}"));
             return Ok(env);
         }
@@ -247,7 +257,8 @@ impl EnvCache {
         )
         .await
         .map_err(|e| SetupError::Io(e.to_string()))??;
-        if env.dir.join(MARKER).exists() {
+        let complete = env.dir.join(MARKER).exists();
+        if complete && verified(&env.dir).await {
             sink.send(
                 SETUP,
                 format!("using cached environment {short} (built by another run)"),
@@ -255,7 +266,12 @@ impl EnvCache {
             return Ok(env);
         }
         if env.dir.exists() {
-            sink.send(SETUP, format!("removing incomplete environment {short}"));
+            let why = if complete {
+                "was changed since it was built"
+            } else {
+                "is incomplete"
+            };
+            sink.send(SETUP, format!("environment {short} {why}: rebuilding it"));
             let d = env.dir.clone();
             tokio::task::spawn_blocking(move || std::fs::remove_dir_all(d))
                 .await
@@ -267,15 +283,18 @@ impl EnvCache {
         );
         let started = Instant::now();
         self.build(&env, deps, ws, sink).await?;
-        let marker = format!(
+        let dir = env.dir.clone();
+        let head = format!(
             "{}\n{}\n",
             self.interp.executable.display(),
             self.interp.version
         );
-        let dir = env.dir.clone();
-        tokio::task::spawn_blocking(move || write_synced(&dir.join(MARKER), marker.as_bytes()))
-            .await
-            .map_err(|e| SetupError::Io(e.to_string()))??;
+        tokio::task::spawn_blocking(move || {
+            let marker = format!("{head}manifest {}\n", manifest(&dir)?);
+            write_synced(&dir.join(MARKER), marker.as_bytes())
+        })
+        .await
+        .map_err(|e| SetupError::Io(e.to_string()))??;
         sink.send(
             SETUP,
             format!(
@@ -486,3 +505,63 @@ fn hash_key(parts: &[&str]) -> String {
 
 #[cfg(test)]
 mod tests;
+
+/// A hash over an environment's files (path, type, size, mode, mtime, link
+/// target), recorded in its marker when it is built and compared on every
+/// use: an environment changed since (a script that could write into it, a
+/// half-finished manual edit) is never used again. `__pycache__` folders
+/// are left out: bytecode is compiled at build time, and a stale one is not
+/// loaded by Python anyway.
+pub fn manifest(dir: &Path) -> std::io::Result<String> {
+    use sha2::{Digest, Sha256};
+    use std::os::unix::fs::MetadataExt;
+    fn walk(root: &Path, dir: &Path, h: &mut Sha256) -> std::io::Result<()> {
+        let mut entries: Vec<_> = std::fs::read_dir(dir)?.collect::<Result<_, _>>()?;
+        entries.sort_by_key(|e| e.file_name());
+        for e in entries {
+            let p = e.path();
+            let name = e.file_name();
+            if name == "__pycache__" || (dir == root && name == MARKER) {
+                continue;
+            }
+            let m = std::fs::symlink_metadata(&p)?;
+            let rel = p.strip_prefix(root).unwrap_or(&p);
+            h.update(rel.as_os_str().as_encoded_bytes());
+            // A folder's own size and mtime change when Python adds a
+            // `__pycache__` to it; its entries are hashed one by one instead.
+            let (len, mtime, nsec) = if m.is_dir() {
+                (0, 0, 0)
+            } else {
+                (m.len(), m.mtime(), m.mtime_nsec())
+            };
+            h.update(format!("\0{}:{len}:{}:{mtime}.{nsec}\0", m.mode(), m.uid()).as_bytes());
+            if m.file_type().is_symlink() {
+                h.update(std::fs::read_link(&p)?.as_os_str().as_encoded_bytes());
+            } else if m.is_dir() {
+                walk(root, &p, h)?;
+            }
+        }
+        Ok(())
+    }
+    let mut h = Sha256::new();
+    walk(dir, dir, &mut h)?;
+    Ok(hex::encode(h.finalize()))
+}
+
+/// Whether the environment at `dir` still matches the manifest in its marker.
+pub fn manifest_matches(dir: &Path) -> bool {
+    let Ok(marker) = std::fs::read_to_string(dir.join(MARKER)) else {
+        return false;
+    };
+    let Some(want) = marker.lines().find_map(|l| l.strip_prefix("manifest ")) else {
+        return false;
+    };
+    manifest(dir).is_ok_and(|got| got == want)
+}
+
+async fn verified(dir: &Path) -> bool {
+    let d = dir.to_path_buf();
+    tokio::task::spawn_blocking(move || manifest_matches(&d))
+        .await
+        .unwrap_or(false)
+}

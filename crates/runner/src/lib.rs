@@ -12,6 +12,7 @@ mod backoff;
 pub mod config;
 mod envs;
 mod error;
+mod isolation;
 mod lease;
 mod logs;
 mod prestart;
@@ -83,20 +84,47 @@ pub async fn run_with(
         tracing::warn!(killed = %leftovers.join(", "), "killed processes a previous runner left running");
     }
     instance.clear_workspaces()?;
-    probe_supervisor(&supervisor, &instance.work_dir, cgroups.clone()).await?;
-    let prestart = match config.prestart {
-        true => Some(
-            prestart::Prestarter::start(
-                &envs.empty().dir,
-                instance.work_dir.clone(),
-                supervisor.clone(),
-                cgroups.clone(),
-                &scope,
-            )
-            .await,
-        ),
-        false => None,
-    };
+    probe(
+        &supervisor,
+        &instance.work_dir,
+        cgroups.clone(),
+        None,
+        &["/bin/sh".into(), "-c".into(), "exit 0".into()],
+    )
+    .await
+    .map_err(|m| {
+        RunnerError::Config(format!(
+            "MINITOWER_SUPERVISOR_BIN: {} does not work as a supervisor: {m}",
+            supervisor.display()
+        ))
+    })?;
+    let isolation = choose_isolation(&config, &scope, &supervisor, &instance, &envs).await?;
+    if let isolation::Isolation::User { .. } = isolation {
+        isolation::lock_down(&config.data_dir, &instance.state_dir, &instance.work_dir)?;
+    }
+    // One waiting interpreter per slot under `user` isolation (each slot has
+    // its own user), one shared otherwise.
+    let mut prestart = Vec::new();
+    if config.prestart {
+        let n = if isolation.user_for(0).is_some() {
+            config.concurrency
+        } else {
+            1
+        };
+        for slot in 0..n {
+            prestart.push(
+                prestart::Prestarter::start(
+                    &envs.empty().dir,
+                    instance.work_dir.clone(),
+                    supervisor.clone(),
+                    cgroups.clone(),
+                    &scope,
+                    isolation.user_for(slot),
+                )
+                .await,
+            );
+        }
+    }
     tracing::info!(
         name = %config.name,
         server = %config.server_url,
@@ -106,6 +134,7 @@ pub async fn run_with(
         python_version = %interp.version,
         installer = envs.installer(),
         containment = if cgroups.is_some() { "cgroup v2 + subreaper supervisor" } else { "subreaper supervisor (no cgroups)" },
+        isolation = %isolation.describe(),
         "runner starting"
     );
 
@@ -159,6 +188,7 @@ pub async fn run_with(
         supervisor,
         cgroups,
         scope,
+        isolation,
     });
     let mut workers = tokio::task::JoinSet::new();
     for slot in 0..config.concurrency {
@@ -194,35 +224,73 @@ pub async fn run_with(
     }
 }
 
-/// Runs `true` under a supervisor once, so a missing or broken supervisor
-/// executable stops the start instead of failing every run.
-async fn probe_supervisor(
+/// Picks the isolation `MINITOWER_ISOLATION` asks for, checking that it
+/// works: the runner may switch users, and the interpreter of the shared
+/// environment starts as an unprivileged user (one under `/root`, mode
+/// 0700, does not).
+async fn choose_isolation(
+    config: &RunnerConfig,
+    scope: &str,
+    supervisor: &std::path::Path,
+    instance: &workspace::Instance,
+    envs: &envs::EnvCache,
+) -> Result<isolation::Isolation, RunnerError> {
+    use isolation::Isolation;
+    let wanted = config.isolation.as_str();
+    if wanted == "none" {
+        return Ok(Isolation::None);
+    }
+    let refuse = |why: String| -> Result<Isolation, RunnerError> {
+        if wanted == "user" {
+            Err(RunnerError::Config(format!(
+                "MINITOWER_ISOLATION=user: {why} (MINITOWER_ISOLATION=none runs scripts as the runner's user)"
+            )))
+        } else {
+            tracing::warn!("no isolation between runs: {why}");
+            Ok(Isolation::None)
+        }
+    };
+    if !isolation::can_switch_users() {
+        return refuse("running scripts as other users needs the runner to run as root".into());
+    }
+    let iso = Isolation::User {
+        uid_base: isolation::uid_base(config.isolation_uid_base, scope),
+    };
+    let python = envs.empty().python();
+    let argv = [python.clone().into(), "-c".into(), "pass".into()];
+    match probe(supervisor, &instance.work_dir, None, iso.user_for(0), &argv).await {
+        Ok(()) => Ok(iso),
+        Err(m) => refuse(format!(
+            "the interpreter {} does not start as an unprivileged user ({m}); use one outside private directories, e.g. MINITOWER_PYTHON_BIN=/usr/bin/python3",
+            python.display()
+        )),
+    }
+}
+
+/// Runs `argv` under a supervisor once and expects exit status 0.
+async fn probe(
     exe: &std::path::Path,
     cwd: &std::path::Path,
     cgroups: Option<std::path::PathBuf>,
-) -> Result<(), RunnerError> {
-    let fail = |m: String| {
-        RunnerError::Config(format!(
-            "MINITOWER_SUPERVISOR_BIN: {} does not work as a supervisor: {m}",
-            exe.display()
-        ))
-    };
+    user: Option<(u32, u32)>,
+    argv: &[std::ffi::OsString],
+) -> Result<(), String> {
     let env = std::collections::BTreeMap::new();
-    let argv = ["/bin/sh".into(), "-c".into(), "exit 0".into()];
     let mut s = supervisor::client::Supervised::start(supervisor::client::Launch {
         exe,
-        argv: &argv,
+        argv,
         cwd,
         env: &env,
         stdin_piped: false,
         deadline: Some(tokio::time::Instant::now() + std::time::Duration::from_secs(30)),
         cgroup: cgroups.map(|c| c.join("probe")),
+        user,
     })
     .await
-    .map_err(|e| fail(e.to_string()))?;
+    .map_err(|e| e.to_string())?;
     let ending = s.waiter.wait().await;
     if ending.code != Some(0) {
-        return Err(fail(format!("{ending:?}")));
+        return Err(format!("{ending:?}"));
     }
     Ok(())
 }

@@ -81,6 +81,9 @@ except BaseException as _e:
 /// Scripts started through a pre-started interpreter by this process.
 pub static LAUNCHES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
+/// Numbers the pre-started interpreters' cgroups.
+static SERIAL: AtomicU64 = AtomicU64::new(0);
+
 /// Keeps one interpreter waiting, under a supervisor of its own (with no
 /// fencing deadline until a run takes it; it dies with the runner).
 pub struct Prestarter {
@@ -89,7 +92,7 @@ pub struct Prestarter {
     startup_env: BTreeMap<OsString, OsString>,
     supervisor: PathBuf,
     cgroups: Option<PathBuf>,
-    serial: AtomicU64,
+    user: Option<(u32, u32)>,
     slot: tokio::sync::Mutex<Option<Supervised>>,
 }
 
@@ -101,6 +104,7 @@ impl Prestarter {
         supervisor: PathBuf,
         cgroups: Option<PathBuf>,
         scope: &str,
+        user: Option<(u32, u32)>,
     ) -> Arc<Prestarter> {
         let mut startup_env: BTreeMap<OsString, OsString> =
             crate::process::base_env().iter().cloned().collect();
@@ -113,7 +117,7 @@ impl Prestarter {
             startup_env,
             supervisor,
             cgroups,
-            serial: AtomicU64::new(0),
+            user,
             slot: tokio::sync::Mutex::new(None),
         });
         p.refill().await;
@@ -122,7 +126,9 @@ impl Prestarter {
 
     async fn refill(&self) {
         let argv: Vec<OsString> = vec![self.python.clone().into(), "-c".into(), BOOTSTRAP.into()];
-        let n = self.serial.fetch_add(1, Ordering::Relaxed);
+        // Unique across every prestarter of this process: a cgroup is killed
+        // whole when its interpreter's run ends.
+        let n = SERIAL.fetch_add(1, Ordering::Relaxed);
         let started = Supervised::start(sup::Launch {
             exe: &self.supervisor,
             argv: &argv,
@@ -131,6 +137,7 @@ impl Prestarter {
             stdin_piped: true,
             deadline: None,
             cgroup: self.cgroups.as_ref().map(|b| b.join(format!("pre-{n}"))),
+            user: self.user,
         })
         .await;
         match started {

@@ -34,7 +34,7 @@ pub async fn lease_loop(
         };
         match result {
             Ok(Some(lease)) => {
-                attempt::run(shared.clone(), session.clone(), lease, Instant::now()).await;
+                attempt::run(shared.clone(), session.clone(), slot, lease, Instant::now()).await;
             }
             Ok(None) => {}
             Err(e) if e.status() == Some(401) => {

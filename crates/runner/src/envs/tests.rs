@@ -106,7 +106,18 @@ async fn builds_once_and_reuses() {
     assert!(!rebuilt.dir.join("junk").exists());
     assert!(read()
         .iter()
-        .any(|(_, l)| l.starts_with("removing incomplete environment")));
+        .any(|(_, l)| l.ends_with("is incomplete: rebuilding it")));
+
+    // A complete environment changed since it was built is rebuilt too.
+    let planted = rebuilt.dir.join("lib").join("planted.py");
+    std::fs::write(&planted, "x").unwrap();
+    assert!(!manifest_matches(&rebuilt.dir));
+    let again = cache.ensure(&deps, &ws, &sink).await.unwrap();
+    assert!(!planted.exists());
+    assert!(manifest_matches(&again.dir));
+    assert!(read()
+        .iter()
+        .any(|(_, l)| l.ends_with("was changed since it was built: rebuilding it")));
 }
 
 fn walk_count(dir: &Path, suffix: &str) -> usize {

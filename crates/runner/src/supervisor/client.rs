@@ -26,6 +26,8 @@ pub struct Launch<'a> {
     pub stdin_piped: bool,
     pub deadline: Option<Instant>,
     pub cgroup: Option<PathBuf>,
+    /// uid and gid to run the script as.
+    pub user: Option<(u32, u32)>,
 }
 
 /// How a supervised script ended.
@@ -128,6 +130,7 @@ impl Supervised {
         let start = Command::Start {
             deadline_ns: l.deadline.map(|d| tree::to_boottime(d.into_std())),
             cgroup: l.cgroup.clone(),
+            user: l.user,
         };
         let _ = ctl.write_all(&encode(&start)).await;
         let first = events.recv().await;

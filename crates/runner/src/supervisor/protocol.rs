@@ -14,6 +14,9 @@ pub enum Command {
     Start {
         deadline_ns: Option<u64>,
         cgroup: Option<PathBuf>,
+        /// uid and gid to run the script as (`user` isolation).
+        #[serde(default)]
+        user: Option<(u32, u32)>,
     },
     /// A new fencing deadline (after a heartbeat was acknowledged).
     Deadline { deadline_ns: Option<u64> },
@@ -60,6 +63,7 @@ mod tests {
         let c = Command::Start {
             deadline_ns: Some(5),
             cgroup: Some("/sys/fs/cgroup/x".into()),
+            user: Some((100_000, 100_000)),
         };
         let line = encode(&c);
         assert_eq!(line.last(), Some(&b'\n'));

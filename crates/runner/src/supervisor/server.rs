@@ -192,16 +192,17 @@ pub fn main(argv: Vec<OsString>) -> i32 {
     let _ = nix::sys::prctl::set_child_subreaper(true);
 
     // The first command says how to start.
-    let (mut deadline, cgroup) = loop {
+    let (mut deadline, cgroup, user) = loop {
         if !wait_readable(&ctl, &sfd, None) {
             return 0;
         }
         if let Some(Command::Start {
             deadline_ns,
             cgroup,
+            user,
         }) = ctl.read().into_iter().next()
         {
-            break (deadline_ns, cgroup);
+            break (deadline_ns, cgroup, user);
         }
         if ctl.eof {
             return 0;
@@ -213,7 +214,7 @@ pub fn main(argv: Vec<OsString>) -> i32 {
         ctl.send(&Event::Done);
         return 0;
     }
-    let mut script = match spawn(&argv, cgroup.as_ref()) {
+    let mut script = match spawn(&argv, cgroup.as_ref(), user) {
         Ok(pid) => Script {
             pid,
             status: None,
@@ -328,24 +329,39 @@ fn wait_readable(ctl: &Control, sfd: &SignalFd, timeout: Option<Duration>) -> bo
     }
 }
 
-/// Starts the script: own process group, dies with us, in its cgroup.
-fn spawn(argv: &[OsString], cgroup: Option<&PathBuf>) -> std::io::Result<Pid> {
+/// Starts the script: own process group, dies with us, in its cgroup, as
+/// its user, never gaining privileges (`no_new_privs`: setuid binaries do
+/// not elevate).
+fn spawn(
+    argv: &[OsString],
+    cgroup: Option<&PathBuf>,
+    user: Option<(u32, u32)>,
+) -> std::io::Result<Pid> {
     let me = getpid();
     let procs = cgroup.map(|c| c.join("cgroup.procs"));
     let mut cmd = std::process::Command::new(&argv[0]);
     cmd.args(&argv[1..]);
+
     // SAFETY: this process is single-threaded, so anything may run between
     // fork and exec.
     unsafe {
         cmd.pre_exec(move || {
             nix::unistd::setpgid(Pid::from_raw(0), Pid::from_raw(0))?;
+            // Into the cgroup while still privileged enough to write there.
+            if let Some(p) = &procs {
+                std::fs::write(p, "0")?;
+            }
+            if let Some((uid, gid)) = user {
+                nix::unistd::setgroups(&[])?;
+                nix::unistd::setgid(nix::unistd::Gid::from_raw(gid))?;
+                nix::unistd::setuid(nix::unistd::Uid::from_raw(uid))?;
+            }
+            // After the credential change, which clears it.
             nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
             if nix::unistd::getppid() != me {
                 return Err(std::io::Error::other("the supervisor is gone"));
             }
-            if let Some(p) = &procs {
-                std::fs::write(p, "0")?;
-            }
+            nix::sys::prctl::set_no_new_privs()?;
             SigSet::empty().thread_set_mask()?;
             Ok(())
         });
