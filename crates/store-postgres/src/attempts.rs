@@ -373,7 +373,7 @@ pub(crate) async fn release_attempt(
     db::cas(done.rows_affected(), "release run")?;
     let labels = db::labels(&mut tx, run_id).await?;
     tx.commit().await.map_err(db::err)?;
-    let finished = t.run.is_terminal().then(|| Finished {
+    let finished = t.run.is_terminal().then_some(Finished {
         labels,
         status: t.run,
         queued_at: h.queued_at,
