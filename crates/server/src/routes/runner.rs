@@ -246,13 +246,7 @@ pub async fn result(
         .store
         .complete_attempt(runner.runner_id, id, &lease, &req, st.now())
         .await?;
-    if let Some(f) = &outcome.finished {
-        st.metrics.run_finished(f);
-        // The attempt freed a slot of its runner: a lease call of that runner
-        // parked at its concurrency limit may now take a queued run.
-        st.notifier.queue_changed(&f.labels.environment);
-    }
-    st.notifier.run_changed(id);
+    attempt_ended(&st, id, &runner.environment, &outcome);
     Ok(RunIdExt::attach(id, Json(outcome.ack).into_response()))
 }
 
@@ -273,12 +267,7 @@ pub async fn release(
         .store
         .release_attempt(runner.runner_id, id, &lease, st.now())
         .await?;
-    if let Some(f) = &outcome.finished {
-        st.metrics.run_finished(f);
-    }
-    // The freed slot and, when requeued, the run itself are work for a lease call.
-    st.notifier.queue_changed(&runner.environment);
-    st.notifier.run_changed(id);
+    attempt_ended(&st, id, &runner.environment, &outcome);
     Ok(RunIdExt::attach(id, Json(outcome.ack).into_response()))
 }
 
@@ -326,6 +315,22 @@ pub async fn list_runners(
     Ok(Json(RunnerList {
         runners: st.store.list_runners().await?,
     }))
+}
+
+/// What follows an attempt's end (a result or a release), in one place: the
+/// finished-run metrics, and wake-ups for the lease calls that may now take
+/// the freed slot (or the requeued run) and for the run's watchers.
+fn attempt_ended(
+    st: &State,
+    run_id: i64,
+    environment: &str,
+    outcome: &minitower_store::ResultOutcome,
+) {
+    if let Some(f) = &outcome.finished {
+        st.metrics.run_finished(f);
+    }
+    st.notifier.queue_changed(environment);
+    st.notifier.run_changed(run_id);
 }
 
 fn truncate_utf8(s: &mut String, max: usize) {
