@@ -100,6 +100,7 @@ pub struct Me {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct CreateTokenRequest {
     #[serde(default)]
+    #[schema(max_length = 100)]
     pub name: Option<String>,
     #[serde(default)]
     pub role: Option<Role>,
@@ -133,8 +134,10 @@ pub struct TokenList {
 /// Body of `POST /api/v1/apps`.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct CreateAppRequest {
+    #[schema(pattern = "^[a-z][a-z0-9-]{0,62}$")]
     pub slug: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 2000)]
     pub description: Option<String>,
 }
 
@@ -182,15 +185,56 @@ pub struct CreateRunRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     pub input: Option<Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "integral::opt_i64"
+    )]
     pub version_no: Option<i64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Higher runs are leased first (default 0).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "integral::opt_i64"
+    )]
+    #[schema(minimum = -1000000, maximum = 1000000)]
     pub priority: Option<i64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Retries after a lost runner (default 2).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "integral::opt_i64"
+    )]
+    #[schema(minimum = 0, maximum = 100)]
     pub max_retries: Option<i64>,
     /// Runner environment that may take the run (default `default`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = "^[a-z][a-z0-9-]{0,62}$")]
     pub environment: Option<String>,
+}
+
+/// Integers in request bodies: JSON Schema counts `3.0` as an integer, so
+/// integral numbers written as floats are accepted when they fit in an i64.
+pub mod integral {
+    use serde::{Deserialize, Deserializer};
+
+    /// An optional i64 that may be written `7` or `7.0` (not `7.5`).
+    pub fn opt_i64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+        let v = Option::<serde_json::Number>::deserialize(d)?;
+        let Some(n) = v else { return Ok(None) };
+        if let Some(i) = n.as_i64() {
+            return Ok(Some(i));
+        }
+        // 2^63 is exactly representable; every f64 below it in magnitude
+        // with no fraction converts losslessly.
+        const LIMIT: f64 = 9_223_372_036_854_775_808.0;
+        match n.as_f64() {
+            Some(f) if f.fract() == 0.0 && (-LIMIT..LIMIT).contains(&f) => Ok(Some(f as i64)),
+            _ => Err(serde::de::Error::custom(format!(
+                "expected an integer, got {n}"
+            ))),
+        }
+    }
 }
 
 /// A run as users see it.

@@ -55,6 +55,41 @@ where
     }
 }
 
+/// A JSON object body that must be present: an empty body is a 400, not
+/// `{}` (for calls that create something, so a stray empty POST does not).
+pub struct RequiredJsonBody<T>(pub T);
+
+impl<S, T> FromRequest<S> for RequiredJsonBody<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(|e| {
+                if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::too_large(
+                        "request body is larger than MINITOWER_MAX_REQUEST_BODY_SIZE",
+                    )
+                } else {
+                    ApiError::invalid_request(format!("cannot read request body: {e}"))
+                }
+            })?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Err(ApiError::invalid_request(
+                "a JSON object body is required (send {} for the defaults)",
+            ));
+        }
+        let req = Request::new(axum::body::Body::from(bytes));
+        JsonBody::<T>::from_request(req, state)
+            .await
+            .map(|JsonBody(v)| RequiredJsonBody(v))
+    }
+}
+
 fn bearer(parts: &Parts) -> Result<&str, ApiError> {
     let value = parts
         .headers

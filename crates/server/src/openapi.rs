@@ -3,7 +3,9 @@
 use crate::routes::{apps, runner, runs, stream, teams};
 use minitower_core::api::*;
 use minitower_core::status::{AttemptStatus, ResultStatus, RunStatus};
+use utoipa::openapi::path::{Operation, ParameterIn};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, Ref, Required, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
 /// `GET /api/v1/openapi.json`.
@@ -27,7 +29,7 @@ use utoipa::{Modify, OpenApi};
         LogBatch, LogBatchAck, ResultRequest, ResultAck, RunnerStatus, RunnerInfo, RunnerList, RunStatus,
         AttemptStatus, ResultStatus,
     )),
-    modifiers(&Security)
+    modifiers(&Security, &CommonErrors)
 )]
 pub struct ApiDoc;
 
@@ -41,5 +43,86 @@ impl Modify for Security {
         for name in ["team", "bootstrap", "registration", "runner"] {
             components.add_security_scheme(name, bearer());
         }
+    }
+}
+
+/// Adds the error answers the shared extractors give to every operation
+/// that uses them, so no handler can forget one:
+/// - 401 where a token is required (missing, unknown or revoked token);
+/// - 403 on admin-only paths (a member token);
+/// - 400 where a JSON body or a query string is read (malformed, wrong types);
+/// - 404 where a path names an object (unknown or malformed id or slug).
+///
+/// Bodies whose fields are all optional may be left out (read as `{}`),
+/// except where the handler insists on one (`POST /api/v1/tokens`).
+struct CommonErrors;
+
+/// Operations whose JSON body may be omitted.
+const OPTIONAL_BODIES: &[&str] = &["/api/v1/apps/{app}/runs", "/api/v1/runs/lease"];
+
+impl Modify for CommonErrors {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        for (path, item) in doc.paths.paths.iter_mut() {
+            let ops = [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.patch,
+            ];
+            for op in ops.into_iter().flatten() {
+                add_common_errors(path, op);
+            }
+        }
+    }
+}
+
+fn add_common_errors(path: &str, op: &mut Operation) {
+    let secured = op.security.as_ref().is_some_and(|s| !s.is_empty());
+    let params = op.parameters.as_deref().unwrap_or_default();
+    let has_query = params
+        .iter()
+        .any(|p| matches!(p.parameter_in, ParameterIn::Query));
+    let has_path = params
+        .iter()
+        .any(|p| matches!(p.parameter_in, ParameterIn::Path));
+    let json_body = op
+        .request_body
+        .as_ref()
+        .is_some_and(|b| b.content.contains_key("application/json"));
+    if let Some(body) = op.request_body.as_mut() {
+        if OPTIONAL_BODIES.contains(&path) {
+            body.required = Some(Required::False);
+        }
+    }
+    let mut want = Vec::new();
+    if json_body || op.request_body.is_some() || has_query {
+        want.push(("400", "invalid request (malformed body or parameters)"));
+    }
+    if secured {
+        want.push(("401", "missing, unknown or revoked token"));
+    }
+    if secured && path.starts_with("/api/v1/admin/") {
+        want.push(("403", "the token is not an admin token"));
+    }
+    if has_path {
+        want.push(("404", "no such object"));
+    }
+    for (code, description) in want {
+        op.responses
+            .responses
+            .entry(code.to_string())
+            .or_insert_with(|| {
+                ResponseBuilder::new()
+                    .description(description)
+                    .content(
+                        "application/json",
+                        ContentBuilder::new()
+                            .schema(Some(Ref::from_schema_name("ErrorEnvelope")))
+                            .build(),
+                    )
+                    .build()
+                    .into()
+            });
     }
 }

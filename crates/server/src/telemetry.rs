@@ -9,7 +9,12 @@ pub fn init(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        // Colour codes only on a terminal, not in a log file or a pipe.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        // A closed stderr (`| tee` killed) must not panic: the fallback
+        // report of a failed write is an `eprintln!`, which would.
+        .log_internal_errors(false);
     let _ = match format {
         LogFormat::Json => builder
             .json()

@@ -39,6 +39,11 @@ impl Store for PgStore {
         teams::create_team(self, slug, name, password_hash, token_name, token_hash, now).await
     }
     async fn team_login_info(&self, slug: &str) -> StoreResult<Option<(Team, Option<String>)>> {
+        // PostgreSQL text cannot hold NUL (the query would fail): no stored
+        // key holds one, so such a key names nothing.
+        if slug.contains('\0') {
+            return Ok(None);
+        }
         teams::team_login_info(self, slug).await
     }
     async fn create_token(
@@ -52,6 +57,9 @@ impl Store for PgStore {
         teams::create_token(self, team_id, name, role, token_hash, now).await
     }
     async fn token_by_hash(&self, token_hash: &str) -> StoreResult<Option<TokenIdentity>> {
+        if token_hash.contains('\0') {
+            return Ok(None);
+        }
         teams::token_by_hash(self, token_hash).await
     }
     async fn touch_token(&self, token_id: i64, now: DateTime<Utc>) -> StoreResult<()> {
@@ -82,6 +90,9 @@ impl Store for PgStore {
         apps::list_apps(self, team_id).await
     }
     async fn get_app(&self, team_id: i64, slug: &str) -> StoreResult<Option<AppRecord>> {
+        if slug.contains('\0') {
+            return Ok(None);
+        }
         apps::get_app(self, team_id, slug).await
     }
     async fn create_version(
@@ -152,6 +163,9 @@ impl Store for PgStore {
         runner::register_runner(self, name, environment, max_concurrency, token_hash, now).await
     }
     async fn runner_by_token_hash(&self, token_hash: &str) -> StoreResult<Option<RunnerIdentity>> {
+        if token_hash.contains('\0') {
+            return Ok(None);
+        }
         runner::runner_by_token_hash(self, token_hash).await
     }
     async fn runner_seen(&self, runner_id: i64, now: DateTime<Utc>) -> StoreResult<()> {

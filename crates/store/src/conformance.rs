@@ -46,6 +46,7 @@ macro_rules! conformance_tests {
             teams::apps_and_duplicate_slugs,
             teams::versions_are_numbered_per_app,
             teams::team_isolation,
+            teams::nul_in_a_looked_up_key_is_not_found,
             runs::create_run_fields_and_numbering,
             runs::idempotency_key_returns_first_run,
             runs::list_runs_filters_and_pages,

@@ -29,7 +29,11 @@ pub async fn create_app(
     JsonBody(req): JsonBody<CreateAppRequest>,
 ) -> ApiResult<impl IntoResponse> {
     validate::slug(&req.slug).map_err(|e| ApiError::invalid_request(e.to_string()))?;
-    if req.description.as_deref().is_some_and(|d| d.len() > 2000) {
+    if req
+        .description
+        .as_deref()
+        .is_some_and(|d| d.chars().count() > 2000)
+    {
         return Err(ApiError::invalid_request(
             "description must be at most 2000 characters",
         ));

@@ -112,7 +112,8 @@ pub(crate) async fn ready(AxState(st): AxState<State>) -> Result<Json<Health>, A
     }))
 }
 
-#[utoipa::path(get, path = "/metrics", tag = "health", responses((status = 200, content_type = "text/plain")))]
+#[utoipa::path(get, path = "/metrics", tag = "health", responses((status = 200, content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        body = String, description = "Prometheus metrics in the OpenMetrics text format")))]
 pub(crate) async fn metrics(AxState(st): AxState<State>) -> Result<Response, ApiError> {
     let text = st.metrics.render(st.store.as_ref()).await?;
     let mut resp = text.into_response();

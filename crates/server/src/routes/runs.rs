@@ -148,8 +148,13 @@ fn apply_defaults(input: &mut Value, schema: &Value) {
 
 /// Paging parameters.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct Page {
+    /// How many runs (at most 500).
+    #[param(minimum = 1)]
     pub limit: Option<i64>,
+    /// How many runs to skip.
+    #[param(minimum = 0)]
     pub offset: Option<i64>,
 }
 
@@ -193,10 +198,18 @@ pub async fn list_app_runs(
 
 /// Filters of the team-wide run list.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct RunsQuery {
+    /// Only runs in this status.
+    #[param(value_type = Option<RunStatus>)]
     pub status: Option<String>,
+    /// Only runs of this app (an unknown app lists nothing).
     pub app: Option<String>,
+    /// How many runs (at most 500).
+    #[param(minimum = 1)]
     pub limit: Option<i64>,
+    /// How many runs to skip.
+    #[param(minimum = 0)]
     pub offset: Option<i64>,
 }
 
@@ -210,7 +223,7 @@ pub async fn list_runs(
 ) -> ApiResult<Json<RunList>> {
     let Query(q) = q.map_err(query_error)?;
     let (limit, offset) = page(q.limit, q.offset)?;
-    let status = match q.status.as_deref().filter(|s| !s.is_empty()) {
+    let status = match q.status.as_deref() {
         None => None,
         Some(s) => Some(s.parse::<RunStatus>().map_err(|_| {
             ApiError::invalid_request(format!(
@@ -256,7 +269,10 @@ pub async fn summary(
 
 /// Window of the dashboard figures.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct StatsQuery {
+    /// Window in hours (default 24).
+    #[param(minimum = 1, maximum = 168)]
     pub hours: Option<i64>,
 }
 
@@ -328,8 +344,11 @@ pub async fn cancel(
 
 /// Where to start reading logs.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct LogsQuery {
+    /// Only lines with a higher `seq`.
     pub after_seq: Option<i64>,
+    /// How many lines (at most 10000).
     pub limit: Option<i64>,
 }
 

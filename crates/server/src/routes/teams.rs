@@ -1,7 +1,7 @@
 //! Teams, login, identity and tokens.
 
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{parse_id, BootstrapAuth, JsonBody, State, TeamAuth};
+use crate::extract::{parse_id, BootstrapAuth, JsonBody, RequiredJsonBody, State, TeamAuth};
 use crate::state::{hash_token, new_secret};
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
@@ -107,7 +107,7 @@ pub async fn me(auth: TeamAuth) -> Json<Me> {
 pub async fn create_token(
     AxState(st): AxState<State>,
     auth: TeamAuth,
-    JsonBody(req): JsonBody<CreateTokenRequest>,
+    RequiredJsonBody(req): RequiredJsonBody<CreateTokenRequest>,
 ) -> ApiResult<impl IntoResponse> {
     let name = req
         .name
@@ -115,7 +115,7 @@ pub async fn create_token(
         .map(str::trim)
         .filter(|n| !n.is_empty())
         .unwrap_or("token");
-    if name.len() > 100 {
+    if name.chars().count() > 100 {
         return Err(ApiError::invalid_request(
             "token name must be at most 100 characters",
         ));

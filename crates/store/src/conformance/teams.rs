@@ -265,3 +265,17 @@ pub async fn team_isolation(store: Arc<dyn Store>) {
     assert_not_found(store.create_run(cross).await);
     assert_eq!(a.get(run.id).await.run.status, RunStatus::Leased);
 }
+
+/// A key holding NUL (`/api/v1/apps/a%00b`, a login slug) names nothing on
+/// every backend: it is not found, never a database error.
+pub async fn nul_in_a_looked_up_key_is_not_found(store: Arc<dyn Store>) {
+    let f = Fixture::new(store.clone()).await;
+    assert!(store.get_app(f.team.id, "a\0b").await.unwrap().is_none());
+    assert!(store.get_app(f.team.id, "hello\0").await.unwrap().is_none());
+    assert!(store.team_login_info("ac\0me").await.unwrap().is_none());
+    assert!(store.token_by_hash("h\0").await.unwrap().is_none());
+    assert!(store.runner_by_token_hash("h\0").await.unwrap().is_none());
+    // The real keys still resolve.
+    assert!(store.get_app(f.team.id, "hello").await.unwrap().is_some());
+    assert!(store.team_login_info("acme").await.unwrap().is_some());
+}
