@@ -521,4 +521,6 @@ impl Cx<'_> {
 }
 
 #[cfg(test)]
+mod props;
+#[cfg(test)]
 mod tests;
