@@ -123,6 +123,9 @@ pub struct TokenInfo {
     pub role: Role,
     pub created_at: DateTime<Utc>,
     pub last_used_at: Option<DateTime<Utc>>,
+    /// When the token stops working (login tokens); `null` until revoked.
+    #[serde(default)]
+    pub expires_at: Option<DateTime<Utc>>,
 }
 
 /// `GET /api/v1/tokens`.

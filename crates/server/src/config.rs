@@ -45,10 +45,13 @@ pub struct ServerConfig {
     pub objects_url: Option<String>,
 
     /// Secret that allows creating teams (`POST /api/v1/bootstrap/team`).
+    /// Without one, `minitowerd` makes a random one at start and prints it
+    /// once to stderr.
     #[arg(
         long,
         env = "MINITOWER_BOOTSTRAP_TOKEN",
-        default_value = "dev",
+        default_value = "",
+        hide_default_value = true,
         hide_env_values = true
     )]
     pub bootstrap_token: String,
@@ -80,6 +83,14 @@ pub struct ServerConfig {
     /// Log output: `text` for people, `json` for collectors.
     #[arg(long, env = "MINITOWER_LOG_FORMAT", default_value = "text", value_enum)]
     pub log_format: LogFormat,
+
+    /// How long a token from `POST /api/v1/teams/login` works (e.g. `12h`).
+    #[arg(long, env = "MINITOWER_LOGIN_TOKEN_TTL", default_value = "12h", value_parser = parse_login_ttl)]
+    pub login_token_ttl: Duration,
+
+    /// Bearer token `GET /metrics` asks for; without one it is open.
+    #[arg(long, env = "MINITOWER_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<String>,
 }
 
 fn named_duration(var: &'static str, s: &str) -> Result<Duration, String> {
@@ -103,6 +114,9 @@ fn parse_lease_ttl(s: &str) -> Result<Duration, String> {
 }
 fn parse_expiry_interval(s: &str) -> Result<Duration, String> {
     named_duration("MINITOWER_EXPIRY_CHECK_INTERVAL", s)
+}
+fn parse_login_ttl(s: &str) -> Result<Duration, String> {
+    named_duration("MINITOWER_LOGIN_TOKEN_TTL", s)
 }
 fn parse_body_size(s: &str) -> Result<u64, String> {
     named_size("MINITOWER_MAX_REQUEST_BODY_SIZE", s)
@@ -138,7 +152,21 @@ impl ServerConfig {
             max_request_body_size: 10 * 1024 * 1024,
             max_artifact_size: 100 * 1024 * 1024,
             log_format: LogFormat::Text,
+            login_token_ttl: Duration::from_secs(12 * 3600),
+            metrics_token: None,
         }
+    }
+
+    /// Makes a random bootstrap token when none was configured and returns
+    /// it (for the binary to print once); `None` when one was set.
+    pub fn ensure_bootstrap_token(&mut self) -> Option<String> {
+        if !self.bootstrap_token.is_empty() {
+            return None;
+        }
+        let mut buf = [0u8; 24];
+        getrandom::fill(&mut buf).expect("the OS random source failed");
+        self.bootstrap_token = format!("mtb_{}", hex::encode(buf));
+        Some(self.bootstrap_token.clone())
     }
 
     /// Settings for tests: bootstrap token `boot`, registration token `reg`,
@@ -162,6 +190,11 @@ impl ServerConfig {
         if self.bootstrap_token.is_empty() {
             return Err(ConfigError(
                 "MINITOWER_BOOTSTRAP_TOKEN must not be empty".into(),
+            ));
+        }
+        if self.metrics_token.as_deref() == Some("") {
+            return Err(ConfigError(
+                "MINITOWER_METRICS_TOKEN must not be empty when set".into(),
             ));
         }
         if let Some(url) = &self.database_url {
@@ -233,6 +266,13 @@ mod tests {
     use super::*;
 
     fn parse(args: &[&str]) -> Result<ServerConfig, String> {
+        let mut c = raw_parse(args)?;
+        c.ensure_bootstrap_token();
+        Ok(c)
+    }
+
+    /// Parses without filling in a bootstrap token.
+    fn raw_parse(args: &[&str]) -> Result<ServerConfig, String> {
         let mut v = vec!["minitowerd"];
         v.extend_from_slice(args);
         ServerConfig::try_parse_from(v).map_err(|e| e.to_string())
@@ -247,8 +287,27 @@ mod tests {
         assert_eq!(c.expiry_check_interval, Duration::from_secs(10));
         assert_eq!(c.max_request_body_size, 10485760);
         assert_eq!(c.max_artifact_size, 104857600);
-        assert_eq!(c.bootstrap_token, "dev");
+        assert_eq!(c.login_token_ttl, Duration::from_secs(12 * 3600));
+        assert_eq!(c.metrics_token, None);
+        assert!(c.bootstrap_token.starts_with("mtb_"));
         c.validate().unwrap();
+    }
+
+    #[test]
+    fn without_a_bootstrap_token_a_random_one_is_made() {
+        let mut c = raw_parse(&["--runner-registration-token", "x"]).unwrap();
+        assert_eq!(c.bootstrap_token, "", "no built-in default secret");
+        c.validate().unwrap_err();
+        let made = c.ensure_bootstrap_token().unwrap();
+        assert!(made.starts_with("mtb_") && made.len() == 52, "{made}");
+        assert_eq!(c.bootstrap_token, made);
+        c.validate().unwrap();
+        let mut other = raw_parse(&["--runner-registration-token", "x"]).unwrap();
+        assert_ne!(other.ensure_bootstrap_token().unwrap(), made);
+        let mut set =
+            raw_parse(&["--runner-registration-token", "x", "--bootstrap-token", "s"]).unwrap();
+        assert_eq!(set.ensure_bootstrap_token(), None);
+        assert_eq!(set.bootstrap_token, "s");
     }
 
     #[test]

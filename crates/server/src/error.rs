@@ -11,6 +11,8 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
+    /// Seconds for a `Retry-After` header (429 answers).
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -19,6 +21,7 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            retry_after: None,
         }
     }
     /// 400 `invalid_request`: malformed JSON, bad slug, bad parameter.
@@ -77,6 +80,12 @@ impl ApiError {
     pub fn too_large(m: impl Into<String>) -> Self {
         Self::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", m)
     }
+    /// 429 `rate_limited` with `Retry-After` (whole seconds, at least 1).
+    pub fn rate_limited(m: impl Into<String>, wait: std::time::Duration) -> Self {
+        let mut e = Self::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", m);
+        e.retry_after = Some(wait.as_secs_f64().ceil().max(1.0) as u64);
+        e
+    }
     /// 500: our fault; details go to the log, not the client.
     pub fn internal(m: impl std::fmt::Display) -> Self {
         tracing::error!(error = %m, "internal error");
@@ -105,7 +114,12 @@ impl From<StoreError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        envelope(self.status, self.code, &self.message)
+        let mut resp = envelope(self.status, self.code, &self.message);
+        if let Some(secs) = self.retry_after {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        resp
     }
 }
 
@@ -137,6 +151,7 @@ pub fn code_for(status: StatusCode) -> &'static str {
         409 => "conflict",
         410 => "lease_gone",
         413 => "payload_too_large",
+        429 => "rate_limited",
         415 => "invalid_request",
         503 => "unavailable",
         s if s >= 500 => "internal",

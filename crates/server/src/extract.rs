@@ -129,6 +129,11 @@ where
             .token_by_hash(&hash_token(token))
             .await?
             .ok_or_else(|| ApiError::unauthorized("unknown or revoked team token"))?;
+        if ident.expires_at.is_some_and(|at| at <= st.now()) {
+            return Err(ApiError::unauthorized(
+                "team token expired; log in again for a new one",
+            ));
+        }
         if st.should_touch(ident.token_id) {
             if let Err(e) = st.store.touch_token(ident.token_id, st.now()).await {
                 tracing::warn!(error = %e, "could not record token use");
@@ -139,6 +144,23 @@ where
             team: ident.team,
             role: ident.role,
         })
+    }
+}
+
+/// The client's IP address (the TCP peer), or the unspecified address when
+/// the router runs without connection info.
+pub struct ClientAddr(pub std::net::IpAddr);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let ip = parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|c| c.0.ip())
+            .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
+        Ok(ClientAddr(ip))
     }
 }
 

@@ -14,6 +14,7 @@ pub mod reaper;
 pub mod routes;
 pub mod state;
 pub mod telemetry;
+pub mod throttle;
 pub mod ui;
 pub mod upload;
 
@@ -138,6 +139,8 @@ impl Application {
         let listener = axum::serve::ListenerExt::tap_io(self.listener, |tcp| {
             let _ = tcp.set_nodelay(true);
         });
+        // The peer address feeds the login limiter.
+        let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
         let served = axum::serve(listener, app)
             .with_graceful_shutdown(async move {
                 shutdown.await;

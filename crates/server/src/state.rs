@@ -133,6 +133,8 @@ pub struct AppState {
     pub metrics: Metrics,
     pub notifier: Notifier,
     pub schemas: SchemaCache,
+    /// Login limiters and the Argon2 budget.
+    pub login: crate::throttle::LoginGuard,
     pub clock: Arc<dyn Clock>,
     /// Cancelled at shutdown so long-polls and streams end promptly.
     pub shutdown: CancellationToken,
@@ -162,6 +164,7 @@ impl AppState {
             metrics: Metrics::new(),
             notifier: Notifier::new(),
             schemas: SchemaCache::default(),
+            login: crate::throttle::LoginGuard::new(),
             clock,
             shutdown,
             bootstrap_hash,

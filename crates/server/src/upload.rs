@@ -99,9 +99,9 @@ pub async fn receive_version(st: &State, mut form: Multipart) -> ApiResult<NewVe
     .map_err(ApiError::internal)?
     .map_err(ApiError::internal)?
     .map_err(|e| match e {
-        ArchiveError::TooLarge { .. } | ArchiveError::TooManyEntries { .. } => {
-            ApiError::too_large(e.to_string())
-        }
+        ArchiveError::TooLarge { .. }
+        | ArchiveError::TooManyEntries { .. }
+        | ArchiveError::HeadersTooLarge { .. } => ApiError::too_large(e.to_string()),
         other => ApiError::invalid_artifact(other.to_string()),
     })?;
 

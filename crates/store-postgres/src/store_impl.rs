@@ -53,8 +53,9 @@ impl Store for PgStore {
         role: Role,
         token_hash: &str,
         now: DateTime<Utc>,
+        expires_at: Option<DateTime<Utc>>,
     ) -> StoreResult<TokenInfo> {
-        teams::create_token(self, team_id, name, role, token_hash, now).await
+        teams::create_token(self, team_id, name, role, token_hash, now, expires_at).await
     }
     async fn token_by_hash(&self, token_hash: &str) -> StoreResult<Option<TokenIdentity>> {
         if token_hash.contains('\0') {
@@ -240,6 +241,9 @@ impl Store for PgStore {
     }
     async fn list_runners(&self) -> StoreResult<Vec<RunnerInfo>> {
         runner::list_runners(self).await
+    }
+    async fn team_active_attempts(&self, team_id: i64) -> StoreResult<Vec<(i64, i64)>> {
+        teams::team_active_attempts(self, team_id).await
     }
 
     async fn reap_expired(&self, now: DateTime<Utc>, limit: i64) -> StoreResult<Vec<Reaped>> {

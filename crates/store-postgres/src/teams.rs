@@ -27,6 +27,7 @@ fn token_info(row: &PgRow) -> StoreResult<TokenInfo> {
         role: role(row)?,
         created_at: get(row, "created_at")?,
         last_used_at: get(row, "last_used_at")?,
+        expires_at: get(row, "expires_at")?,
     })
 }
 
@@ -97,8 +98,10 @@ pub(crate) async fn create_token(
     role: Role,
     token_hash: &str,
     now: DateTime<Utc>,
+    expires_at: Option<DateTime<Utc>>,
 ) -> StoreResult<TokenInfo> {
     let now = ms_ts(now);
+    let expires_at = expires_at.map(ms_ts);
     let mut tx = s.write().await?;
     let exists: Option<i64> = sqlx::query_scalar("SELECT id FROM teams WHERE id = $1")
         .bind(team_id)
@@ -109,14 +112,15 @@ pub(crate) async fn create_token(
         return Err(StoreError::NotFound("team"));
     }
     let id: i64 = sqlx::query_scalar(
-        "INSERT INTO tokens (team_id, name, role, token_hash, created_at) \
-         VALUES ($1, $2, $3, $4, $5) RETURNING id",
+        "INSERT INTO tokens (team_id, name, role, token_hash, created_at, expires_at) \
+         VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
     )
     .bind(team_id)
     .bind(db::text(name).as_ref())
     .bind(role.as_str())
     .bind(token_hash)
     .bind(now)
+    .bind(expires_at)
     .fetch_one(&mut *tx)
     .await
     .map_err(db::unique(|| "token hash already in use".to_string()))?;
@@ -127,6 +131,7 @@ pub(crate) async fn create_token(
         role,
         created_at: now,
         last_used_at: None,
+        expires_at,
     })
 }
 
@@ -135,7 +140,7 @@ pub(crate) async fn token_by_hash(
     token_hash: &str,
 ) -> StoreResult<Option<TokenIdentity>> {
     let row = sqlx::query(
-        "SELECT k.id, k.role, k.last_used_at, \
+        "SELECT k.id, k.role, k.last_used_at, k.expires_at, \
                 t.id AS team_id, t.slug AS team_slug, t.name AS team_name \
          FROM tokens k JOIN teams t ON t.id = k.team_id \
          WHERE k.token_hash = $1 AND k.revoked_at IS NULL",
@@ -150,6 +155,7 @@ pub(crate) async fn token_by_hash(
             team: team(&r)?,
             role: role(&r)?,
             last_used_at: get(&r, "last_used_at")?,
+            expires_at: get(&r, "expires_at")?,
         })
     })
     .transpose()
@@ -167,7 +173,7 @@ pub(crate) async fn touch_token(s: &PgStore, token_id: i64, now: DateTime<Utc>) 
 
 pub(crate) async fn list_tokens(s: &PgStore, team_id: i64) -> StoreResult<Vec<TokenInfo>> {
     let rows = sqlx::query(
-        "SELECT id, name, role, created_at, last_used_at FROM tokens \
+        "SELECT id, name, role, created_at, last_used_at, expires_at FROM tokens \
          WHERE team_id = $1 AND revoked_at IS NULL ORDER BY id",
     )
     .bind(team_id)
@@ -197,4 +203,19 @@ pub(crate) async fn revoke_token(
         return Err(StoreError::NotFound("token"));
     }
     Ok(())
+}
+
+pub(crate) async fn team_active_attempts(
+    s: &PgStore,
+    team_id: i64,
+) -> StoreResult<Vec<(i64, i64)>> {
+    sqlx::query_as(
+        "SELECT a.runner_id, COUNT(*) FROM run_attempts a JOIN runs r ON r.id = a.run_id \
+         WHERE r.team_id = $1 AND a.status IN ('leased', 'running', 'cancelling') \
+         GROUP BY a.runner_id ORDER BY a.runner_id",
+    )
+    .bind(team_id)
+    .fetch_all(&s.pool)
+    .await
+    .map_err(db::err)
 }

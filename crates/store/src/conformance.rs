@@ -43,6 +43,8 @@ macro_rules! conformance_tests {
             teams::team_create_and_duplicate_slug,
             teams::team_login_info_and_password,
             teams::tokens_create_list_touch_revoke,
+            teams::tokens_expire,
+            teams::team_active_attempts_are_the_teams_own,
             teams::apps_and_duplicate_slugs,
             teams::versions_are_numbered_per_app,
             teams::team_isolation,

@@ -59,6 +59,8 @@ pub struct TokenIdentity {
     pub team: Team,
     pub role: Role,
     pub last_used_at: Option<DateTime<Utc>>,
+    /// Past this time the token is refused (as expired, not unknown).
+    pub expires_at: Option<DateTime<Utc>>,
 }
 
 /// A runner resolved from its token hash.
@@ -207,7 +209,8 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<(Team, i64)>;
     /// The team and its password hash, for login.
     async fn team_login_info(&self, slug: &str) -> StoreResult<Option<(Team, Option<String>)>>;
-    /// Adds a token to a team and returns its id.
+    /// Adds a token to a team and returns its id; `expires_at` `None` for a
+    /// token that lives until revoked.
     async fn create_token(
         &self,
         team_id: i64,
@@ -215,8 +218,10 @@ pub trait Store: Send + Sync + 'static {
         role: Role,
         token_hash: &str,
         now: DateTime<Utc>,
+        expires_at: Option<DateTime<Utc>>,
     ) -> StoreResult<TokenInfo>;
-    /// Resolves a (non-revoked) team token.
+    /// Resolves a (non-revoked) team token, expired ones included (with
+    /// their `expires_at`, so callers can say why they refuse).
     async fn token_by_hash(&self, token_hash: &str) -> StoreResult<Option<TokenIdentity>>;
     /// Records use of a token (callers throttle this).
     async fn touch_token(&self, token_id: i64, now: DateTime<Utc>) -> StoreResult<()>;
@@ -376,6 +381,10 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<String>;
     /// Every runner with its online state and active attempt count.
     async fn list_runners(&self) -> StoreResult<Vec<RunnerInfo>>;
+    /// Active attempts (leased, running, cancelling) of one team's runs per
+    /// runner, as `(runner id, count)`; runners with none are left out. What
+    /// a team's runner listing shows instead of platform-wide counts.
+    async fn team_active_attempts(&self, team_id: i64) -> StoreResult<Vec<(i64, i64)>>;
 
     // ---- reaper and metrics ----
 

@@ -6,10 +6,18 @@ use minitower_server::{bind, telemetry, Application, ServerConfig};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let config = ServerConfig::parse();
+    let mut config = ServerConfig::parse();
+    let generated = config.ensure_bootstrap_token();
     if let Err(e) = config.validate() {
         eprintln!("minitowerd: {e}");
         std::process::exit(2);
+    }
+    if let Some(token) = generated {
+        // Printed once, here only: it is never logged or stored.
+        eprintln!(
+            "minitowerd: MINITOWER_BOOTSTRAP_TOKEN is not set; the bootstrap token for \
+             this start is:\n\n    {token}\n\n(set MINITOWER_BOOTSTRAP_TOKEN to choose one)"
+        );
     }
     telemetry::init(config.log_format);
     let listener = bind(&config).await?;

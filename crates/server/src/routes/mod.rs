@@ -112,9 +112,35 @@ pub(crate) async fn ready(AxState(st): AxState<State>) -> Result<Json<Health>, A
     }))
 }
 
+/// Metrics; with `MINITOWER_METRICS_TOKEN` set, only for `Authorization:
+/// Bearer <that token>` (they name every team and app).
 #[utoipa::path(get, path = "/metrics", tag = "health", responses((status = 200, content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        body = String, description = "Prometheus metrics in the OpenMetrics text format")))]
-pub(crate) async fn metrics(AxState(st): AxState<State>) -> Result<Response, ApiError> {
+        body = String, description = "Prometheus metrics in the OpenMetrics text format"),
+        (status = 401, body = minitower_core::api::ErrorEnvelope, description = "MINITOWER_METRICS_TOKEN is set and was not presented")))]
+pub(crate) async fn metrics(
+    AxState(st): AxState<State>,
+    headers: axum::http::HeaderMap,
+) -> Result<Response, ApiError> {
+    if let Some(want) = st.config.metrics_token.as_deref() {
+        let presented = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
+            .map(str::trim)
+            .unwrap_or_default();
+        use subtle::ConstantTimeEq;
+        let same: bool = crate::state::sha256(presented.as_bytes())
+            .ct_eq(&crate::state::sha256(want.as_bytes()))
+            .into();
+        if !same {
+            return Err(ApiError::unauthorized(
+                "metrics need Authorization: Bearer <MINITOWER_METRICS_TOKEN>",
+            ));
+        }
+    }
     let text = st.metrics.render(st.store.as_ref()).await?;
     let mut resp = text.into_response();
     resp.headers_mut().insert(

@@ -305,16 +305,25 @@ pub async fn artifact(
     Ok(RunIdExt::attach(id, resp))
 }
 
-/// Every runner (admins only).
+/// The platform's runners (admins only), as this team sees them:
+/// `active_runs` counts only the team's own runs, never other teams' work.
 #[utoipa::path(get, path = "/api/v1/admin/runners", tag = "admin",
     responses((status = 200, body = RunnerList), (status = 403, body = ErrorEnvelope)), security(("team" = [])))]
 pub async fn list_runners(
     AxState(st): AxState<State>,
-    _admin: AdminAuth,
+    admin: AdminAuth,
 ) -> ApiResult<Json<RunnerList>> {
-    Ok(Json(RunnerList {
-        runners: st.store.list_runners().await?,
-    }))
+    let mut runners = st.store.list_runners().await?;
+    let own: std::collections::HashMap<i64, i64> = st
+        .store
+        .team_active_attempts(admin.0.team.id)
+        .await?
+        .into_iter()
+        .collect();
+    for r in &mut runners {
+        r.active_runs = own.get(&r.id).copied().unwrap_or(0);
+    }
+    Ok(Json(RunnerList { runners }))
 }
 
 /// What follows an attempt's end (a result or a release), in one place: the

@@ -1,7 +1,9 @@
 //! Teams, login, identity and tokens.
 
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{parse_id, BootstrapAuth, JsonBody, RequiredJsonBody, State, TeamAuth};
+use crate::extract::{
+    parse_id, BootstrapAuth, ClientAddr, JsonBody, RequiredJsonBody, State, TeamAuth,
+};
 use crate::state::{hash_token, new_secret};
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
@@ -39,7 +41,7 @@ pub async fn bootstrap(
                 "password must be at least {MIN_PASSWORD} characters"
             )))
         }
-        Some(p) => Some(hash_password(p.to_string()).await?),
+        Some(p) => Some(hash_password(&st, p.to_string()).await?),
     };
     let token = new_secret("mtt");
     let (team, _token_id) = st
@@ -62,29 +64,52 @@ pub async fn bootstrap(
     Ok((StatusCode::CREATED, Json(TeamWithToken { team, token })))
 }
 
-/// Exchanges a team password for a fresh admin token.
+/// Exchanges a team password for a fresh admin token that expires after
+/// `MINITOWER_LOGIN_TOKEN_TTL`. Attempts are throttled per client address,
+/// per team and address and per team (429 with `Retry-After`).
 #[utoipa::path(post, path = "/api/v1/teams/login", tag = "teams", request_body = LoginRequest,
-    responses((status = 200, body = TeamWithToken), (status = 401, body = ErrorEnvelope)))]
+    responses((status = 200, body = TeamWithToken), (status = 400, body = ErrorEnvelope),
+              (status = 401, body = ErrorEnvelope),
+              (status = 429, body = ErrorEnvelope, description = "too many attempts; see Retry-After")))]
 pub async fn login(
     AxState(st): AxState<State>,
+    ClientAddr(addr): ClientAddr,
     JsonBody(req): JsonBody<LoginRequest>,
 ) -> ApiResult<Json<TeamWithToken>> {
     let refused = || ApiError::unauthorized("invalid team or password");
+    let throttled = |wait| ApiError::rate_limited("too many login attempts; try again later", wait);
+    st.login.check_address(addr).map_err(throttled)?;
+    // A slug that cannot exist needs no lookup and no hash.
+    if validate::slug(&req.slug).is_err() {
+        return Err(refused());
+    }
+    st.login.check_team(&req.slug, addr).map_err(throttled)?;
     let info = st.store.team_login_info(&req.slug).await?;
     // Verify against a dummy hash when the team or its password is missing so
     // the answer takes as long either way.
     let (team, stored) = match info {
-        Some((team, Some(hash))) => (Some(team), hash),
-        _ => (None, dummy_hash().to_string()),
+        Some((team, Some(hash))) => (Some(team), Some(hash)),
+        _ => (None, None),
     };
-    let ok = verify_password(req.password.clone(), stored).await?;
+    let ok = verify_password(&st, req.password.clone(), stored).await?;
     let team = match (team, ok) {
         (Some(t), true) => t,
         _ => return Err(refused()),
     };
     let token = new_secret("mtt");
+    let now = st.now();
+    let expires_at = now
+        + chrono::Duration::from_std(st.config.login_token_ttl)
+            .unwrap_or(chrono::Duration::hours(12));
     st.store
-        .create_token(team.id, "login", Role::Admin, &hash_token(&token), st.now())
+        .create_token(
+            team.id,
+            "login",
+            Role::Admin,
+            &hash_token(&token),
+            now,
+            Some(expires_at),
+        )
         .await?;
     Ok(Json(TeamWithToken { team, token }))
 }
@@ -128,7 +153,14 @@ pub async fn create_token(
     let secret = new_secret("mtt");
     let info = st
         .store
-        .create_token(auth.team.id, name, role, &hash_token(&secret), st.now())
+        .create_token(
+            auth.team.id,
+            name,
+            role,
+            &hash_token(&secret),
+            st.now(),
+            None,
+        )
         .await?;
     Ok((
         StatusCode::CREATED,
@@ -167,7 +199,13 @@ pub async fn revoke_token(
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn hash_password(p: String) -> ApiResult<String> {
+/// Waits for an Argon2 permit (see [`crate::throttle`]).
+async fn argon2_permit(st: &State) -> ApiResult<tokio::sync::SemaphorePermit<'_>> {
+    st.login.argon2.acquire().await.map_err(ApiError::internal)
+}
+
+async fn hash_password(st: &State, p: String) -> ApiResult<String> {
+    let _permit = argon2_permit(st).await?;
     tokio::task::spawn_blocking(move || {
         let salt = new_salt();
         Argon2::default()
@@ -179,14 +217,20 @@ async fn hash_password(p: String) -> ApiResult<String> {
     .map_err(ApiError::internal)?
 }
 
-async fn verify_password(p: String, stored: String) -> ApiResult<bool> {
+/// Checks a password; with no stored hash, against a dummy one so the
+/// answer takes as long either way.
+async fn verify_password(st: &State, p: String, stored: Option<String>) -> ApiResult<bool> {
+    let _permit = argon2_permit(st).await?;
     tokio::task::spawn_blocking(move || {
+        let real = stored.is_some();
+        let stored = stored.unwrap_or_else(|| dummy_hash().to_string());
         let Ok(parsed) = PasswordHash::new(&stored) else {
             return false;
         };
-        Argon2::default()
+        let ok = Argon2::default()
             .verify_password(p.as_bytes(), &parsed)
-            .is_ok()
+            .is_ok();
+        ok && real
     })
     .await
     .map_err(ApiError::internal)

@@ -61,14 +61,14 @@ pub async fn tokens_create_list_touch_revoke(store: Arc<dyn Store>) {
     let f = Fixture::new(store.clone()).await;
     let other = Fixture::with_team(store.clone(), "beta").await;
     let member = store
-        .create_token(f.team.id, "ci", MEMBER, "ci-hash", t(5))
+        .create_token(f.team.id, "ci", MEMBER, "ci-hash", t(5), None)
         .await
         .unwrap();
     assert_eq!((member.name.as_str(), member.role), ("ci", Role::Member));
     assert_eq!(member.created_at, t(5));
     assert_conflict(
         store
-            .create_token(f.team.id, "dup", MEMBER, "ci-hash", t(5))
+            .create_token(f.team.id, "dup", MEMBER, "ci-hash", t(5), None)
             .await,
     );
 
@@ -76,6 +76,7 @@ pub async fn tokens_create_list_touch_revoke(store: Arc<dyn Store>) {
     let ids: Vec<i64> = list.iter().map(|k| k.id).collect();
     assert_eq!(ids, vec![f.admin_token_id, member.id]);
     assert_eq!(list[0].role, Role::Admin);
+    assert_eq!((list[0].expires_at, list[1].expires_at), (None, None));
 
     store.touch_token(member.id, t(60)).await.unwrap();
     let who = store.token_by_hash("ci-hash").await.unwrap().unwrap();
@@ -100,6 +101,45 @@ pub async fn tokens_create_list_touch_revoke(store: Arc<dyn Store>) {
     assert_eq!(ids, vec![f.admin_token_id]);
     assert_not_found(store.revoke_token(f.team.id, member.id, t(71)).await);
     assert_not_found(store.revoke_token(f.team.id, 999_999, t(71)).await);
+}
+
+/// A token with an expiry keeps it (listed, and on lookup so the caller can
+/// refuse it as expired); revoking still works; tokens without one have none.
+pub async fn tokens_expire(store: Arc<dyn Store>) {
+    let f = Fixture::new(store.clone()).await;
+    let login = store
+        .create_token(
+            f.team.id,
+            "login",
+            Role::Admin,
+            "login-hash",
+            t(10),
+            Some(t(3600)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(login.expires_at, Some(t(3600)));
+    let who = store.token_by_hash("login-hash").await.unwrap().unwrap();
+    assert_eq!((who.token_id, who.expires_at), (login.id, Some(t(3600))));
+    let listed = store.list_tokens(f.team.id).await.unwrap();
+    let got: Vec<_> = listed.iter().map(|k| (k.id, k.expires_at)).collect();
+    assert_eq!(
+        got,
+        vec![(f.admin_token_id, None), (login.id, Some(t(3600)))]
+    );
+    // Milliseconds survive the round trip on every backend.
+    let precise = t(0) + chrono::Duration::milliseconds(1_234_567);
+    store
+        .create_token(f.team.id, "ms", MEMBER, "ms-hash", t(11), Some(precise))
+        .await
+        .unwrap();
+    let who = store.token_by_hash("ms-hash").await.unwrap().unwrap();
+    assert_eq!(who.expires_at, Some(precise));
+    store
+        .revoke_token(f.team.id, login.id, t(20))
+        .await
+        .unwrap();
+    assert!(store.token_by_hash("login-hash").await.unwrap().is_none());
 }
 
 /// App slugs are unique per team, not globally.
@@ -278,4 +318,33 @@ pub async fn nul_in_a_looked_up_key_is_not_found(store: Arc<dyn Store>) {
     // The real keys still resolve.
     assert!(store.get_app(f.team.id, "hello").await.unwrap().is_some());
     assert!(store.team_login_info("acme").await.unwrap().is_some());
+}
+
+/// A team's count of active attempts per runner leaves other teams' out.
+pub async fn team_active_attempts_are_the_teams_own(store: Arc<dyn Store>) {
+    let a = Fixture::new(store.clone()).await;
+    let b = Fixture::with_team(store.clone(), "beta").await;
+    let runner = a.runner("default", 4).await;
+    a.run(1).await;
+    b.run(2).await;
+    b.run(3).await;
+    let mut held = Vec::new();
+    for i in 0..3 {
+        held.push(lease(&store, &runner, 10 + i).await.expect("a lease"));
+    }
+    assert_eq!(store.list_runners().await.unwrap()[0].active_runs, 3);
+    let id = runner.runner_id;
+    assert_eq!(
+        store.team_active_attempts(a.team.id).await.unwrap(),
+        vec![(id, 1)]
+    );
+    assert_eq!(
+        store.team_active_attempts(b.team.id).await.unwrap(),
+        vec![(id, 2)]
+    );
+    let (c, _) = store
+        .create_team("gamma", "G", None, "admin", "hg", t(0))
+        .await
+        .unwrap();
+    assert!(store.team_active_attempts(c.id).await.unwrap().is_empty());
 }
