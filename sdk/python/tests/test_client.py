@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import builtins
 import os
-import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -27,7 +26,7 @@ from minitower import (
     WaitTimeout,
 )
 
-from conftest import CuttingProxy, Server, free_port, http_json, wait_until
+from conftest import CuttingProxy, Server, free_port, http_json
 
 
 def test_run_and_wait(client: Client) -> None:

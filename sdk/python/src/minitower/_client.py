@@ -14,12 +14,11 @@ import urllib.parse
 import urllib.request
 import uuid
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple, Union
+from typing import Any, Dict, Generator, Iterator, List, Mapping, Optional, Tuple, Union
 
 from . import __version__
 from ._config import resolve
 from ._errors import (
-    ApiError,
     ConnectionError,
     ServerError,
     Unauthorized,
@@ -455,7 +454,7 @@ class LogStream(Iterator[LogLine]):
             self._resp.close()
             self._resp = None
 
-    def _read(self) -> Iterator[LogLine]:
+    def _read(self) -> Generator[LogLine, None, None]:
         while True:
             data = self.client._json(
                 "GET",
@@ -472,7 +471,7 @@ class LogStream(Iterator[LogLine]):
             if len(lines) < _LOG_PAGE:
                 return
 
-    def _follow(self) -> Iterator[LogLine]:
+    def _follow(self) -> Generator[LogLine, None, None]:
         failures = 0
         while True:
             headers = {"Accept": "text/event-stream"}
