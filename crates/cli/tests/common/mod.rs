@@ -150,6 +150,8 @@ impl Stack {
         rc.poll_interval = Duration::from_millis(500);
         rc.kill_grace_period = Duration::from_secs(2);
         rc.drain_timeout = Duration::from_secs(2);
+        // This test binary is not a supervisor; the CLI binary is one.
+        rc.supervisor_bin = Some(env!("CARGO_BIN_EXE_minitower").into());
         let runner = tokio::spawn({
             let stop = stop.clone();
             async move {
