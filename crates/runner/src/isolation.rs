@@ -82,9 +82,10 @@ pub fn can_switch_users() -> bool {
     nix::unistd::geteuid().is_root()
 }
 
-/// Closes the runner's data dir to other users: traversable where a
+/// Closes the runner's own directories to other users: traversable where a
 /// script's workspace or environment lies below, nothing listable, the
-/// token and the artifact cache private.
+/// token and the artifact cache private. The data dir itself only gains
+/// the traverse bits.
 pub fn lock_down(data_dir: &Path, state_dir: &Path, work_dir: &Path) -> Result<(), RunnerError> {
     let set = |p: &Path, mode: u32| -> Result<(), RunnerError> {
         if p.exists() {
@@ -93,7 +94,14 @@ pub fn lock_down(data_dir: &Path, state_dir: &Path, work_dir: &Path) -> Result<(
         }
         Ok(())
     };
-    set(data_dir, 0o711)?;
+    // The data dir may be one the operator chose (even a shared one): only
+    // let others traverse it, never change more of it.
+    if let Ok(m) = std::fs::metadata(data_dir) {
+        let mode = m.permissions().mode() & 0o7777;
+        if mode & 0o011 != 0o011 {
+            set(data_dir, mode | 0o011)?;
+        }
+    }
     if let Some(runners) = state_dir.parent() {
         set(runners, 0o711)?;
     }

@@ -216,6 +216,9 @@ pub async fn run_with(
     if let Err(e) = client.runner_offline().await {
         tracing::debug!(error = %e, "could not mark the runner offline");
     }
+    if let Some(base) = &shared.cgroups {
+        supervisor::tree::remove_cgroup(base);
+    }
     tracing::info!("runner stopped");
     drop(instance);
     match first_error {
