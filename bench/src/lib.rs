@@ -35,8 +35,23 @@ pub enum Scenario {
     Scale,
     /// Peak RSS of the server idle and under load, and of an idle runner.
     Memory,
-    /// Every scenario above, in that order.
+    /// Every scenario above, in that order (not `chaos`).
     All,
+    /// Randomized fault rounds (runner SIGKILL/SIGTERM/SIGSTOP, server
+    /// SIGKILL, PostgreSQL restarts) judged by ground truth: a measurement
+    /// of correctness, not of speed.
+    Chaos,
+}
+
+/// Database backend(s) of `chaos`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ChaosBackend {
+    /// One `minitowerd` on SQLite.
+    Sqlite,
+    /// Two `minitowerd` replicas on a private PostgreSQL instance.
+    Postgres,
+    /// SQLite, then PostgreSQL.
+    Both,
 }
 
 /// Command line of `minitower-bench`.
@@ -52,6 +67,9 @@ pub struct Options {
     /// Also write the figures as JSON to this file.
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Print the figures as JSON on stdout instead of the Markdown table.
+    #[arg(long)]
+    pub json: bool,
     /// Directory holding `minitowerd` and `minitower-runner` (default: next to this executable).
     #[arg(long)]
     pub bin_dir: Option<PathBuf>,
@@ -114,6 +132,34 @@ pub struct Options {
     /// memory: runs of the short dispatch used when `dispatch` did not run before.
     #[arg(long, default_value_t = 5_000)]
     pub memory_dispatch_runs: usize,
+    /// chaos: database backend(s).
+    #[arg(long, value_enum, default_value_t = ChaosBackend::Both)]
+    pub backend: ChaosBackend,
+    /// chaos: fault rounds per backend.
+    #[arg(long, default_value_t = 40)]
+    pub rounds: usize,
+    /// chaos: seed of the run and fault schedule (default: random; printed).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// chaos: at most this many seconds of fault rounds per backend.
+    #[arg(long, default_value_t = 900)]
+    pub chaos_time_limit: u64,
+    /// chaos: most runs created per round (1 to this many).
+    #[arg(long, default_value_t = 6)]
+    pub chaos_runs_per_round: usize,
+    /// chaos: runner processes.
+    #[arg(long, default_value_t = 3)]
+    pub chaos_runners: usize,
+    /// chaos: concurrency of each runner.
+    #[arg(long, default_value_t = 2)]
+    pub chaos_concurrency: usize,
+    /// chaos: seconds to wait after the faults for every run to end.
+    #[arg(long, default_value_t = 180)]
+    pub chaos_settle: u64,
+    /// chaos: directory with PostgreSQL's initdb, postgres and pg_isready
+    /// (default: the newest /usr/lib/postgresql/*/bin).
+    #[arg(long)]
+    pub pg_bin_dir: Option<PathBuf>,
 }
 
 fn parse_kv(s: &str) -> Result<(String, String), String> {
@@ -165,25 +211,28 @@ pub async fn run(opts: &Options) -> Result<Report> {
         let load = procs::load_average();
         let jiffies = procs::machine_jiffies();
         eprintln!("== {s:?} (load average {load})");
-        let mut r = match s {
-            Scenario::Dispatch => scenarios::dispatch::run(opts, &mut shared).await?,
-            Scenario::Latency => scenarios::latency::run(opts).await?,
-            Scenario::Burst => scenarios::burst::run(opts).await?,
-            Scenario::Deps => scenarios::deps::run(opts).await?,
-            Scenario::Scale => scenarios::scale::run(opts).await?,
-            Scenario::Memory => scenarios::memory::run(opts, &shared).await?,
+        let rs = match s {
+            Scenario::Dispatch => vec![scenarios::dispatch::run(opts, &mut shared).await?],
+            Scenario::Latency => vec![scenarios::latency::run(opts).await?],
+            Scenario::Burst => vec![scenarios::burst::run(opts).await?],
+            Scenario::Deps => vec![scenarios::deps::run(opts).await?],
+            Scenario::Scale => vec![scenarios::scale::run(opts).await?],
+            Scenario::Memory => vec![scenarios::memory::run(opts, &shared).await?],
+            Scenario::Chaos => scenarios::chaos::run(opts).await?,
             Scenario::All => unreachable!(),
         };
         let busy = procs::busy_percent(jiffies, procs::machine_jiffies());
-        r.detail("load_average_at_start", &load);
-        r.detail("machine_cpu_busy_percent", busy);
-        r.detail("scenario_seconds", t.elapsed().as_secs_f64());
-        r.note(format!(
-            "machine: load average {load} at start, all CPUs {busy:.0}% busy during the scenario \
-             (every process, the bench's included)"
-        ));
+        for mut r in rs {
+            r.detail("load_average_at_start", &load);
+            r.detail("machine_cpu_busy_percent", busy);
+            r.detail("scenario_seconds", t.elapsed().as_secs_f64());
+            r.note(format!(
+                "machine: load average {load} at start, all CPUs {busy:.0}% busy during the scenario \
+                 (every process, the bench's included)"
+            ));
+            reports.push(r);
+        }
         eprintln!("== {s:?} done in {:.1} s", t.elapsed().as_secs_f64());
-        reports.push(r);
     }
     let meta = Meta {
         date: chrono::Utc::now().format("%Y-%m-%d").to_string(),

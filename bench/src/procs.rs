@@ -249,8 +249,13 @@ pub struct Managed {
 
 impl Managed {
     fn spawn(name: &str, bin: &Path, envs: &[(&str, String)], log: PathBuf) -> Result<Managed> {
-        let file =
-            std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
+        // Appended to: a process restarted with the same log (chaos) keeps
+        // what its earlier incarnations wrote.
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .with_context(|| format!("creating {}", log.display()))?;
         let mut cmd = tokio::process::Command::new(bin);
         // Nothing of the caller's own MiniTower setup may leak in.
         for (k, _) in std::env::vars_os() {
@@ -297,6 +302,30 @@ impl Managed {
         matches!(self.child.try_wait(), Ok(Some(_)))
     }
 
+    /// Sends `sig` (e.g. `libc::SIGSTOP`) to the process, unless it has
+    /// already been reaped.
+    pub fn signal(&mut self, sig: i32) {
+        if self.exited() {
+            return;
+        }
+        if let Some(pid) = self.child.id() {
+            // SAFETY: signalling our own, not yet reaped child by pid.
+            unsafe {
+                libc::kill(pid as i32, sig);
+            }
+        }
+    }
+
+    /// Waits up to `limit` for the process to exit (reaping it); whether it did.
+    pub async fn wait_exit(&mut self, limit: Duration) -> bool {
+        tokio::time::timeout(limit, self.child.wait()).await.is_ok()
+    }
+
+    /// SIGKILL, and reap it.
+    pub async fn kill(&mut self) {
+        let _ = self.child.kill().await;
+    }
+
     /// SIGTERM, then SIGKILL after `grace`.
     pub async fn stop(mut self, grace: Duration) {
         if let Some(pid) = self.child.id() {
@@ -331,13 +360,31 @@ impl Server {
         rust_log: &str,
         extra: &[(String, String)],
     ) -> Result<Server> {
+        Self::start_on(bins, dir, db, rust_log, extra, None, "minitowerd").await
+    }
+
+    /// [`Server::start`] on a given port (a restart keeps its address, so
+    /// runners find it again; `None`: a free one) with its output in
+    /// `dir/<log_stem>-<try>.log` (appended to).
+    pub async fn start_on(
+        bins: &Binaries,
+        dir: &Path,
+        db: Option<&Path>,
+        rust_log: &str,
+        extra: &[(String, String)],
+        port: Option<u16>,
+        log_stem: &str,
+    ) -> Result<Server> {
         std::fs::create_dir_all(dir)?;
         let db = db
             .map(Path::to_path_buf)
             .unwrap_or_else(|| dir.join("minitower.db"));
         let mut last_err = None;
         for attempt in 0..3 {
-            let port = free_port()?;
+            let port = match port {
+                Some(p) => p,
+                None => free_port()?,
+            };
             let mut envs: Vec<(&str, String)> = vec![
                 ("MINITOWER_LISTEN_ADDR", format!("127.0.0.1:{port}")),
                 ("MINITOWER_DB_PATH", db.display().to_string()),
@@ -354,7 +401,7 @@ impl Server {
                 ("RUST_LOG", rust_log.into()),
             ];
             envs.extend(extra.iter().map(|(k, v)| (k.as_str(), v.clone())));
-            let log = dir.join(format!("minitowerd-{attempt}.log"));
+            let log = dir.join(format!("{log_stem}-{attempt}.log"));
             let mut proc = Managed::spawn("minitowerd", &bins.server, &envs, log)?;
             let url = format!("http://127.0.0.1:{port}");
             match wait_healthy(&mut proc, &url, Duration::from_secs(60)).await {
@@ -418,9 +465,22 @@ impl Runner {
         rust_log: &str,
         extra: &[(String, String)],
     ) -> Result<Runner> {
+        Self::start_url(bins, &server.url, dir, name, concurrency, rust_log, extra)
+    }
+
+    /// [`Runner::start`] against a server URL (which may be down just now).
+    pub fn start_url(
+        bins: &Binaries,
+        server_url: &str,
+        dir: &Path,
+        name: &str,
+        concurrency: usize,
+        rust_log: &str,
+        extra: &[(String, String)],
+    ) -> Result<Runner> {
         std::fs::create_dir_all(dir)?;
         let mut envs: Vec<(&str, String)> = vec![
-            ("MINITOWER_SERVER_URL", server.url.clone()),
+            ("MINITOWER_SERVER_URL", server_url.to_string()),
             ("MINITOWER_RUNNER_NAME", name.to_string()),
             (
                 "MINITOWER_RUNNER_REGISTRATION_TOKEN",

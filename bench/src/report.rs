@@ -168,6 +168,15 @@ pub fn fmt_num(v: f64) -> String {
     }
 }
 
+/// A count (no unit, whole number) without decimals; anything else as [`fmt_num`].
+fn fmt_value(m: &Metric) -> String {
+    if m.unit.is_empty() && m.value.fract() == 0.0 && m.value.abs() < 1e15 {
+        group_thousands(m.value as i64)
+    } else {
+        fmt_num(m.value)
+    }
+}
+
 fn group_thousands(n: i64) -> String {
     let s = n.unsigned_abs().to_string();
     let groups: Vec<&str> = s
@@ -233,7 +242,7 @@ impl Report {
                     "| {} | {} | {} {} | {} |\n",
                     s.scenario,
                     x.name,
-                    fmt_num(x.value),
+                    fmt_value(x),
                     x.unit,
                     fmt_goal(x)
                 ));
@@ -275,5 +284,9 @@ mod tests {
         assert_eq!(fmt_goal(&m), "< 5.00 ms (met)");
         let m = Metric::new("rate", 100.0, "runs/s").goal(Goal::at_least(120.0));
         assert_eq!(m.goal_met, Some(false));
+        assert_eq!(fmt_value(&Metric::new("runs", 3.0, "")), "3");
+        assert_eq!(fmt_value(&Metric::new("runs", 12345.0, "")), "12,345");
+        assert_eq!(fmt_value(&Metric::new("per run", 2.5, "")), "2.50");
+        assert_eq!(fmt_value(&Metric::new("wall", 3.0, "s")), "3.00");
     }
 }

@@ -1,6 +1,7 @@
 //! The scenarios, one module each, and helpers they share.
 
 pub mod burst;
+pub mod chaos;
 pub mod deps;
 pub mod dispatch;
 pub mod latency;
