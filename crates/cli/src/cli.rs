@@ -88,6 +88,30 @@ pub enum Command {
     /// team `dev` and its tokens; every start saves a CLI profile for it and
     /// deploys the bundled examples (hello, with-deps, countdown) when they changed.
     Dev(DevArgs),
+    /// Print a shell completion script (e.g. `minitower completions bash > ~/.local/share/bash-completion/completions/minitower`).
+    Completions(CompletionsArgs),
+    /// Create a new app in DIR: a Towerfile and a main.py that deploy as they are.
+    ///
+    /// Refuses to overwrite existing files. Then: `minitower deploy DIR` and
+    /// `minitower run NAME`.
+    Init(InitArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// Shell to generate completions for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Folder of the new app (created when missing).
+    #[arg(default_value = ".")]
+    pub dir: PathBuf,
+    /// App name (default: the folder's name, made into a slug).
+    #[arg(long)]
+    pub name: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -134,6 +158,9 @@ pub struct RunArgs {
     /// Higher runs are leased first.
     #[arg(long, value_name = "N")]
     pub priority: Option<i64>,
+    /// Runner environment that may take the run (server default: default).
+    #[arg(long, value_name = "ENV")]
+    pub environment: Option<String>,
     /// Retries after a lost runner (server default: 2).
     #[arg(long, value_name = "N")]
     pub max_retries: Option<i64>,

@@ -95,8 +95,55 @@ fn init_logging() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        // A closed stderr must not panic (the failed-write report is an `eprintln!`).
+        .log_internal_errors(false)
         .compact()
         .try_init();
+}
+
+/// A banner line on stdout. `dev | tee log` may lose its reader (Ctrl-C
+/// kills `tee` too): a closed stdout is ignored, never a panic.
+fn out(args: std::fmt::Arguments) {
+    use std::io::Write;
+    let mut o = std::io::stdout().lock();
+    let _ = writeln!(o, "{args}");
+    let _ = o.flush();
+}
+
+/// A line on stderr, ignoring a closed stderr.
+fn err(args: std::fmt::Arguments) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "{args}");
+}
+
+/// How to call this CLI from another terminal: `minitower` when that is
+/// what PATH finds, the `cargo run` line when started through cargo, else
+/// the executable's path.
+fn self_command() -> String {
+    let Ok(exe) = std::env::current_exe() else {
+        return "minitower".into();
+    };
+    let on_path = std::env::var_os("PATH").is_some_and(|p| {
+        std::env::split_paths(&p).any(|d| {
+            std::fs::canonicalize(d.join("minitower")).ok() == std::fs::canonicalize(&exe).ok()
+        })
+    });
+    if on_path {
+        return "minitower".into();
+    }
+    if std::env::var_os("CARGO").is_some() {
+        let release = exe
+            .parent()
+            .and_then(|d| d.file_name())
+            .is_some_and(|n| n == "release");
+        return if release {
+            "cargo run --release --bin minitower --".into()
+        } else {
+            "cargo run --bin minitower --".into()
+        };
+    }
+    exe.display().to_string()
 }
 
 /// URL clients use for a bound address (`0.0.0.0` is reached via loopback).
@@ -179,7 +226,9 @@ pub async fn dev(ctx: &mut Ctx, args: DevArgs) -> CliResult<()> {
     server_stop.cancel();
     if !server.is_finished() {
         match tokio::time::timeout(Duration::from_secs(10), &mut server).await {
-            Ok(Ok(Err(e))) => eprintln!("warning: control plane stopped with an error: {e}"),
+            Ok(Ok(Err(e))) => err(format_args!(
+                "warning: control plane stopped with an error: {e}"
+            )),
             Ok(_) => {}
             Err(_) => server.abort(),
         }
@@ -238,7 +287,10 @@ async fn serve(
                     }
                     deployed.push(out);
                 }
-                Err(e) => eprintln!("warning: deploying example {}: {e}", dir.display()),
+                Err(e) => err(format_args!(
+                    "warning: deploying example {}: {e}",
+                    dir.display()
+                )),
             }
         }
     }
@@ -255,20 +307,24 @@ async fn serve(
             "examples": deployed,
         }));
     } else {
-        println!();
-        println!(
-            "MiniTower is running at {url}/ (team {TEAM}, data in {})",
+        let me = self_command();
+        out(format_args!(
+            "\nMiniTower is running at {url}/ (team {TEAM}, data in {})",
             data_dir.display()
-        );
-        println!("  UI:       {url}/   (log in with the token below)");
-        println!("  Token:    {token}");
-        println!(
+        ));
+        out(format_args!(
+            "  UI:       {url}/   (sign in with the token below, on the Token tab)"
+        ));
+        out(format_args!("  Token:    {token}"));
+        out(format_args!(
             "  Profile:  {PROFILE:?} saved in {} — in another terminal try:",
             ctx.config_path.display()
-        );
-        println!("              minitower run hello -p name=you");
-        println!("              minitower run countdown -p seconds=5");
-        println!("Press Ctrl-C to stop.");
+        ));
+        out(format_args!("              {me} run hello -p name=you"));
+        out(format_args!(
+            "              {me} run countdown -p seconds=5"
+        ));
+        out(format_args!("Press Ctrl-C to stop."));
     }
 
     let outcome = tokio::select! {
@@ -286,10 +342,10 @@ async fn serve(
     };
 
     if !runner.is_finished() {
-        eprintln!(
+        err(format_args!(
             "Stopping: running runs get up to {}s to finish (Ctrl-C again to cancel them now)...",
             DRAIN.as_secs()
-        );
+        ));
         drain.cancel();
         let force_on_ctrl_c = {
             let force = force.clone();
@@ -300,7 +356,7 @@ async fn serve(
             })
         };
         match tokio::time::timeout(DRAIN + Duration::from_secs(15), &mut runner).await {
-            Ok(Ok(Err(e))) => eprintln!("warning: runner stopped with an error: {e:#}"),
+            Ok(Ok(Err(e))) => err(format_args!("warning: runner stopped with an error: {e:#}")),
             Ok(_) => {}
             Err(_) => {
                 force.cancel();
@@ -310,7 +366,9 @@ async fn serve(
         force_on_ctrl_c.abort();
     }
     if outcome.is_ok() && !ctx.json() {
-        eprintln!("Stopped. Start again with the same --data-dir to keep your apps and runs.");
+        err(format_args!(
+            "Stopped. Start again with the same --data-dir to keep your apps and runs."
+        ));
     }
     outcome
 }

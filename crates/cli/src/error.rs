@@ -27,6 +27,9 @@ pub enum CliError {
     Api(#[from] ClientError),
     #[error("{0}")]
     Usage(String),
+    /// Something named on the command line does not exist (exit 3).
+    #[error("{0}")]
+    NotFound(String),
     #[error(
         "not logged in: run `minitower login --server URL --token TOKEN` (or set MINITOWER_TOKEN)"
     )]
@@ -80,6 +83,7 @@ impl CliError {
             | CliError::NotLoggedIn => exit::AUTH,
             CliError::Api(ClientError::Transport(_)) => exit::UNREACHABLE,
             CliError::Usage(_) => exit::USAGE,
+            CliError::NotFound(_) => exit::NOT_FOUND,
             CliError::Interrupted => exit::INTERRUPTED,
             _ => exit::FAILED,
         }

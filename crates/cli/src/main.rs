@@ -9,6 +9,7 @@ mod output;
 
 use clap::Parser;
 use error::{exit, CliError};
+use std::io::Write;
 
 fn main() {
     // `minitower dev` runs a runner in-process, whose supervisors re-execute
@@ -56,8 +57,9 @@ fn report(e: &CliError, json: bool) {
         let v = serde_json::json!({
             "error": { "message": e.to_string(), "http_status": status, "exit_code": e.exit_code() }
         });
-        eprintln!("{v}");
+        let _ = writeln!(std::io::stderr().lock(), "{v}");
     } else {
-        eprintln!("error: {e}");
+        // A closed stderr (the reader of a pipe is gone) is not a panic.
+        let _ = writeln!(std::io::stderr().lock(), "error: {e}");
     }
 }

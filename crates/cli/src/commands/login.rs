@@ -15,6 +15,7 @@ pub async fn login(ctx: &mut Ctx, args: LoginArgs) -> CliResult<()> {
         .clone()
         .filter(|s| !s.is_empty())
         .ok_or_else(|| CliError::Usage("login needs --server URL".into()))?;
+    super::check_server_url(&server)?;
     let flag_token = ctx.global.token.clone().filter(|t| !t.is_empty());
     let anon = Client::new(&server, None)?;
     let (token, team, role) = match (flag_token, args.team) {

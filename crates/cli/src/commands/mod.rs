@@ -5,6 +5,7 @@ pub mod deploy;
 pub mod inspect;
 pub mod login;
 pub mod run;
+pub mod scaffold;
 
 use crate::cli::{Command, Global};
 use crate::config::{self, Config, DEFAULT_SERVER};
@@ -65,14 +66,57 @@ impl Ctx {
 
     /// A client without credentials (health, login).
     pub fn anonymous(&self) -> CliResult<Client> {
-        Ok(Client::new(&self.server(), None)?)
+        self.check_profile()?;
+        let server = self.server();
+        check_server_url(&server)?;
+        Ok(Client::new(&server, None)?)
     }
 
     /// A client with the team token; refuses when there is none.
     pub fn client(&self) -> CliResult<Client> {
+        self.check_profile()?;
         let token = self.token().ok_or(CliError::NotLoggedIn)?;
-        Ok(Client::new(&self.server(), Some(token))?)
+        let server = self.server();
+        check_server_url(&server)?;
+        Ok(Client::new(&server, Some(token))?)
     }
+
+    /// A profile named with --profile (or MINITOWER_PROFILE) must exist.
+    fn check_profile(&self) -> CliResult<()> {
+        let Some(name) = self.global.profile.as_deref().filter(|n| !n.is_empty()) else {
+            return Ok(());
+        };
+        if self.config.profiles.contains_key(name) {
+            return Ok(());
+        }
+        let known: Vec<&str> = self.config.profiles.keys().map(String::as_str).collect();
+        let listed = if known.is_empty() {
+            "there are none yet: `minitower login` saves one".to_string()
+        } else {
+            format!("existing: {}", known.join(", "))
+        };
+        Err(CliError::Usage(format!(
+            "no such profile {name:?} in {} ({listed})",
+            self.config_path.display()
+        )))
+    }
+}
+
+/// The server must be an http(s) URL: `localhost:8080` alone is refused
+/// with the fix, not sent to the HTTP library to fail obscurely.
+pub fn check_server_url(server: &str) -> CliResult<()> {
+    let lower = server.to_ascii_lowercase();
+    if lower.starts_with("http://") || lower.starts_with("https://") {
+        return Ok(());
+    }
+    let hint = if server.contains("://") {
+        "only http:// and https:// are supported".to_string()
+    } else {
+        format!("add the scheme: http://{server}")
+    };
+    Err(CliError::Usage(format!(
+        "invalid server URL {server:?}: {hint}"
+    )))
 }
 
 /// Runs one parsed command.
@@ -91,5 +135,7 @@ pub async fn dispatch(ctx: &mut Ctx, command: Command) -> CliResult<()> {
         Command::Runners => admin::runners(ctx).await,
         Command::Status => admin::status(ctx).await,
         Command::Dev(a) => crate::dev::dev(ctx, a).await,
+        Command::Completions(a) => scaffold::completions(a.shell),
+        Command::Init(a) => scaffold::init(ctx, a),
     }
 }

@@ -48,11 +48,18 @@ pub async fn run(ctx: &Ctx, args: RunArgs) -> CliResult<()> {
         version_no: args.version,
         priority: args.priority,
         max_retries: args.max_retries,
-        environment: None,
+        environment: args.environment.clone(),
     };
-    let (run, created) = client
+    let (run, created) = match client
         .create_run(&args.app, &req, args.idempotency_key.as_deref())
-        .await?;
+        .await
+    {
+        Ok(r) => r,
+        Err(e) if e.status() == Some(404) && args.version.is_none() => {
+            return Err(did_you_mean(&client, &args.app, e).await)
+        }
+        Err(e) => return Err(e.into()),
+    };
     if args.detach {
         if ctx.json() {
             print_json(&run);
@@ -66,16 +73,118 @@ pub async fn run(ctx: &Ctx, args: RunArgs) -> CliResult<()> {
     }
     if !ctx.json() {
         let what = if created {
-            "started"
+            run.status.to_string()
         } else {
-            "already exists (same idempotency key)"
+            format!("{} (already created with this idempotency key)", run.status)
         };
-        eprintln!(
+        say(format_args!(
             "Run {} {what}: {} v{} #{}. Following logs; Ctrl-C stops following, the run continues.",
             run.id, run.app, run.version_no, run.run_no
-        );
+        ));
     }
     follow_to_end(ctx, &client, &run, 0).await
+}
+
+/// A line on stderr; a closed stderr is ignored (never a panic).
+fn say(args: std::fmt::Arguments) {
+    let _ = writeln!(std::io::stderr().lock(), "{args}");
+}
+
+/// The 404 of `run APP` for an app that does not exist, with the closest
+/// existing slug when one is near.
+async fn did_you_mean(client: &Client, app: &str, e: minitower_client::ClientError) -> CliError {
+    let Ok(apps) = client.list_apps().await else {
+        return e.into();
+    };
+    if apps.iter().any(|a| a.slug == app) {
+        return e.into(); // the app exists: the 404 is about something else
+    }
+    let first = CliError::from(e).to_string();
+    match closest(app, apps.iter().map(|a| a.slug.as_str())) {
+        Some(best) => CliError::NotFound(format!(
+            "{first}; did you mean {best:?}? (`minitower apps` lists them)"
+        )),
+        None => CliError::NotFound(format!(
+            "{first} (`minitower apps` lists them; `minitower deploy DIR` creates one)"
+        )),
+    }
+}
+
+/// The candidate nearest to `wanted` by edit distance, if near enough.
+pub fn closest<'a>(wanted: &str, candidates: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+    candidates
+        .map(|c| (strsim::damerau_levenshtein(wanted, c), c))
+        .filter(|(d, c)| *d <= (wanted.len().max(c.len()) / 3).max(1) + 1)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
+/// What the CLI tells about a followed run's progress: when it really
+/// starts, how long it queued, and that no runner could take it.
+struct Progress {
+    run_id: i64,
+    started: std::sync::atomic::AtomicBool,
+}
+
+impl Progress {
+    /// Says "started" once (from a status poll or the first log line).
+    fn started(&self, waited: Option<chrono::Duration>) {
+        if self.started.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            return;
+        }
+        match waited {
+            Some(w) if w.num_milliseconds() >= 1000 => say(format_args!(
+                "Run {} started after {} in the queue.",
+                self.run_id,
+                output::duration(w)
+            )),
+            _ => say(format_args!("Run {} started.", self.run_id)),
+        }
+    }
+}
+
+/// Polls the run while it waits to start; warns once when no runner of its
+/// environment is online (only admin tokens may list runners; for others
+/// the check is skipped).
+async fn watch_start(client: Client, run: Run, progress: std::sync::Arc<Progress>) {
+    let mut warned = false;
+    let mut can_list_runners = true;
+    let mut checks = 0u32;
+    loop {
+        let Ok(detail) = client.get_run(run.id).await else {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            continue;
+        };
+        let r = detail.run;
+        if !matches!(r.status, RunStatus::Queued | RunStatus::Leased) {
+            let waited = r.started_at.map(|s| s - r.queued_at);
+            if r.started_at.is_some() {
+                progress.started(waited);
+            }
+            return;
+        }
+        // First after about a second in the queue, then every few seconds.
+        if can_list_runners && !warned && checks % 10 == 3 {
+            match client.list_runners().await {
+                Ok(runners) => {
+                    let online = runners.iter().any(|x| {
+                        x.environment == r.environment
+                            && x.status == minitower_core::api::RunnerStatus::Online
+                    });
+                    if !online {
+                        say(format_args!(
+                            "Note: no runner online for environment {:?}; the run waits in the queue until one starts.",
+                            r.environment
+                        ));
+                        warned = true;
+                    }
+                }
+                Err(_) => can_list_runners = false,
+            }
+        }
+        checks += 1;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
 }
 
 pub async fn logs(ctx: &Ctx, args: LogsArgs) -> CliResult<()> {
@@ -87,11 +196,15 @@ pub async fn logs(ctx: &Ctx, args: LogsArgs) -> CliResult<()> {
     // Make sure a missing run is a 404, not an empty list.
     client.get_run(args.run).await?;
     let mut after = 0;
+    let mut attempt = 0;
     loop {
         let page = client.logs(args.run, after).await?;
         let Some(last) = page.last() else { break };
         after = last.seq;
         for l in &page {
+            if !ctx.json() {
+                attempt_separator(&mut attempt, l);
+            }
             print_line(ctx.json(), l);
         }
     }
@@ -101,15 +214,36 @@ pub async fn logs(ctx: &Ctx, args: LogsArgs) -> CliResult<()> {
 /// Follows until the run ends, then reports; Ctrl-C stops following.
 async fn follow_to_end(ctx: &Ctx, client: &Client, run: &Run, after_seq: i64) -> CliResult<()> {
     let json = ctx.json();
-    let mut sink = |l: &LogLine| print_line(json, l);
-    let status = tokio::select! {
-        s = follow(client, run.id, after_seq, &mut sink) => s?,
-        _ = tokio::signal::ctrl_c() => {
+    let progress = std::sync::Arc::new(Progress {
+        run_id: run.id,
+        started: (!matches!(run.status, RunStatus::Queued | RunStatus::Leased)).into(),
+    });
+    let watcher = (!json && !progress.started.load(std::sync::atomic::Ordering::SeqCst))
+        .then(|| tokio::spawn(watch_start(client.clone(), run.clone(), progress.clone())));
+    let mut attempt = 0;
+    let mut sink = |l: &LogLine| {
+        if !json {
+            progress.started(None);
+            attempt_separator(&mut attempt, l);
+        }
+        print_line(json, l)
+    };
+    let followed = tokio::select! {
+        s = follow(client, run.id, after_seq, &mut sink) => s,
+        _ = tokio::signal::ctrl_c() => Err(CliError::Interrupted),
+    };
+    if let Some(w) = watcher {
+        w.abort();
+    }
+    let status = match followed {
+        Ok(s) => s,
+        Err(CliError::Interrupted) => {
             if !json {
-                eprintln!("\nStopped following; run {} continues (`minitower logs {} -f` to resume, `minitower cancel {}` to stop it).", run.id, run.id, run.id);
+                say(format_args!("\nStopped following; run {} continues (`minitower logs {} -f` to resume, `minitower cancel {}` to stop it).", run.id, run.id, run.id));
             }
             return Err(CliError::Interrupted);
         }
+        Err(e) => return Err(e),
     };
     let detail = client.get_run(run.id).await?;
     if json {
@@ -130,18 +264,40 @@ async fn follow_to_end(ctx: &Ctx, client: &Client, run: &Run, after_seq: i64) ->
         if r.retry_count > 0 {
             extra.push(format!("{} retries", r.retry_count));
         }
+        if let Some(s) = r.started_at {
+            let waited = s - r.queued_at;
+            if waited.num_milliseconds() >= 1000 {
+                extra.push(format!("queued {}", output::duration(waited)));
+            }
+        }
         let extra = if extra.is_empty() {
             String::new()
         } else {
             format!(" ({})", extra.join(", "))
         };
-        eprintln!("Run {} {}{took}{extra}", r.id, status);
+        say(format_args!("Run {} {}{took}{extra}", r.id, status));
     }
     if status == RunStatus::Completed {
         Ok(())
     } else {
         Err(CliError::RunEnded { id: run.id, status })
     }
+}
+
+/// Prints `--- attempt N ---` (stderr) when the lines of a retried run pass
+/// from one attempt to the next.
+fn attempt_separator(current: &mut i64, l: &LogLine) {
+    if let Some(sep) = separator(current, l) {
+        say(format_args!("{sep}"));
+    }
+}
+
+/// The separator due before `l`, given the attempt of the previous line.
+fn separator(current: &mut i64, l: &LogLine) -> Option<String> {
+    let sep = (*current != 0 && l.attempt_no != *current)
+        .then(|| format!("--- attempt {} ---", l.attempt_no));
+    *current = l.attempt_no;
+    sep
 }
 
 /// Prints a log line: the script's stdout on stdout, everything else
@@ -248,5 +404,39 @@ mod input_tests {
             build_input(None, &["=v".into()]),
             Err(CliError::Usage(_))
         ));
+    }
+
+    #[test]
+    fn a_new_attempt_gets_a_separator() {
+        let line = |attempt_no| LogLine {
+            seq: 1,
+            attempt_no,
+            stream: "stdout".into(),
+            line: "x".into(),
+            logged_at: chrono::Utc::now(),
+        };
+        let mut cur = 0;
+        let seps: Vec<Option<String>> = [1, 1, 2, 2, 3]
+            .into_iter()
+            .map(|a| separator(&mut cur, &line(a)))
+            .collect();
+        assert_eq!(
+            seps,
+            vec![
+                None,
+                None,
+                Some("--- attempt 2 ---".into()),
+                None,
+                Some("--- attempt 3 ---".into())
+            ]
+        );
+    }
+
+    #[test]
+    fn closest_slug() {
+        let apps = ["hello", "countdown", "with-deps"];
+        assert_eq!(closest("helo", apps.into_iter()), Some("hello"));
+        assert_eq!(closest("countdwn", apps.into_iter()), Some("countdown"));
+        assert_eq!(closest("zzz", apps.into_iter()), None);
     }
 }
