@@ -15,6 +15,9 @@ cleanup() {
   rm -rf "$WORK"
 }
 trap cleanup EXIT
+BIN="$(realpath "$BIN")"
+# schemathesis keeps its cache in the working directory: not in the repo.
+cd "$WORK"
 
 # {app} is an app's slug, not its id: no guessing of links by field names.
 cat > "$WORK/schemathesis.toml" <<'TOML'
