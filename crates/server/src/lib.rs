@@ -10,6 +10,7 @@ pub mod metrics;
 pub mod objects;
 pub mod objects_s3;
 pub mod openapi;
+pub mod password;
 pub mod reaper;
 pub mod routes;
 pub mod state;

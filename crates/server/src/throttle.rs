@@ -4,7 +4,10 @@
 //! 19 MiB of memory each). Guesses are limited per client address, per
 //! team and address, and per team (GCRA limiters of the `governor` crate,
 //! keyed; a refused guess gets 429 with `Retry-After` and costs no hash), and
-//! at most [`ARGON2_PERMITS`] hashes run at once whatever the traffic, so
+//! at most [`ARGON2_PERMITS`] hashes run at once whatever the traffic (a
+//! semaphore in front of that many dedicated threads: on the shared blocking
+//! pool every new thread's malloc arena would keep its own 19 MiB after the
+//! hash, so memory would grow with the number of threads ever used), so
 //! memory stays flat under a flood.
 //!
 //! The address is the TCP peer: behind a reverse proxy every client shares
@@ -35,8 +38,38 @@ pub struct LoginGuard {
     by_address: DefaultKeyedRateLimiter<IpAddr>,
     by_team_address: DefaultKeyedRateLimiter<(String, IpAddr)>,
     by_team: DefaultKeyedRateLimiter<String>,
-    /// Permits for running Argon2; hold one across the hash.
-    pub argon2: Semaphore,
+    argon2: Semaphore,
+    pool: std::sync::Mutex<std::sync::mpsc::Sender<Job>>,
+}
+
+type Job = Box<dyn FnOnce() + Send>;
+
+/// Why a hash did not run.
+#[derive(Debug, thiserror::Error)]
+#[error("the Argon2 workers are gone")]
+pub struct PoolGone;
+
+/// Starts `n` threads that run jobs from one queue until it is dropped.
+fn hash_threads(n: usize) -> std::sync::mpsc::Sender<Job> {
+    let (tx, rx) = std::sync::mpsc::channel::<Job>();
+    let rx = std::sync::Arc::new(std::sync::Mutex::new(rx));
+    for i in 0..n {
+        let rx = rx.clone();
+        std::thread::Builder::new()
+            .name(format!("argon2-{i}"))
+            .spawn(move || loop {
+                let job = match rx.lock() {
+                    Ok(guard) => guard.recv(),
+                    Err(_) => return,
+                };
+                match job {
+                    Ok(job) => job(),
+                    Err(_) => return,
+                }
+            })
+            .expect("start an Argon2 thread");
+    }
+    tx
 }
 
 fn per_minute(n: u32) -> Quota {
@@ -80,7 +113,27 @@ impl LoginGuard {
             by_team_address: RateLimiter::keyed(per_minute(PER_TEAM_AND_ADDRESS)),
             by_team: RateLimiter::keyed(per_minute(PER_TEAM)),
             argon2: Semaphore::new(ARGON2_PERMITS),
+            pool: std::sync::Mutex::new(hash_threads(ARGON2_PERMITS)),
         }
+    }
+
+    /// Runs a password hash or check on one of the Argon2 threads, waiting
+    /// for a permit first.
+    pub async fn hash<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, PoolGone> {
+        let _permit = self.argon2.acquire().await.map_err(|_| PoolGone)?;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move || {
+            let _ = tx.send(f());
+        });
+        self.pool
+            .lock()
+            .map_err(|_| PoolGone)?
+            .send(job)
+            .map_err(|_| PoolGone)?;
+        rx.await.map_err(|_| PoolGone)
     }
 
     /// Counts an attempt from `addr` (any team, also malformed ones); `Err`

@@ -5,8 +5,7 @@ use crate::extract::{
     parse_id, BootstrapAuth, ClientAddr, JsonBody, RequiredJsonBody, State, TeamAuth,
 };
 use crate::state::{hash_token, new_secret};
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::Argon2;
+use argon2::password_hash::SaltString;
 use axum::extract::{Path, State as AxState};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
@@ -199,51 +198,31 @@ pub async fn revoke_token(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Waits for an Argon2 permit (see [`crate::throttle`]).
-async fn argon2_permit(st: &State) -> ApiResult<tokio::sync::SemaphorePermit<'_>> {
-    st.login.argon2.acquire().await.map_err(ApiError::internal)
-}
-
+/// Hashes a new password on the bounded Argon2 workers ([`crate::throttle`]).
 async fn hash_password(st: &State, p: String) -> ApiResult<String> {
-    let _permit = argon2_permit(st).await?;
-    tokio::task::spawn_blocking(move || {
-        let salt = new_salt();
-        Argon2::default()
-            .hash_password(p.as_bytes(), &salt)
-            .map(|h| h.to_string())
-            .map_err(ApiError::internal)
-    })
-    .await
-    .map_err(ApiError::internal)?
+    st.login
+        .hash(move || crate::password::hash(p.as_bytes(), &new_salt()).map_err(ApiError::internal))
+        .await
+        .map_err(ApiError::internal)?
 }
 
 /// Checks a password; with no stored hash, against a dummy one so the
 /// answer takes as long either way.
 async fn verify_password(st: &State, p: String, stored: Option<String>) -> ApiResult<bool> {
-    let _permit = argon2_permit(st).await?;
-    tokio::task::spawn_blocking(move || {
-        let real = stored.is_some();
-        let stored = stored.unwrap_or_else(|| dummy_hash().to_string());
-        let Ok(parsed) = PasswordHash::new(&stored) else {
-            return false;
-        };
-        let ok = Argon2::default()
-            .verify_password(p.as_bytes(), &parsed)
-            .is_ok();
-        ok && real
-    })
-    .await
-    .map_err(ApiError::internal)
+    st.login
+        .hash(move || {
+            let real = stored.is_some();
+            let stored = stored.unwrap_or_else(|| dummy_hash().to_string());
+            crate::password::verify(p.as_bytes(), &stored) && real
+        })
+        .await
+        .map_err(ApiError::internal)
 }
 
 fn dummy_hash() -> &'static str {
     static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     DUMMY.get_or_init(|| {
-        let salt = new_salt();
-        Argon2::default()
-            .hash_password(b"not-a-real-password", &salt)
-            .map(|h| h.to_string())
-            .unwrap_or_default()
+        crate::password::hash(b"not-a-real-password", &new_salt()).unwrap_or_default()
     })
 }
 
