@@ -359,7 +359,10 @@ async fn run_backend(
         r.note(format!("runs completed twice: {completed_twice:?}"));
     }
     if server_errors > 0 {
-        r.note(format!("5xx by route: {:?}", snap.server_errors));
+        r.note(format!(
+            "5xx by route: {:?}; first answers: {:?}",
+            snap.server_errors, snap.server_error_samples
+        ));
     }
     if !unexpected.is_empty() {
         r.note(format!(
@@ -383,6 +386,7 @@ async fn run_backend(
     r.detail("completed_without_end", &completed_without_end);
     r.detail("statuses", &statuses);
     r.detail("server_errors", &snap.server_errors);
+    r.detail("server_error_samples", &snap.server_error_samples);
     r.detail("client_errors", &snap.client_errors);
     r.detail("unanswered", &snap.unanswered);
     r.detail("requests", snap.requests);

@@ -90,6 +90,8 @@ pub struct AccountInner {
     pub acked: Vec<Acked>,
     /// 5xx answers by `METHOD route`.
     pub server_errors: BTreeMap<String, u64>,
+    /// The first few 5xx answers: route, status, error code and message.
+    pub server_error_samples: Vec<String>,
     /// Other error answers (4xx) by `METHOD route: status`.
     pub client_errors: BTreeMap<String, u64>,
     /// Requests that got no answer (server down, connection reset).
@@ -106,8 +108,16 @@ impl Account {
         a.requests += 1;
         match r {
             Ok(_) => {}
-            Err(ClientError::Api { status, .. }) if *status >= 500 => {
+            Err(ClientError::Api {
+                status,
+                code,
+                message,
+            }) if *status >= 500 => {
                 *a.server_errors.entry(route.to_string()).or_default() += 1;
+                if a.server_error_samples.len() < 20 {
+                    a.server_error_samples
+                        .push(format!("{route}: {status} {code}: {message}"));
+                }
             }
             Err(ClientError::Api { status, .. }) => {
                 *a.client_errors

@@ -341,15 +341,15 @@ impl World {
                 let r = &mut self.runners[i];
                 let mut note = String::new();
                 if let Some(mut p) = r.runner.take() {
+                    let pid = p.proc.pid();
                     p.proc.signal(libc::SIGTERM);
                     let exited = p.proc.wait_exit(Duration::from_secs(30)).await;
                     note = format!(
-                        "pid {}, exited after {:.1} s",
-                        p.proc.pid(),
+                        "pid {pid}, exited after {:.1} s",
                         t0.elapsed().as_secs_f64()
                     );
                     if !exited {
-                        note = format!("pid {}, still running after 30 s: SIGKILL", p.proc.pid());
+                        note = format!("pid {pid}, still running after 30 s: SIGKILL");
                         self.term_escalations += 1;
                         p.proc.kill().await;
                     }
