@@ -333,9 +333,22 @@ async fn run_backend(
             .collect::<Vec<_>>()
             .join(", ")
     ));
+    let created_in: BTreeMap<i64, usize> = snap.acked.iter().map(|a| (a.id, a.round)).collect();
+    let fault_of = |round: usize| -> String {
+        d.done
+            .iter()
+            .filter(|f| f.round == round || f.round == round + 1)
+            .map(|f| format!("round {}: {:?} {}", f.round, f.fault, f.target))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     for o in gt.overlaps.iter().take(10) {
+        let when = created_in
+            .get(&o.run)
+            .map(|r| format!(" (faults after its create: {})", fault_of(*r)))
+            .unwrap_or_default();
         r.note(format!(
-            "run {}: attempts {} (pid {}) and {} (pid {}) ran at the same time for {:.0} ms{}",
+            "run {}: attempts {} (pid {}) and {} (pid {}) ran at the same time for {:.0} ms{}{when}",
             o.run,
             o.first_attempt,
             o.first_pid,
