@@ -266,6 +266,16 @@ async fn run_backend(
         "",
     ));
     r.metric(Metric::new(
+        "runs whose script ran to its end more than once",
+        n(gt.runs_ended_twice),
+        "",
+    ));
+    r.metric(Metric::new(
+        "executions killed before their end",
+        n(gt.executions_without_end),
+        "",
+    ));
+    r.metric(Metric::new(
         "scripts alive after every run ended",
         n(alive_after_settle.len()),
         "",
