@@ -1,5 +1,6 @@
 //! The fault harness itself works: three fault rounds on SQLite with few
-//! runs, against the real release binaries (so it is ignored by default):
+//! runs, against the real `minitowerd` and `minitower-runner` binaries of
+//! the same profile (so it is ignored by default):
 //!
 //! ```text
 //! cargo build --release -p minitower-server -p minitower-runner
@@ -7,13 +8,13 @@
 //! ```
 //!
 //! `MINITOWER_BENCH_BIN_DIR` points at other binaries. Nothing here looks
-//! at times; the harness waits by polling against deadlines.
+//! at times; the harness waits by polling against deadlines (about 15 s).
 
 use minitower_bench::scenarios::chaos::{self, metric};
 use minitower_bench::{ChaosBackend, Options, Scenario};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs release binaries of minitowerd and minitower-runner next to the test (cargo test --release -p minitower-bench --test chaos -- --ignored)"]
+#[ignore = "needs minitowerd and minitower-runner built in the same profile (cargo test --release -p minitower-bench --test chaos -- --ignored) or MINITOWER_BENCH_BIN_DIR"]
 async fn three_rounds_on_sqlite_report_and_lose_nothing() {
     let mut opts = Options::defaults(Scenario::Chaos);
     opts.backend = ChaosBackend::Sqlite;
