@@ -108,6 +108,10 @@ impl From<StoreError> for ApiError {
             StoreError::Conflict(m) => ApiError::conflict(m),
             StoreError::LeaseGone => ApiError::lease_gone(),
             StoreError::Database(m) => ApiError::internal(m),
+            StoreError::Unavailable(m) => {
+                tracing::warn!(error = %m, "database unavailable");
+                ApiError::unavailable("the database is not reachable right now; try again")
+            }
         }
     }
 }
@@ -161,3 +165,19 @@ pub fn code_for(status: StatusCode) -> &'static str {
 
 /// Shorthand for handler results.
 pub type ApiResult<T> = Result<T, ApiError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unreachable_database_is_503_with_the_envelope() {
+        let e = ApiError::from(StoreError::Unavailable("connection reset".into()));
+        assert_eq!(e.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(e.code, "unavailable");
+        // The driver's text stays in the server's log, not in the answer.
+        assert!(!e.message.contains("reset"));
+        let e = ApiError::from(StoreError::Database("syntax".into()));
+        assert_eq!(e.status, StatusCode::INTERNAL_SERVER_ERROR);
+    }
+}

@@ -47,12 +47,7 @@ pub(crate) fn text_opt(s: Option<&str>) -> Option<String> {
 /// Maps a driver error: unique violations are the caller's conflict,
 /// everything else is the database's fault.
 pub(crate) fn err(e: sqlx::Error) -> StoreError {
-    match &e {
-        sqlx::Error::Database(d) if d.is_unique_violation() => {
-            StoreError::Conflict(format!("already exists ({})", d.message()))
-        }
-        _ => StoreError::Database(e.to_string()),
-    }
+    StoreError::from(e)
 }
 
 /// Like [`err`] but with a message naming what was duplicated.

@@ -34,12 +34,7 @@ pub(crate) fn expiry(now: DateTime<Utc>, ttl: std::time::Duration) -> i64 {
 /// Maps a driver error: unique violations are the caller's conflict,
 /// everything else is the database's fault.
 pub(crate) fn err(e: sqlx::Error) -> StoreError {
-    match &e {
-        sqlx::Error::Database(d) if d.is_unique_violation() => {
-            StoreError::Conflict(format!("already exists ({})", d.message()))
-        }
-        _ => StoreError::Database(e.to_string()),
-    }
+    StoreError::from(e)
 }
 
 /// Like [`err`] but with a message naming what was duplicated.

@@ -38,6 +38,37 @@ pub enum StoreError {
     /// The database failed; not the caller's fault.
     #[error("database error: {0}")]
     Database(String),
+    /// The database cannot be reached right now (restarting, connection
+    /// lost, pool exhausted): worth retrying; answered 503, not 500.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    /// One mapping of driver errors for every SQL backend: a duplicate is a
+    /// `Conflict`; a lost or refused connection, an exhausted or closed pool,
+    /// or a server shutting down (SQLSTATE classes 08 and 57P) is
+    /// `Unavailable`; anything else is a `Database` error.
+    fn from(e: sqlx::Error) -> StoreError {
+        match &e {
+            sqlx::Error::Database(d) if d.is_unique_violation() => {
+                StoreError::Conflict(format!("already exists ({})", d.message()))
+            }
+            sqlx::Error::Database(d)
+                if d.code()
+                    .is_some_and(|c| c.starts_with("08") || c.starts_with("57P")) =>
+            {
+                StoreError::Unavailable(e.to_string())
+            }
+            sqlx::Error::Io(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::Protocol(_) => StoreError::Unavailable(e.to_string()),
+            _ => StoreError::Database(e.to_string()),
+        }
+    }
 }
 
 impl From<TransitionError> for StoreError {
@@ -398,4 +429,29 @@ pub trait Store: Send + Sync + 'static {
     async fn pending_counts(&self) -> StoreResult<Vec<PendingCount>>;
     /// Online runners per environment.
     async fn runners_online(&self) -> StoreResult<Vec<(String, i64)>>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connection_failures_are_unavailable_not_database_errors() {
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset");
+        for e in [
+            sqlx::Error::Io(io),
+            sqlx::Error::PoolTimedOut,
+            sqlx::Error::PoolClosed,
+            sqlx::Error::Protocol("unexpected EOF".into()),
+        ] {
+            assert!(
+                matches!(StoreError::from(e), StoreError::Unavailable(_)),
+                "a lost connection is worth a retry"
+            );
+        }
+        assert!(matches!(
+            StoreError::from(sqlx::Error::RowNotFound),
+            StoreError::Database(_)
+        ));
+    }
 }
