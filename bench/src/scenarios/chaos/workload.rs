@@ -8,7 +8,8 @@ use minitower_core::api::CreateRunRequest;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
+use std::time::Instant;
 
 /// The script. Input: `{"truth": PATH, "k": K, "step_ms": MS}`. It appends
 /// `start`, a `tick` after every log line and `end` to the ground-truth file
@@ -83,6 +84,16 @@ pub struct Acked {
 #[derive(Debug, Default)]
 pub struct Account {
     inner: Mutex<AccountInner>,
+    /// When the fault rounds began (5xx answers are timed from it).
+    origin: OnceLock<Instant>,
+}
+
+/// One 5xx answer.
+#[derive(Debug, Clone, Serialize)]
+pub struct ErrorSample {
+    /// Seconds since the fault rounds began.
+    pub at_s: f64,
+    pub what: String,
 }
 
 #[derive(Debug, Default, Clone, Serialize)]
@@ -90,8 +101,8 @@ pub struct AccountInner {
     pub acked: Vec<Acked>,
     /// 5xx answers by `METHOD route`.
     pub server_errors: BTreeMap<String, u64>,
-    /// The first few 5xx answers: route, status, error code and message.
-    pub server_error_samples: Vec<String>,
+    /// The first few 5xx answers: when, route, status, error code and message.
+    pub server_error_samples: Vec<ErrorSample>,
     /// Other error answers (4xx) by `METHOD route: status`.
     pub client_errors: BTreeMap<String, u64>,
     /// Requests that got no answer (server down, connection reset).
@@ -102,6 +113,11 @@ pub struct AccountInner {
 }
 
 impl Account {
+    /// Marks the start of the fault rounds (the origin of `Done::at_s` too).
+    pub fn start_clock(&self, t0: Instant) {
+        let _ = self.origin.set(t0);
+    }
+
     /// Records the outcome of one request.
     pub fn note<T>(&self, route: &str, r: &ClientResult<T>) {
         let mut a = self.inner.lock().expect("account lock");
@@ -115,8 +131,15 @@ impl Account {
             }) if *status >= 500 => {
                 *a.server_errors.entry(route.to_string()).or_default() += 1;
                 if a.server_error_samples.len() < 20 {
-                    a.server_error_samples
-                        .push(format!("{route}: {status} {code}: {message}"));
+                    let at_s = self
+                        .origin
+                        .get()
+                        .map(|t| t.elapsed().as_secs_f64())
+                        .unwrap_or(0.0);
+                    a.server_error_samples.push(ErrorSample {
+                        at_s,
+                        what: format!("{route}: {status} {code}: {message}"),
+                    });
                 }
             }
             Err(ClientError::Api { status, .. }) => {

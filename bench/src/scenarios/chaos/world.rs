@@ -56,7 +56,8 @@ pub struct Done {
     pub round: usize,
     pub fault: Fault,
     pub target: String,
-    /// Seconds since the rounds began.
+    /// Seconds since the rounds began, when the target was back (the fault
+    /// began `down_ms` earlier).
     pub at_s: f64,
     /// How long the target was down or frozen, in ms.
     pub down_ms: f64,
