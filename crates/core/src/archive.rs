@@ -334,6 +334,10 @@ fn visit<R: Read>(
         }
         T::Directory => {}
         T::Symlink | T::Link => {
+            // A link named `.` would replace the archive root itself.
+            if rel.as_os_str().is_empty() {
+                return Err(ArchiveError::UnsafePath(display));
+            }
             let target = entry
                 .link_name()
                 .map_err(|e| fail(meter, e))?

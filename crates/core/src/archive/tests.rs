@@ -79,6 +79,14 @@ fn rejects_links_leaving_the_archive() {
         inspect(&hard[..], LIMITS),
         Err(ArchiveError::UnsafeLink(_))
     ));
+    // A link that names the archive root itself (found by the property test).
+    for (name, kind) in [(".", T::Symlink), ("./", T::Symlink), (".", T::Link)] {
+        let root = targz(&[(name, kind, b"", Some("."))]);
+        assert!(
+            matches!(inspect(&root[..], LIMITS), Err(ArchiveError::UnsafePath(_))),
+            "{name} {kind:?}"
+        );
+    }
     // A link that climbs but stays inside is fine.
     let ok = targz(&[("a/b", T::Symlink, b"", Some("../c"))]);
     inspect(&ok[..], LIMITS).unwrap();
