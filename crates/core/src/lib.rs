@@ -6,9 +6,12 @@
 pub mod api;
 pub mod archive;
 pub mod package;
+pub mod retry;
+pub mod schedule;
 pub mod status;
 pub mod towerfile;
 pub mod validate;
+pub mod webhook;
 
 pub use status::{AttemptStatus, ResultStatus, RunStatus};
 
