@@ -6,6 +6,7 @@
 pub mod api;
 pub mod archive;
 pub mod package;
+pub mod params;
 pub mod retry;
 pub mod schedule;
 pub mod status;

@@ -15,6 +15,12 @@
 //! name = "name"
 //! description = "Who to greet"
 //! default = "World"
+//!
+//! [[parameters]]
+//! name = "count"
+//! type = "integer"          # string (default), integer, number, boolean, json
+//! default = "3"             # or 3; typed by `type`
+//! enum = [1, 3, 5]          # optional: the allowed values
 //! ```
 //!
 //! Errors name the key and the line so users can fix the file without
@@ -44,17 +50,6 @@ pub struct AppSection {
     pub description: Option<String>,
     /// Folders outside the app packed under `modules/<basename>/` and put on `PYTHONPATH`.
     pub import_paths: Vec<String>,
-}
-
-/// One `[[parameters]]` entry: becomes a property of the input schema.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Parameter {
-    pub name: String,
-    pub description: Option<String>,
-    /// Without a default the parameter is required.
-    pub default: Option<String>,
-    /// Hidden parameters are not offered by UIs but still accepted.
-    pub hidden: bool,
 }
 
 /// A Towerfile plus the non-fatal remarks found while reading it.
@@ -100,7 +95,6 @@ pub const FILE_NAME: &str = "Towerfile";
 pub const MODULES_DIR: &str = "modules";
 
 const APP_KEYS: &[&str] = &["name", "script", "source", "description", "import_paths"];
-const PARAM_KEYS: &[&str] = &["name", "description", "default", "hidden"];
 
 /// Parses and validates a Towerfile.
 pub fn parse(text: &str) -> Result<Parsed, TowerfileError> {
@@ -140,40 +134,6 @@ pub fn parse(text: &str) -> Result<Parsed, TowerfileError> {
 }
 
 impl Towerfile {
-    /// JSON Schema of the run input derived from `[[parameters]]`; `None`
-    /// when there are none so inputs stay unconstrained.
-    pub fn params_schema(&self) -> Option<serde_json::Value> {
-        use serde_json::{json, Map, Value as J};
-        if self.parameters.is_empty() {
-            return None;
-        }
-        let mut props = Map::new();
-        let mut required = Vec::new();
-        for p in &self.parameters {
-            let mut prop = Map::new();
-            prop.insert("type".into(), J::from("string"));
-            if let Some(d) = &p.description {
-                prop.insert("description".into(), J::from(d.as_str()));
-            }
-            match &p.default {
-                Some(d) => {
-                    prop.insert("default".into(), J::from(d.as_str()));
-                }
-                None => required.push(J::from(p.name.as_str())),
-            }
-            if p.hidden {
-                prop.insert("x-hidden".into(), J::Bool(true));
-            }
-            props.insert(p.name.clone(), J::Object(prop));
-        }
-        Some(json!({
-            "type": "object",
-            "properties": props,
-            "required": required,
-            "additionalProperties": true,
-        }))
-    }
-
     /// Folders inside the archive (`modules/<basename>`) that the runner
     /// puts on `PYTHONPATH`, in Towerfile order.
     pub fn module_paths(&self) -> Vec<String> {
@@ -182,14 +142,6 @@ impl Towerfile {
             .iter()
             .filter_map(|p| import_basename(p))
             .map(|b| format!("{MODULES_DIR}/{b}"))
-            .collect()
-    }
-
-    /// Default value of every parameter that has one, as a JSON object.
-    pub fn default_input(&self) -> serde_json::Map<String, serde_json::Value> {
-        self.parameters
-            .iter()
-            .filter_map(|p| Some((p.name.clone(), p.default.clone()?.into())))
             .collect()
     }
 }
@@ -385,115 +337,6 @@ impl Cx<'_> {
         })
     }
 
-    fn parameters(&mut self, item: &Item) -> Res<Vec<Parameter>> {
-        let line = self.line(item.span());
-        let mut tables: Vec<(&dyn TableLike, Option<Range<usize>>)> = Vec::new();
-        match item {
-            Item::ArrayOfTables(a) => {
-                for t in a.iter() {
-                    tables.push((t, t.span()));
-                }
-            }
-            Item::Value(Value::Array(a)) => {
-                for v in a.iter() {
-                    match v {
-                        Value::InlineTable(t) => tables.push((t, t.span())),
-                        _ => {
-                            return self.err(
-                                self.line(v.span()),
-                                "[[parameters]]",
-                                "each entry of parameters must be a table".into(),
-                            )
-                        }
-                    }
-                }
-            }
-            _ => {
-                return self.err(
-                    line,
-                    "[[parameters]]",
-                    "parameters must be written as [[parameters]] tables".into(),
-                )
-            }
-        }
-        let mut out: Vec<Parameter> = Vec::new();
-        for (i, (t, span)) in tables.into_iter().enumerate() {
-            let n = i + 1;
-            let table_line = self.line(span);
-            let prefix = format!("parameters[{n}]");
-            self.warn_unknown_at(t, table_line, PARAM_KEYS, &prefix);
-            let name_key = format!("{prefix}.name");
-            let name = match t.get("name").map(|v| v.as_str()) {
-                Some(Some(s)) => s.to_string(),
-                Some(None) => {
-                    return self.err(
-                        table_line,
-                        &name_key,
-                        format!("{name_key} must be a string"),
-                    )
-                }
-                None => return self.err(table_line, &name_key, format!("{name_key} is required")),
-            };
-            let name_line = self.key_line_at(t, table_line, "name");
-            if !valid_identifier(&name) {
-                return self.err(
-                    name_line,
-                    &name_key,
-                    format!("parameter name {name:?} is not a valid identifier (letters, digits and '_', not starting with a digit)"),
-                );
-            }
-            if out.iter().any(|p| p.name == name) {
-                return self.err(
-                    name_line,
-                    &name_key,
-                    format!("parameter name {name:?} is declared twice"),
-                );
-            }
-            let str_field = |cx: &Self, key: &str| -> Res<Option<String>> {
-                match t.get(key) {
-                    None => Ok(None),
-                    Some(v) => match v.as_str() {
-                        Some(s) => Ok(Some(s.to_string())),
-                        None => cx.err(
-                            cx.key_line_at(t, table_line, key),
-                            &format!("{prefix}.{key}"),
-                            format!(
-                                "parameter {name:?}: {key} must be a string{}",
-                                if key == "default" {
-                                    " (quote it: default = \"10\")"
-                                } else {
-                                    ""
-                                }
-                            ),
-                        ),
-                    },
-                }
-            };
-            let description = str_field(self, "description")?;
-            let default = str_field(self, "default")?;
-            let hidden = match t.get("hidden") {
-                None => false,
-                Some(v) => match v.as_bool() {
-                    Some(b) => b,
-                    None => {
-                        return self.err(
-                            self.key_line_at(t, table_line, "hidden"),
-                            &format!("{prefix}.hidden"),
-                            format!("parameter {name:?}: hidden must be true or false"),
-                        )
-                    }
-                },
-            };
-            out.push(Parameter {
-                name,
-                description,
-                default,
-                hidden,
-            });
-        }
-        Ok(out)
-    }
-
     fn key_line_at(&self, table: &dyn TableLike, fallback: usize, key: &str) -> usize {
         match table.key(key).and_then(|k| k.span()) {
             Some(s) => self.line(Some(s)),
@@ -519,6 +362,9 @@ impl Cx<'_> {
         }
     }
 }
+
+mod parameters;
+pub use parameters::{Parameter, MAX_ENUM};
 
 #[cfg(test)]
 mod props;

@@ -54,7 +54,10 @@ hidden = true
         Parameter {
             name: "name".into(),
             description: Some("Who to greet".into()),
-            default: Some("World".into()),
+            kind: crate::params::ParamType::String,
+            default: Some(json!("World")),
+            required: false,
+            choices: None,
             hidden: false,
         }
     );
@@ -68,7 +71,7 @@ hidden = true
                 "secret_level": {"type": "string", "x-hidden": true},
             },
             "required": ["secret_level"],
-            "additionalProperties": true,
+            "additionalProperties": false,
         })
     );
     assert_eq!(
@@ -85,7 +88,7 @@ parameters = [{ name = "a", default = "1" }]
 "#;
     let tf = parse(text).unwrap().towerfile;
     assert_eq!(tf.app.source, vec!["*.py"]);
-    assert_eq!(tf.parameters[0].default.as_deref(), Some("1"));
+    assert_eq!(tf.parameters[0].default, Some(json!("1")));
 }
 
 #[test]
@@ -211,11 +214,15 @@ fn parameter_without_name() {
 }
 
 #[test]
-fn non_string_default() {
+fn untyped_default_must_be_text() {
     let text = "[app]\nname = \"a\"\nscript = \"m.py\"\n[[parameters]]\nname = \"seconds\"\ndefault = 10\n";
     let e = err(text);
     assert_eq!(e.line(), 6);
-    assert!(e.to_string().contains("default must be a string"), "{e}");
+    assert!(
+        e.to_string()
+            .contains(r#"default 10 is not a string (string); quote it"#),
+        "{e}"
+    );
     let text =
         "[app]\nname = \"a\"\nscript = \"m.py\"\n[[parameters]]\nname = \"s\"\nhidden = \"yes\"\n";
     assert!(err(text)
@@ -235,22 +242,22 @@ fn unknown_keys_are_warnings() {
     let text = r#"[app]
 name = "a"
 script = "m.py"
-schedule = "0 * * * *"
+colour = "blue"
 
 [build]
 x = 1
 
 [[parameters]]
 name = "p"
-type = "string"
+widget = "slider"
 "#;
     let p = parse(text).unwrap();
     assert_eq!(
         p.warnings,
         vec![
             "Towerfile line 6: unknown key \"build\" (ignored)",
-            "Towerfile line 4: unknown key [app].schedule (ignored)",
-            "Towerfile line 11: unknown key parameters[1].type (ignored)",
+            "Towerfile line 4: unknown key [app].colour (ignored)",
+            "Towerfile line 11: unknown key parameters[1].widget (ignored)",
         ]
     );
 }
