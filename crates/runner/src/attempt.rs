@@ -13,9 +13,9 @@ use crate::artifacts::ArtifactCache;
 use crate::backoff::Backoff;
 use crate::envs::{EnvCache, PyEnv};
 use crate::error::SetupError;
+use crate::forkserver::ForkServer;
 use crate::lease::{self, LeaseKeeper, Signals};
 use crate::logs::{LogShipper, LogSink, Target};
-use crate::prestart::Prestarter;
 use crate::process::{self, Launch};
 use crate::registration::Session;
 use crate::supervisor::client::{self as sup, Ending, Supervised};
@@ -37,8 +37,9 @@ pub struct Shared {
     pub artifacts: ArtifactCache,
     pub envs: EnvCache,
     pub work_dir: PathBuf,
-    /// Waiting interpreters: one per slot under `user` isolation, else one.
-    pub prestart: Vec<Arc<Prestarter>>,
+    /// Fork servers of the empty environment, one per slot (none when
+    /// `prestart` is off).
+    pub prestart: Vec<Arc<ForkServer>>,
     /// Cancels the attempts still running (second signal or drain timeout).
     pub force: CancellationToken,
     /// The supervisor executable.
@@ -275,14 +276,17 @@ async fn spawn(
             r = acks.changed() => if r.is_err() { return Err(SetupError::LeaseGone) },
         }
     };
-    // Under `user` isolation each slot has its own waiting interpreter.
-    let pre = match user {
-        Some(_) => shared.prestart.get(slot),
-        None => shared.prestart.first(),
-    };
-    if let (Some(pre), Launch::Python { script }) = (pre, &p.launch) {
+    let cgroup = shared
+        .cgroups
+        .as_ref()
+        .map(|b| b.join(format!("{}-{}", lease.run_id, lease.attempt_no)));
+    // Each slot has its own fork server (running as the slot's user).
+    if let (Some(fork), Launch::Python { script }) = (shared.prestart.get(slot), &p.launch) {
         if p.env.dir == shared.envs.empty().dir {
-            if let Some(s) = pre.launch(script, &p.ws.dir, &vars, deadline).await {
+            let forked = fork
+                .launch(script, &p.ws.dir, &vars, deadline, cgroup.clone())
+                .await;
+            if let Some(s) = forked {
                 return Ok(s);
             }
         }
@@ -293,12 +297,8 @@ async fn spawn(
         argv: &argv,
         cwd: &p.ws.dir,
         env: &vars,
-        stdin_piped: false,
         deadline: Some(deadline),
-        cgroup: shared
-            .cgroups
-            .as_ref()
-            .map(|b| b.join(format!("{}-{}", lease.run_id, lease.attempt_no))),
+        cgroup,
         user,
     })
     .await

@@ -80,8 +80,9 @@ pub struct RunnerConfig {
           value_parser = bytes_parser("MINITOWER_ARTIFACT_CACHE_MAX_BYTES"))]
     pub artifact_cache_max_bytes: u64,
 
-    /// Keep one interpreter of the shared empty environment started and waiting, so a
-    /// `.py` run without dependencies does not pay interpreter start-up.
+    /// Keep a fork server of the shared empty environment per slot (a warm
+    /// interpreter that forks each run), so a `.py` run without dependencies
+    /// does not pay interpreter start-up; false: every run starts its own.
     #[arg(long, env = "MINITOWER_PRESTART", default_value = "true",
           value_parser = bool_parser("MINITOWER_PRESTART"), action = clap::ArgAction::Set)]
     pub prestart: bool,

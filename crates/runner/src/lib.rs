@@ -12,10 +12,10 @@ mod backoff;
 pub mod config;
 mod envs;
 mod error;
+mod forkserver;
 mod isolation;
 mod lease;
 mod logs;
-mod prestart;
 mod process;
 mod python;
 mod registration;
@@ -35,7 +35,7 @@ use tokio_util::sync::CancellationToken;
 /// How many scripts this process started through a pre-started interpreter
 /// (diagnostics; the tests use it to make sure the fast path is taken).
 pub fn prestart_launches() -> u64 {
-    prestart::LAUNCHES.load(std::sync::atomic::Ordering::Relaxed)
+    forkserver::LAUNCHES.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 /// Runs until `shutdown` is cancelled, then drains: no new leases, running
@@ -102,18 +102,13 @@ pub async fn run_with(
     if let isolation::Isolation::User { .. } = isolation {
         isolation::lock_down(&config.data_dir, &instance.state_dir, &instance.work_dir)?;
     }
-    // One waiting interpreter per slot under `user` isolation (each slot has
-    // its own user), one shared otherwise.
+    // One fork server per slot: each serves one run at a time, and under
+    // `user` isolation runs as its slot's user.
     let mut prestart = Vec::new();
     if config.prestart {
-        let n = if isolation.user_for(0).is_some() {
-            config.concurrency
-        } else {
-            1
-        };
-        for slot in 0..n {
+        for slot in 0..config.concurrency {
             prestart.push(
-                prestart::Prestarter::start(
+                forkserver::ForkServer::start(
                     &envs.empty().dir,
                     instance.work_dir.clone(),
                     supervisor.clone(),
@@ -284,7 +279,6 @@ async fn probe(
         argv,
         cwd,
         env: &env,
-        stdin_piped: false,
         deadline: Some(tokio::time::Instant::now() + std::time::Duration::from_secs(30)),
         cgroup: cgroups.map(|c| c.join("probe")),
         user,

@@ -303,11 +303,12 @@ async fn saved_token_is_reused_and_replaced_when_refused() {
     assert_ne!(renewed["token"], json!("not-a-valid-token"));
 }
 
-/// A script cannot tell a pre-started interpreter from a fresh one.
+/// A script cannot tell a run forked by a fork server from a fresh
+/// `python script.py`, and forked runs do not share random state.
 #[tokio::test(flavor = "multi_thread")]
 async fn prestarted_interpreter_is_indistinguishable() {
     let h = Harness::start().await;
-    let probe = r#"import os, sys, json
+    let probe = r#"import os, sys, json, signal, random
 ws = os.getcwd()
 def n(x):
     return json.dumps(x).replace(ws, "<WS>")
@@ -316,12 +317,23 @@ print("env", n(sorted((k, v) for k, v in os.environ.items() if k not in skip)))
 print("argv", n(sys.argv), n(sys.orig_argv))
 print("path", n(sys.path))
 print("main", n(__file__), __name__, __spec__, __package__, n(sys.modules["__main__"].__file__))
+print("loader", type(__loader__).__name__, __loader__.name, n(__loader__.path))
+print("modules", sorted(sys.modules))
+print("globals", sorted(globals()))
 print("stdin", repr(sys.stdin.read()))
 print("tty", sys.stdout.isatty(), sys.stderr.isatty())
 print("exe", n(sys.executable), n(sys.prefix))
 print("group leader", os.getpgid(0) == os.getpid())
+print("session of the parent", os.getsid(0) == os.getppid())
+print("parent", open(f"/proc/{os.getppid()}/comm").read().strip())
+print("fds", sorted(os.listdir("/proc/self/fd")))
+print("signals", [(int(s), str(signal.getsignal(s))) for s in sorted(signal.valid_signals()) if s < 32])
+print("blocked", sorted(signal.pthread_sigmask(signal.SIG_BLOCK, [])))
+mask = os.umask(0); os.umask(mask)
+print("umask", mask)
 print("flags", sys.flags)
 print("dont_write_bytecode", sys.dont_write_bytecode)
+print("random", random.random())
 import atexit
 atexit.register(lambda: print("atexit ran"))
 print("to stderr", file=sys.stderr)
@@ -329,56 +341,71 @@ sys.exit(5)
 "#;
     h.deploy("probe", &[("main.py", probe)], "main.py", None)
         .await;
-    let mut outputs = Vec::new();
+    // Per mode, the output of two runs.
+    let mut outputs: Vec<Vec<Vec<(String, String)>>> = Vec::new();
     for prestart in [true, false] {
         let mut config = h.runner_config("r1");
         config.prestart = prestart;
         let runner = RunnerHandle::spawn(config);
-        let before = minitower_runner::prestart_launches();
-        let id = h.trigger("probe", json!({"k": "v"})).await;
-        let done = h.finished(id).await;
-        if prestart {
-            assert!(
+        let mut runs = Vec::new();
+        for _ in 0..2 {
+            let before = minitower_runner::prestart_launches();
+            let id = h.trigger("probe", json!({"k": "v"})).await;
+            let done = h.finished(id).await;
+            assert_eq!(
                 minitower_runner::prestart_launches() > before,
-                "the pre-started interpreter was not used"
+                prestart,
+                "forked by a fork server: expected {prestart}"
             );
+            assert_eq!(done.run.status, RunStatus::Failed);
+            assert_eq!(done.run.exit_code, Some(5));
+            let lines: Vec<(String, String)> = h
+                .logs(id)
+                .await
+                .into_iter()
+                .filter(|l| l.stream != "setup")
+                .map(|l| (l.stream, l.line))
+                .collect();
+            runs.push(lines);
         }
-        assert_eq!(done.run.status, RunStatus::Failed);
-        assert_eq!(done.run.exit_code, Some(5));
-        let lines: Vec<(String, String)> = h
-            .logs(id)
-            .await
-            .into_iter()
-            .filter(|l| l.stream != "setup")
-            .map(|l| (l.stream, l.line))
-            .collect();
-        outputs.push(lines);
+        outputs.push(runs);
         runner.stop().await;
     }
+    let forked = &outputs[0];
     assert!(
-        outputs[0].iter().any(|(_, l)| l == "atexit ran"),
+        forked[0].iter().any(|(_, l)| l == "atexit ran"),
         "{:?}",
-        outputs[0]
+        forked[0]
     );
-    assert!(outputs[0]
+    assert!(forked[0]
         .iter()
         .any(|(s, l)| s == "stderr" && l == "to stderr"));
+    let random = |o: &Vec<(String, String)>| -> String {
+        o.iter()
+            .find(|(_, l)| l.starts_with("random "))
+            .map(|(_, l)| l.clone())
+            .unwrap_or_default()
+    };
+    assert!(!random(&forked[0]).is_empty());
+    assert_ne!(
+        random(&forked[0]),
+        random(&forked[1]),
+        "two forked runs drew the same random number"
+    );
     // Order within a stream is kept; between stdout and stderr it is a race.
     for stream in ["stdout", "stderr"] {
         let of = |o: &Vec<(String, String)>| -> Vec<String> {
             o.iter()
-                .filter(|(s, _)| s == stream)
+                .filter(|(s, l)| s == stream && !l.starts_with("random "))
                 .map(|(_, l)| l.clone())
                 .collect()
         };
-        let (warm, cold) = (of(&outputs[0]), of(&outputs[1]));
+        let (warm, cold) = (of(&forked[0]), of(&outputs[1][0]));
         for (w, c) in warm.iter().zip(&cold) {
-            assert_eq!(
-                w, c,
-                "pre-started (left) and fresh (right) interpreters differ"
-            );
+            assert_eq!(w, c, "forked (left) and fresh (right) interpreters differ");
         }
         assert_eq!(warm.len(), cold.len());
+        assert_eq!(of(&forked[1]), warm, "the second forked run differs");
     }
 }
 

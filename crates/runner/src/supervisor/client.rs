@@ -9,10 +9,11 @@ use std::ffi::OsString;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::Arc;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::unix::OwnedWriteHalf;
-use tokio::process::{Child, ChildStderr, ChildStdin, ChildStdout};
-use tokio::sync::mpsc;
+use tokio::process::{Child, ChildStderr, ChildStdout};
+use tokio::sync::{mpsc, Mutex};
 use tokio::time::Instant;
 
 /// How to start a supervised script.
@@ -22,8 +23,6 @@ pub struct Launch<'a> {
     pub argv: &'a [OsString],
     pub cwd: &'a Path,
     pub env: &'a BTreeMap<OsString, OsString>,
-    /// Piped stdin (a pre-started interpreter waits on it), else /dev/null.
-    pub stdin_piped: bool,
     pub deadline: Option<Instant>,
     pub cgroup: Option<PathBuf>,
     /// uid and gid to run the script as.
@@ -50,22 +49,22 @@ pub struct Supervised {
     pub pid: u32,
     /// Whether the script runs in a cgroup of its own.
     pub in_cgroup: bool,
-    pub stdin: Option<ChildStdin>,
     pub stdout: Option<ChildStdout>,
     pub stderr: Option<ChildStderr>,
     pub control: Control,
     pub waiter: Waiter,
 }
 
-/// Sends commands to a supervisor.
+/// Sends commands to a supervisor (a fork server's is shared by its runs).
 pub struct Control {
-    ctl: OwnedWriteHalf,
+    ctl: Arc<Mutex<OwnedWriteHalf>>,
 }
 
 /// Learns how a supervised script ended.
 pub struct Waiter {
     pid: u32,
-    child: Child,
+    /// The supervisor process, when it is this script's alone.
+    child: Option<Child>,
     events: mpsc::UnboundedReceiver<Event>,
     cgroup: Option<PathBuf>,
     ending: Ending,
@@ -75,6 +74,25 @@ impl Supervised {
     /// Starts the supervisor and, through it, the script. A deadline that has
     /// already passed starts nothing (`SetupError::LeaseGone`).
     pub async fn start(l: Launch<'_>) -> Result<Supervised, SetupError> {
+        let start = Command::Start {
+            deadline_ns: l.deadline.map(|d| tree::to_boottime(d.into_std())),
+            cgroup: l.cgroup.clone(),
+            user: l.user,
+        };
+        Self::launch(l, start).await
+    }
+
+    /// Starts a fork server's supervisor (`Command::Serve`): `pid` is the
+    /// warm interpreter's, and the waiter sees the events of every run.
+    pub(crate) async fn serve(l: Launch<'_>) -> Result<Supervised, SetupError> {
+        let serve = Command::Serve {
+            cgroup: l.cgroup.clone(),
+            user: l.user,
+        };
+        Self::launch(l, serve).await
+    }
+
+    async fn launch(l: Launch<'_>, first: Command) -> Result<Supervised, SetupError> {
         let (ours, theirs) = std::os::unix::net::UnixStream::pair()
             .map_err(|e| SetupError::Spawn(format!("control socket: {e}")))?;
         let mut cmd = tokio::process::Command::new(l.exe);
@@ -84,11 +102,7 @@ impl Supervised {
             .current_dir(l.cwd)
             .env_clear()
             .envs(l.env)
-            .stdin(if l.stdin_piped {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
+            .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let fd = theirs.as_raw_fd();
@@ -127,26 +141,19 @@ impl Supervised {
                 }
             }
         });
-        let start = Command::Start {
-            deadline_ns: l.deadline.map(|d| tree::to_boottime(d.into_std())),
-            cgroup: l.cgroup.clone(),
-            user: l.user,
-        };
-        let _ = ctl.write_all(&encode(&start)).await;
+        let _ = ctl.write_all(&encode(&first)).await;
         let first = events.recv().await;
-        let (stdin, stdout, stderr) =
-            (child.stdin.take(), child.stdout.take(), child.stderr.take());
+        let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
         match first {
             Some(Event::Started { pid, cgroup }) => Ok(Supervised {
                 pid,
                 in_cgroup: cgroup,
-                stdin,
                 stdout,
                 stderr,
-                control: Control { ctl },
+                control: Control::new(Arc::new(Mutex::new(ctl))),
                 waiter: Waiter {
                     pid,
-                    child,
+                    child: Some(child),
                     events,
                     cgroup: l.cgroup,
                     ending: Ending::default(),
@@ -171,8 +178,12 @@ impl Supervised {
 }
 
 impl Control {
+    pub(crate) fn new(ctl: Arc<Mutex<OwnedWriteHalf>>) -> Control {
+        Control { ctl }
+    }
+
     async fn send(&mut self, c: Command) {
-        let _ = self.ctl.write_all(&encode(&c)).await;
+        let _ = self.ctl.lock().await.write_all(&encode(&c)).await;
     }
 
     /// Moves the fencing deadline.
@@ -190,19 +201,48 @@ impl Control {
     pub async fn kill(&mut self) {
         self.send(Command::Kill).await;
     }
+
+    /// Sends `c` with `fds` passed on its first byte (SCM_RIGHTS).
+    pub(crate) async fn send_with_fds(
+        &mut self,
+        c: &Command,
+        fds: &[std::os::fd::RawFd],
+    ) -> std::io::Result<()> {
+        use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+        let line = encode(c);
+        let mut ctl = self.ctl.lock().await;
+        let raw = AsRef::<tokio::net::UnixStream>::as_ref(&*ctl).as_raw_fd();
+        let cmsg = [ControlMessage::ScmRights(fds)];
+        let iov = [std::io::IoSlice::new(&line[..1])];
+        // One byte on an idle control socket: never blocks.
+        let sent = sendmsg::<()>(raw, &iov, &cmsg, MsgFlags::MSG_DONTWAIT, None)?;
+        ctl.write_all(&line[sent..]).await
+    }
+
+    pub(crate) fn shared(&self) -> Arc<Mutex<OwnedWriteHalf>> {
+        self.ctl.clone()
+    }
 }
 
 impl Waiter {
-    /// Whether the supervisor already said anything after starting (a
-    /// pre-started interpreter that died while waiting).
-    pub fn ended_early(&mut self) -> bool {
-        match self.events.try_recv() {
-            Ok(e) => {
-                self.absorb(e);
-                true
-            }
-            Err(mpsc::error::TryRecvError::Empty) => false,
-            Err(mpsc::error::TryRecvError::Disconnected) => true,
+    /// The supervisor's events and process, taken over by a fork server.
+    pub(crate) fn into_parts(self) -> (mpsc::UnboundedReceiver<Event>, Option<Child>) {
+        (self.events, self.child)
+    }
+
+    /// The waiter of a run forked by a fork server: its events come on
+    /// `events`, whose sender is dropped if the server dies.
+    pub(crate) fn served(
+        pid: u32,
+        events: mpsc::UnboundedReceiver<Event>,
+        cgroup: Option<PathBuf>,
+    ) -> Waiter {
+        Waiter {
+            pid,
+            child: None,
+            events,
+            cgroup,
+            ending: Ending::default(),
         }
     }
 
@@ -248,7 +288,9 @@ impl Waiter {
                 }
             }
         }
-        let _ = self.child.wait().await;
+        if let Some(child) = &mut self.child {
+            let _ = child.wait().await;
+        }
         self.ending.clone()
     }
 }

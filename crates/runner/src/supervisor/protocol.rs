@@ -18,6 +18,21 @@ pub enum Command {
         #[serde(default)]
         user: Option<(u32, u32)>,
     },
+    /// The first message of a fork server (see `crate::forkserver`): start
+    /// the warm interpreter in `cgroup`, as `user`, and wait for runs.
+    Serve {
+        cgroup: Option<PathBuf>,
+        #[serde(default)]
+        user: Option<(u32, u32)>,
+    },
+    /// Fork server: fork one run. `request` is handed to the interpreter;
+    /// the run's stdout and stderr come with the first byte of this line as
+    /// SCM_RIGHTS. Like `Start`, a deadline already passed starts nothing.
+    Run {
+        deadline_ns: Option<u64>,
+        cgroup: Option<PathBuf>,
+        request: String,
+    },
     /// A new fencing deadline (after a heartbeat was acknowledged).
     Deadline { deadline_ns: Option<u64> },
     /// A signal for the script's process group (SIGTERM on cancel/timeout).
@@ -43,7 +58,8 @@ pub enum Event {
         code: Option<i32>,
         signal: Option<i32>,
     },
-    /// Nothing of the tree is left; the supervisor exits next.
+    /// Nothing of the tree is left; the supervisor exits next (a fork
+    /// server: the run is over, the server waits for the next one).
     Done,
 }
 

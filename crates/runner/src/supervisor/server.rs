@@ -13,7 +13,7 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{getpid, Pid};
 use std::ffi::OsString;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::fd::{AsFd, FromRawFd};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
@@ -21,14 +21,17 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 /// The control socket: commands in, events out, never blocking for long.
-struct Control {
-    sock: UnixStream,
+pub(super) struct Control {
+    pub(super) sock: UnixStream,
     buf: Vec<u8>,
-    eof: bool,
+    pub(super) eof: bool,
+    /// Descriptors passed with commands (a fork server's run stdio), in
+    /// the order they came.
+    pub(super) fds: std::collections::VecDeque<std::os::fd::OwnedFd>,
 }
 
 impl Control {
-    fn send(&mut self, e: &Event) {
+    pub(super) fn send(&mut self, e: &Event) {
         let line = encode(e);
         let mut off = 0;
         let mut tries = 0;
@@ -49,18 +52,41 @@ impl Control {
     }
 
     /// Reads what is available; complete commands come out, EOF is noted.
-    fn read(&mut self) -> Vec<Command> {
+    /// `recvmsg`, not `read`: a plain read would drop passed descriptors.
+    pub(super) fn read(&mut self) -> Vec<Command> {
+        use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+        use std::os::fd::{AsRawFd, OwnedFd, RawFd};
         let mut chunk = [0u8; 8192];
         loop {
-            match self.sock.read(&mut chunk) {
-                Ok(0) => {
-                    self.eof = true;
-                    break;
+            let mut space = nix::cmsg_space!([RawFd; 4]);
+            let mut iov = [std::io::IoSliceMut::new(&mut chunk)];
+            let got = recvmsg::<()>(
+                self.sock.as_raw_fd(),
+                &mut iov,
+                Some(&mut space),
+                MsgFlags::MSG_CMSG_CLOEXEC,
+            );
+            let n = match got {
+                Ok(m) => {
+                    for c in m.cmsgs().into_iter().flatten() {
+                        if let ControlMessageOwned::ScmRights(fds) = c {
+                            // SAFETY: the kernel just installed these for us.
+                            self.fds.extend(
+                                fds.into_iter()
+                                    .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }),
+                            );
+                        }
+                    }
+                    m.bytes
                 }
-                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(Errno::EINTR) => continue,
                 Err(_) => break,
+            };
+            if n == 0 {
+                self.eof = true;
+                break;
             }
+            self.buf.extend_from_slice(&chunk[..n]);
         }
         let mut out = Vec::new();
         while let Some(i) = self.buf.iter().position(|b| *b == b'\n') {
@@ -74,15 +100,29 @@ impl Control {
 }
 
 /// What the supervisor knows about the script.
-struct Script {
-    pid: Pid,
-    status: Option<WaitStatus>,
-    cgroup: Option<PathBuf>,
+pub(super) struct Script {
+    pub(super) pid: Pid,
+    pub(super) status: Option<WaitStatus>,
+    pub(super) cgroup: Option<PathBuf>,
+    /// A child that is not part of the script's tree and is left alone (a
+    /// fork server's warm interpreter); whether it has ended.
+    pub(super) spare: Option<Pid>,
+    pub(super) spare_gone: bool,
 }
 
 impl Script {
+    pub(super) fn new(pid: Pid, cgroup: Option<PathBuf>, spare: Option<Pid>) -> Script {
+        Script {
+            pid,
+            status: None,
+            cgroup,
+            spare,
+            spare_gone: false,
+        }
+    }
+
     /// Reaps every child that has ended, noting the script's status.
-    fn reap(&mut self) {
+    pub(super) fn reap(&mut self) {
         loop {
             match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
                 Ok(WaitStatus::StillAlive) | Err(_) => return,
@@ -90,15 +130,18 @@ impl Script {
                     if s.pid() == Some(self.pid) {
                         self.status = Some(s);
                     }
+                    if s.pid().is_some() && s.pid() == self.spare {
+                        self.spare_gone = true;
+                    }
                 }
             }
         }
     }
 
     /// Kills the whole tree: the cgroup at once, then every child of ours
-    /// (orphans come to us as the subreaper) until none is left. Returns the
-    /// processes other than the script that were alive.
-    fn kill_all(&mut self) -> Vec<String> {
+    /// (orphans come to us as the subreaper) until none is left but the
+    /// spare. Returns the processes other than the script that were alive.
+    pub(super) fn kill_all(&mut self) -> Vec<String> {
         let me = getpid().as_raw();
         let mut killed = Vec::new();
         if let Some(cg) = &self.cgroup {
@@ -109,8 +152,14 @@ impl Script {
             );
         }
         let give_up = std::time::Instant::now() + Duration::from_secs(10);
+        let spare = self.spare.map(|p| p.as_raw());
+        let others = || {
+            let mut k = tree::children_of(me);
+            k.retain(|p| Some(*p) != spare);
+            k
+        };
         loop {
-            let kids = tree::children_of(me);
+            let kids = others();
             if kids.is_empty() {
                 break;
             }
@@ -127,7 +176,7 @@ impl Script {
             if std::time::Instant::now() >= give_up {
                 break;
             }
-            if !tree::children_of(me).is_empty() {
+            if !others().is_empty() {
                 std::thread::sleep(Duration::from_millis(1));
             }
         }
@@ -135,7 +184,7 @@ impl Script {
         killed
     }
 
-    fn exited(&self) -> Event {
+    pub(super) fn exited(&self) -> Event {
         match self.status {
             Some(WaitStatus::Exited(_, code)) => Event::Exited {
                 code: Some(code),
@@ -173,6 +222,7 @@ pub fn main(argv: Vec<OsString>) -> i32 {
         sock,
         buf: Vec::new(),
         eof: false,
+        fds: Default::default(),
     };
     let mut mask = SigSet::empty();
     for s in [
@@ -196,13 +246,16 @@ pub fn main(argv: Vec<OsString>) -> i32 {
         if !wait_readable(&ctl, &sfd, None) {
             return 0;
         }
-        if let Some(Command::Start {
-            deadline_ns,
-            cgroup,
-            user,
-        }) = ctl.read().into_iter().next()
-        {
-            break (deadline_ns, cgroup, user);
+        match ctl.read().into_iter().next() {
+            Some(Command::Start {
+                deadline_ns,
+                cgroup,
+                user,
+            }) => break (deadline_ns, cgroup, user),
+            Some(Command::Serve { cgroup, user }) => {
+                return super::serve::main(ctl, sfd, &argv, cgroup, user);
+            }
+            _ => {}
         }
         if ctl.eof {
             return 0;
@@ -214,12 +267,8 @@ pub fn main(argv: Vec<OsString>) -> i32 {
         ctl.send(&Event::Done);
         return 0;
     }
-    let mut script = match spawn(&argv, cgroup.as_ref(), user) {
-        Ok(pid) => Script {
-            pid,
-            status: None,
-            cgroup,
-        },
+    let mut script = match spawn(&argv, cgroup.as_ref(), user, None) {
+        Ok(pid) => Script::new(pid, cgroup, None),
         Err(e) => {
             ctl.send(&Event::SpawnFailed {
                 error: format!("{}: {e}", argv[0].to_string_lossy()),
@@ -278,7 +327,7 @@ pub fn main(argv: Vec<OsString>) -> i32 {
                     }
                 }
                 Command::Kill => kill_now = true,
-                Command::Start { .. } => {}
+                Command::Start { .. } | Command::Serve { .. } | Command::Run { .. } => {}
             }
         }
         if ctl.eof || kill_now {
@@ -301,7 +350,7 @@ pub fn main(argv: Vec<OsString>) -> i32 {
     0
 }
 
-fn report_killed(ctl: &mut Control, killed: Vec<String>) {
+pub(super) fn report_killed(ctl: &mut Control, killed: Vec<String>) {
     if !killed.is_empty() {
         ctl.send(&Event::Killed { processes: killed });
     }
@@ -309,7 +358,7 @@ fn report_killed(ctl: &mut Control, killed: Vec<String>) {
 
 /// Waits until the control socket or the signalfd is readable, or `timeout`.
 /// False when the control socket is closed and nothing else is pending.
-fn wait_readable(ctl: &Control, sfd: &SignalFd, timeout: Option<Duration>) -> bool {
+pub(super) fn wait_readable(ctl: &Control, sfd: &SignalFd, timeout: Option<Duration>) -> bool {
     let t = match timeout {
         None => PollTimeout::NONE,
         Some(d) => {
@@ -331,11 +380,13 @@ fn wait_readable(ctl: &Control, sfd: &SignalFd, timeout: Option<Duration>) -> bo
 
 /// Starts the script: own process group, dies with us, in its cgroup, as
 /// its user, never gaining privileges (`no_new_privs`: setuid binaries do
-/// not elevate).
-fn spawn(
+/// not elevate). `fd3` becomes its file descriptor 3 (a fork server's
+/// socket); otherwise it has none (the control socket is close-on-exec).
+pub(super) fn spawn(
     argv: &[OsString],
     cgroup: Option<&PathBuf>,
     user: Option<(u32, u32)>,
+    fd3: Option<std::os::fd::RawFd>,
 ) -> std::io::Result<Pid> {
     let me = getpid();
     let procs = cgroup.map(|c| c.join("cgroup.procs"));
@@ -347,6 +398,9 @@ fn spawn(
     unsafe {
         cmd.pre_exec(move || {
             nix::unistd::setpgid(Pid::from_raw(0), Pid::from_raw(0))?;
+            if let Some(fd) = fd3 {
+                nix::unistd::dup2(fd, CONTROL_FD)?;
+            }
             // Into the cgroup while still privileged enough to write there.
             if let Some(p) = &procs {
                 std::fs::write(p, "0")?;
@@ -372,7 +426,7 @@ fn spawn(
 
 /// Points our own stdin/stdout/stderr at /dev/null, so the script's pipes
 /// close exactly when the script's tree is gone.
-fn release_stdio() {
+pub(super) fn release_stdio() {
     if let Ok(null) = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
