@@ -1,0 +1,290 @@
+//! Runs as users see them: queueing, reading, listing, cancelling, logs.
+
+use crate::db::{self, get, ms, run_from_row, ts, ts_opt, RUN_SELECT};
+use crate::SqliteStore;
+use chrono::{DateTime, Utc};
+use minitower_core::api::{Attempt, LogLine, Run, RunDetail};
+use minitower_core::status::{self, AttemptStatus, RunStatus};
+use minitower_store::{NewRun, RunFilter, StoreError, StoreResult};
+
+/// Default and maximum page sizes of run lists (API contract).
+const DEFAULT_LIMIT: i64 = 50;
+const MAX_LIMIT: i64 = 500;
+/// Default and maximum log page sizes.
+const DEFAULT_LOG_LIMIT: i64 = 1000;
+const MAX_LOG_LIMIT: i64 = 10_000;
+
+/// Active attempt statuses as an SQL list.
+pub(crate) const ACTIVE: &str = "('leased', 'running', 'cancelling')";
+
+pub(crate) async fn create_run(s: &SqliteStore, run: NewRun) -> StoreResult<(Run, bool)> {
+    let mut tx = s.write().await?;
+    if let Some(key) = &run.idempotency_key {
+        let first: Option<i64> =
+            sqlx::query_scalar("SELECT id FROM runs WHERE app_id = ? AND idempotency_key = ?")
+                .bind(run.app_id)
+                .bind(key)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db::err)?;
+        if let Some(id) = first {
+            let existing = db::load_run(&mut tx, id).await?;
+            tx.commit().await.map_err(db::err)?;
+            return Ok((existing, false));
+        }
+    }
+    let owned: Option<i64> = sqlx::query_scalar(
+        "SELECT v.id FROM versions v JOIN apps a ON a.id = v.app_id \
+         WHERE v.id = ? AND v.app_id = ? AND a.team_id = ?",
+    )
+    .bind(run.version_id)
+    .bind(run.app_id)
+    .bind(run.team_id)
+    .fetch_optional(&mut *tx)
+    .await
+    .map_err(db::err)?;
+    if owned.is_none() {
+        return Err(StoreError::NotFound("version"));
+    }
+    let run_no: i64 =
+        sqlx::query_scalar("SELECT COALESCE(MAX(run_no), 0) + 1 FROM runs WHERE app_id = ?")
+            .bind(run.app_id)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db::err)?;
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO runs (team_id, app_id, version_id, run_no, environment, status, input, \
+         priority, max_retries, idempotency_key, queued_at) \
+         VALUES (?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?) RETURNING id",
+    )
+    .bind(run.team_id)
+    .bind(run.app_id)
+    .bind(run.version_id)
+    .bind(run_no)
+    .bind(&run.environment)
+    .bind(run.input.to_string())
+    .bind(run.priority)
+    .bind(run.max_retries)
+    .bind(&run.idempotency_key)
+    .bind(ms(run.now))
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(db::unique(|| format!("run {run_no} already exists")))?;
+    let created = db::load_run(&mut tx, id).await?;
+    tx.commit().await.map_err(db::err)?;
+    Ok((created, true))
+}
+
+pub(crate) async fn get_run(
+    s: &SqliteStore,
+    team_id: i64,
+    run_id: i64,
+) -> StoreResult<Option<RunDetail>> {
+    // One read transaction: the run and its attempts come from one snapshot.
+    let mut tx = s.reader.begin().await.map_err(db::err)?;
+    let row = sqlx::query(&format!("{RUN_SELECT} WHERE r.id = ? AND r.team_id = ?"))
+        .bind(run_id)
+        .bind(team_id)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db::err)?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let run = run_from_row(&row)?;
+    let rows = sqlx::query(
+        "SELECT a.attempt_no, a.status, n.name AS runner, a.exit_code, a.error_message, \
+                a.started_at, a.finished_at \
+         FROM run_attempts a JOIN runners n ON n.id = a.runner_id \
+         WHERE a.run_id = ? ORDER BY a.attempt_no",
+    )
+    .bind(run_id)
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(db::err)?;
+    let attempts = rows
+        .iter()
+        .map(|r| {
+            Ok(Attempt {
+                attempt_no: get(r, "attempt_no")?,
+                status: db::attempt_status(r, "status")?,
+                runner: get(r, "runner")?,
+                exit_code: get(r, "exit_code")?,
+                error_message: get(r, "error_message")?,
+                started_at: ts(get(r, "started_at")?)?,
+                finished_at: ts_opt(get(r, "finished_at")?)?,
+            })
+        })
+        .collect::<StoreResult<Vec<_>>>()?;
+    tx.commit().await.map_err(db::err)?;
+    Ok(Some(RunDetail { run, attempts }))
+}
+
+pub(crate) async fn list_runs(
+    s: &SqliteStore,
+    team_id: i64,
+    filter: &RunFilter,
+) -> StoreResult<Vec<Run>> {
+    let limit = if filter.limit <= 0 {
+        DEFAULT_LIMIT
+    } else {
+        filter.limit.min(MAX_LIMIT)
+    };
+    let mut sql = format!("{RUN_SELECT} WHERE r.team_id = ?");
+    if filter.app_id.is_some() {
+        sql.push_str(" AND r.app_id = ?");
+    }
+    if filter.status.is_some() {
+        sql.push_str(" AND r.status = ?");
+    }
+    // Newest first is creation order; every filter combination has an
+    // index ending in `id`, so this is a short backwards index walk.
+    sql.push_str(" ORDER BY r.id DESC LIMIT ? OFFSET ?");
+    let mut q = sqlx::query(&sql).bind(team_id);
+    if let Some(app_id) = filter.app_id {
+        q = q.bind(app_id);
+    }
+    if let Some(st) = filter.status {
+        q = q.bind(st.as_str());
+    }
+    let rows = q
+        .bind(limit)
+        .bind(filter.offset.max(0))
+        .fetch_all(&s.reader)
+        .await
+        .map_err(db::err)?;
+    rows.iter().map(run_from_row).collect()
+}
+
+pub(crate) async fn cancel_run(
+    s: &SqliteStore,
+    team_id: i64,
+    run_id: i64,
+    now: DateTime<Utc>,
+) -> StoreResult<Run> {
+    let mut tx = s.write().await?;
+    let run_status: Option<String> =
+        sqlx::query_scalar("SELECT status FROM runs WHERE id = ? AND team_id = ?")
+            .bind(run_id)
+            .bind(team_id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db::err)?;
+    let run_status: RunStatus = run_status
+        .ok_or(StoreError::NotFound("run"))?
+        .parse()
+        .map_err(|e| StoreError::Database(format!("runs.status: {e}")))?;
+    let active = sqlx::query(&format!(
+        "SELECT id, status FROM run_attempts WHERE run_id = ? AND status IN {ACTIVE}"
+    ))
+    .bind(run_id)
+    .fetch_optional(&mut *tx)
+    .await
+    .map_err(db::err)?;
+    let active = match active {
+        Some(r) => Some((get::<i64>(&r, "id")?, db::attempt_status(&r, "status")?)),
+        None => None,
+    };
+    let t = status::cancel(run_status, active.map(|(_, st)| st))?;
+    if t.changed {
+        let finished_at = t.run.is_terminal().then(|| ms(now));
+        let done = sqlx::query(
+            "UPDATE runs SET status = ?, cancel_requested = 1, finished_at = ? \
+             WHERE id = ? AND status = ?",
+        )
+        .bind(t.run.as_str())
+        .bind(finished_at)
+        .bind(run_id)
+        .bind(run_status.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(db::err)?;
+        db::cas(done.rows_affected(), "cancel run")?;
+        if let (Some((attempt_id, old)), Some(new)) = (active, t.attempt) {
+            if new != old {
+                set_attempt_status(&mut tx, attempt_id, old, new).await?;
+            }
+        }
+    }
+    let run = db::load_run(&mut tx, run_id).await?;
+    tx.commit().await.map_err(db::err)?;
+    Ok(run)
+}
+
+/// Compare-and-set of an attempt's status alone.
+async fn set_attempt_status(
+    tx: &mut crate::Tx,
+    attempt_id: i64,
+    old: AttemptStatus,
+    new: AttemptStatus,
+) -> StoreResult<()> {
+    let done = sqlx::query("UPDATE run_attempts SET status = ? WHERE id = ? AND status = ?")
+        .bind(new.as_str())
+        .bind(attempt_id)
+        .bind(old.as_str())
+        .execute(&mut **tx)
+        .await
+        .map_err(db::err)?;
+    db::cas(done.rows_affected(), "update attempt")
+}
+
+pub(crate) async fn get_logs(
+    s: &SqliteStore,
+    team_id: Option<i64>,
+    run_id: i64,
+    after_seq: i64,
+    limit: i64,
+) -> StoreResult<Vec<LogLine>> {
+    let limit = if limit <= 0 {
+        DEFAULT_LOG_LIMIT
+    } else {
+        limit.min(MAX_LOG_LIMIT)
+    };
+    let mut conn = s.reader.acquire().await.map_err(db::err)?;
+    if let Some(team_id) = team_id {
+        let found: Option<i64> =
+            sqlx::query_scalar("SELECT id FROM runs WHERE id = ? AND team_id = ?")
+                .bind(run_id)
+                .bind(team_id)
+                .fetch_optional(&mut *conn)
+                .await
+                .map_err(db::err)?;
+        if found.is_none() {
+            return Err(StoreError::NotFound("run"));
+        }
+    }
+    let rows = sqlx::query(
+        "SELECT seq, attempt_no, stream, line, logged_at FROM run_logs \
+         WHERE run_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+    )
+    .bind(run_id)
+    .bind(after_seq)
+    .bind(limit)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(db::err)?;
+    rows.iter()
+        .map(|r| {
+            Ok(LogLine {
+                seq: get(r, "seq")?,
+                attempt_no: get(r, "attempt_no")?,
+                stream: get(r, "stream")?,
+                line: get(r, "line")?,
+                logged_at: ts(get(r, "logged_at")?)?,
+            })
+        })
+        .collect()
+}
+
+pub(crate) async fn run_status(s: &SqliteStore, run_id: i64) -> StoreResult<Option<RunStatus>> {
+    let st: Option<String> = sqlx::query_scalar("SELECT status FROM runs WHERE id = ?")
+        .bind(run_id)
+        .fetch_optional(&s.reader)
+        .await
+        .map_err(db::err)?;
+    st.map(|s| {
+        s.parse()
+            .map_err(|e| StoreError::Database(format!("runs.status: {e}")))
+    })
+    .transpose()
+}

@@ -1,0 +1,247 @@
+//! The [`Store`] trait, delegating each method to the module that owns it.
+
+use crate::{apps, attempts, db, reaper, runner, runs, stats, teams, SqliteStore};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use minitower_core::api::{
+    App, AttemptState, LogLine, NewLogLine, ResultRequest, Role, Run, RunDetail, RunStats,
+    RunnerInfo, Team, TokenInfo, Version,
+};
+use minitower_core::status::RunStatus;
+use minitower_store::{
+    AppRecord, LeaseParams, Leased, NewRun, NewVersion, PendingCount, Reaped, ResultOutcome,
+    RunFilter, RunLabels, RunnerIdentity, Store, StoreResult, TokenIdentity, VersionRecord,
+};
+use std::collections::BTreeMap;
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1")
+            .execute(&self.reader)
+            .await
+            .map_err(db::err)?;
+        Ok(())
+    }
+    async fn close(&self) {
+        SqliteStore::close(self).await
+    }
+
+    async fn create_team(
+        &self,
+        slug: &str,
+        name: &str,
+        password_hash: Option<&str>,
+        token_name: &str,
+        token_hash: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<(Team, i64)> {
+        teams::create_team(self, slug, name, password_hash, token_name, token_hash, now).await
+    }
+    async fn team_login_info(&self, slug: &str) -> StoreResult<Option<(Team, Option<String>)>> {
+        teams::team_login_info(self, slug).await
+    }
+    async fn create_token(
+        &self,
+        team_id: i64,
+        name: &str,
+        role: Role,
+        token_hash: &str,
+        now: DateTime<Utc>,
+        expires_at: Option<DateTime<Utc>>,
+    ) -> StoreResult<TokenInfo> {
+        teams::create_token(self, team_id, name, role, token_hash, now, expires_at).await
+    }
+    async fn token_by_hash(&self, token_hash: &str) -> StoreResult<Option<TokenIdentity>> {
+        teams::token_by_hash(self, token_hash).await
+    }
+    async fn touch_token(&self, token_id: i64, now: DateTime<Utc>) -> StoreResult<()> {
+        teams::touch_token(self, token_id, now).await
+    }
+    async fn list_tokens(&self, team_id: i64) -> StoreResult<Vec<TokenInfo>> {
+        teams::list_tokens(self, team_id).await
+    }
+    async fn revoke_token(
+        &self,
+        team_id: i64,
+        token_id: i64,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        teams::revoke_token(self, team_id, token_id, now).await
+    }
+
+    async fn create_app(
+        &self,
+        team_id: i64,
+        slug: &str,
+        description: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<AppRecord> {
+        apps::create_app(self, team_id, slug, description, now).await
+    }
+    async fn list_apps(&self, team_id: i64) -> StoreResult<Vec<App>> {
+        apps::list_apps(self, team_id).await
+    }
+    async fn get_app(&self, team_id: i64, slug: &str) -> StoreResult<Option<AppRecord>> {
+        apps::get_app(self, team_id, slug).await
+    }
+    async fn create_version(
+        &self,
+        team_id: i64,
+        app_id: i64,
+        version: NewVersion,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Version> {
+        apps::create_version(self, team_id, app_id, version, now).await
+    }
+    async fn list_versions(&self, team_id: i64, app_id: i64) -> StoreResult<Vec<Version>> {
+        apps::list_versions(self, team_id, app_id).await
+    }
+    async fn get_version(
+        &self,
+        team_id: i64,
+        app_id: i64,
+        version_no: Option<i64>,
+    ) -> StoreResult<Option<VersionRecord>> {
+        apps::get_version(self, team_id, app_id, version_no).await
+    }
+
+    async fn create_run(&self, run: NewRun) -> StoreResult<(Run, bool)> {
+        runs::create_run(self, run).await
+    }
+    async fn get_run(&self, team_id: i64, run_id: i64) -> StoreResult<Option<RunDetail>> {
+        runs::get_run(self, team_id, run_id).await
+    }
+    async fn list_runs(&self, team_id: i64, filter: &RunFilter) -> StoreResult<Vec<Run>> {
+        runs::list_runs(self, team_id, filter).await
+    }
+    async fn runs_summary(&self, team_id: i64) -> StoreResult<BTreeMap<RunStatus, i64>> {
+        stats::runs_summary(self, team_id).await
+    }
+    async fn run_stats(
+        &self,
+        team_id: i64,
+        hours: i64,
+        now: DateTime<Utc>,
+    ) -> StoreResult<RunStats> {
+        stats::run_stats(self, team_id, hours, now).await
+    }
+    async fn cancel_run(&self, team_id: i64, run_id: i64, now: DateTime<Utc>) -> StoreResult<Run> {
+        runs::cancel_run(self, team_id, run_id, now).await
+    }
+    async fn get_logs(
+        &self,
+        team_id: Option<i64>,
+        run_id: i64,
+        after_seq: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<LogLine>> {
+        runs::get_logs(self, team_id, run_id, after_seq, limit).await
+    }
+    async fn run_status(&self, run_id: i64) -> StoreResult<Option<RunStatus>> {
+        runs::run_status(self, run_id).await
+    }
+
+    async fn register_runner(
+        &self,
+        name: &str,
+        environment: &str,
+        max_concurrency: i64,
+        token_hash: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<i64> {
+        runner::register_runner(self, name, environment, max_concurrency, token_hash, now).await
+    }
+    async fn runner_by_token_hash(&self, token_hash: &str) -> StoreResult<Option<RunnerIdentity>> {
+        runner::runner_by_token_hash(self, token_hash).await
+    }
+    async fn runner_seen(&self, runner_id: i64, now: DateTime<Utc>) -> StoreResult<()> {
+        runner::runner_seen(self, runner_id, now).await
+    }
+    async fn runner_offline(&self, runner_id: i64) -> StoreResult<()> {
+        runner::runner_offline(self, runner_id).await
+    }
+    async fn lease(
+        &self,
+        runner: &RunnerIdentity,
+        lease_token: &str,
+        lease_token_hash: &str,
+        params: LeaseParams,
+    ) -> StoreResult<Option<Leased>> {
+        runner::lease(self, runner, lease_token, lease_token_hash, params).await
+    }
+    async fn start_attempt(
+        &self,
+        runner_id: i64,
+        run_id: i64,
+        lease_token_hash: &str,
+        params: LeaseParams,
+    ) -> StoreResult<(AttemptState, Option<RunLabels>)> {
+        attempts::start_attempt(self, runner_id, run_id, lease_token_hash, params).await
+    }
+    async fn heartbeat(
+        &self,
+        runner_id: i64,
+        run_id: i64,
+        lease_token_hash: &str,
+        params: LeaseParams,
+    ) -> StoreResult<AttemptState> {
+        attempts::heartbeat(self, runner_id, run_id, lease_token_hash, params).await
+    }
+    async fn append_logs(
+        &self,
+        runner_id: i64,
+        run_id: i64,
+        lease_token_hash: &str,
+        lines: &[NewLogLine],
+        now: DateTime<Utc>,
+    ) -> StoreResult<(i64, bool)> {
+        attempts::append_logs(self, runner_id, run_id, lease_token_hash, lines, now).await
+    }
+    async fn complete_attempt(
+        &self,
+        runner_id: i64,
+        run_id: i64,
+        lease_token_hash: &str,
+        result: &ResultRequest,
+        now: DateTime<Utc>,
+    ) -> StoreResult<ResultOutcome> {
+        attempts::complete_attempt(self, runner_id, run_id, lease_token_hash, result, now).await
+    }
+    async fn release_attempt(
+        &self,
+        runner_id: i64,
+        run_id: i64,
+        lease_token_hash: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<ResultOutcome> {
+        attempts::release_attempt(self, runner_id, run_id, lease_token_hash, now).await
+    }
+    async fn leased_artifact(
+        &self,
+        runner_id: i64,
+        run_id: i64,
+        lease_token_hash: &str,
+    ) -> StoreResult<String> {
+        attempts::leased_artifact(self, runner_id, run_id, lease_token_hash).await
+    }
+    async fn list_runners(&self) -> StoreResult<Vec<RunnerInfo>> {
+        runner::list_runners(self).await
+    }
+    async fn team_active_attempts(&self, team_id: i64) -> StoreResult<Vec<(i64, i64)>> {
+        teams::team_active_attempts(self, team_id).await
+    }
+
+    async fn reap_expired(&self, now: DateTime<Utc>, limit: i64) -> StoreResult<Vec<Reaped>> {
+        reaper::reap_expired(self, now, limit).await
+    }
+    async fn mark_stale_runners_offline(&self, threshold: DateTime<Utc>) -> StoreResult<i64> {
+        reaper::mark_stale_runners_offline(self, threshold).await
+    }
+    async fn pending_counts(&self) -> StoreResult<Vec<PendingCount>> {
+        stats::pending_counts(self).await
+    }
+    async fn runners_online(&self) -> StoreResult<Vec<(String, i64)>> {
+        stats::runners_online(self).await
+    }
+}
