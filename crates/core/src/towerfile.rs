@@ -36,6 +36,8 @@ use toml_edit::{ImDocument, Item, TableLike, Value};
 pub struct Towerfile {
     pub app: AppSection,
     pub parameters: Vec<Parameter>,
+    /// `retries`, `retry_delay`, `timeout`, `schedule` and `[[schedules]]`.
+    pub automation: Automation,
 }
 
 /// The `[app]` section.
@@ -94,7 +96,18 @@ pub const FILE_NAME: &str = "Towerfile";
 /// Folder of the archive holding the import paths.
 pub const MODULES_DIR: &str = "modules";
 
-const APP_KEYS: &[&str] = &["name", "script", "source", "description", "import_paths"];
+const APP_KEYS: &[&str] = &[
+    "name",
+    "script",
+    "source",
+    "description",
+    "import_paths",
+    // towerfile/automation.rs
+    "retries",
+    "retry_delay",
+    "timeout",
+    "schedule",
+];
 
 /// Parses and validates a Towerfile.
 pub fn parse(text: &str) -> Result<Parsed, TowerfileError> {
@@ -112,7 +125,7 @@ pub fn parse(text: &str) -> Result<Parsed, TowerfileError> {
     };
     let root = doc.as_table();
     for (key, _) in root.iter() {
-        if key != "app" && key != "parameters" {
+        if key != "app" && key != "parameters" && key != "schedules" {
             let line = cx.line(root.key(key).and_then(|k| k.span()));
             cx.warn(line, format!("unknown key {key:?} (ignored)"));
         }
@@ -123,12 +136,20 @@ pub fn parse(text: &str) -> Result<Parsed, TowerfileError> {
         message: "the [app] section is missing".into(),
     })?;
     let app = cx.app(app_item)?;
+    let automation = match app_item.as_table_like() {
+        Some(t) => cx.automation(t, cx.line(app_item.span()), root.get("schedules"))?,
+        None => Automation::default(),
+    };
     let parameters = match root.get("parameters") {
         None => Vec::new(),
         Some(item) => cx.parameters(item)?,
     };
     Ok(Parsed {
-        towerfile: Towerfile { app, parameters },
+        towerfile: Towerfile {
+            app,
+            parameters,
+            automation,
+        },
         warnings: cx.warnings,
     })
 }
@@ -365,6 +386,8 @@ impl Cx<'_> {
 
 mod parameters;
 pub use parameters::{Parameter, MAX_ENUM};
+mod automation;
+pub use automation::{Automation, ScheduleSpec, MAX_INPUT_BYTES, MAX_SCHEDULES, MAX_TIMEOUT};
 
 #[cfg(test)]
 mod props;

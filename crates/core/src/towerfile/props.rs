@@ -18,6 +18,17 @@ fn fragment() -> impl Strategy<Value = String> {
         Just("default = \"World\"\n".to_string()),
         Just("hidden = true\n".to_string()),
         Just("default = 3\n".to_string()),
+        Just("retries = 3\n".to_string()),
+        Just("retries = 1000\n".to_string()),
+        Just("retry_delay = \"2s\"\n".to_string()),
+        Just("timeout = \"10m\"\n".to_string()),
+        Just("schedule = \"0 0 * * *\"\n".to_string()),
+        Just("[[schedules]]\n".to_string()),
+        Just("cron = \"*/5 * * * *\"\n".to_string()),
+        Just("cron = \"0 0 30 2 *\"\n".to_string()),
+        Just("timezone = \"Europe/Berlin\"\n".to_string()),
+        Just("input = { a = 1, b = [true] }\n".to_string()),
+        Just("enabled = false\n".to_string()),
         Just("name = [1, [2, [3]]]\n".to_string()),
         "[a-z_]{1,8} = \"\\PC{0,12}\"\n",
         "[a-z_]{1,8} = [0-9]{1,30}\n",
@@ -46,6 +57,17 @@ proptest! {
                 prop_assert!(!tf.app.script.is_empty());
                 if let Some(schema) = tf.params_schema() {
                     prop_assert!(schema.is_object());
+                }
+                let a = &tf.automation;
+                prop_assert!(a.retries.unwrap_or(0) <= crate::retry::MAX_RETRIES);
+                if let Some(d) = a.retry_delay {
+                    prop_assert!(!d.is_zero() && d <= crate::retry::MAX_RETRY_DELAY);
+                }
+                if let Some(t) = a.timeout {
+                    prop_assert!(t.as_secs() >= 1 && t <= MAX_TIMEOUT);
+                }
+                for s in &a.schedules {
+                    prop_assert!(s.schedule().is_ok(), "{s:?}");
                 }
                 for m in tf.module_paths() {
                     prop_assert!(m.starts_with("modules/") && !m.contains(".."), "{m}");
