@@ -53,3 +53,42 @@ describe('number inputs', () => {
     expect(buildInput(f, { ...initialValues(f), count: 4, ratio: 0.5 })).toMatchObject({ count: 4, ratio: 0.5 })
   })
 })
+
+describe('Towerfile typed parameters', () => {
+  // The schema the server derives from typed [[parameters]] (crates/core towerfile/parameters.rs).
+  const towerfileSchema = {
+    type: 'object',
+    properties: {
+      count: { type: 'integer', default: 3 },
+      ratio: { type: 'number' },
+      loud: { type: 'boolean', default: false },
+      mode: { type: 'string', enum: ['fast', 'slow'], default: 'fast' },
+      extra: { 'x-type': 'json', default: { k: [1] } },
+      name: { type: 'string', default: 'World' },
+    },
+    required: [],
+    additionalProperties: false,
+  }
+
+  it('renders every declared type with its own control', () => {
+    const f = fieldsFromSchema(towerfileSchema)
+    expect(f.map((x) => [x.name, x.kind])).toEqual([
+      ['count', 'integer'],
+      ['ratio', 'number'],
+      ['loud', 'boolean'],
+      ['mode', 'enum'],
+      ['extra', 'json'],
+      ['name', 'string'],
+    ])
+    expect(initialValues(f).extra).toBe('{\n  "k": [\n    1\n  ]\n}')
+  })
+
+  it('sends typed values, not strings', () => {
+    const f = fieldsFromSchema(towerfileSchema)
+    const v = { ...initialValues(f), count: '7', ratio: '0.5', loud: true, mode: '1', extra: '{"a": null}' }
+    const input = buildInput(f, v)
+    expect(input).toEqual({ count: 7, ratio: 0.5, loud: true, mode: 'slow', extra: { a: null }, name: 'World' })
+    expect(typeof input.count).toBe('number')
+    expect(() => buildInput(f, { ...v, extra: 'not json' })).toThrow(/JSON/)
+  })
+})

@@ -32,6 +32,8 @@ export class FieldError extends Error {
 
 function kindOf(s: JsonSchema): FieldKind {
   if (Array.isArray(s.enum) && s.enum.length > 0) return 'enum'
+  // A Towerfile `type = "json"` parameter: any JSON value, no `type` in the schema.
+  if (s['x-type'] === 'json') return 'json'
   const types = Array.isArray(s.type) ? s.type.filter((t) => t !== 'null') : [s.type]
   const t = types.length === 1 ? types[0] : undefined
   if (t === 'string' || t === 'integer' || t === 'number' || t === 'boolean') return t
