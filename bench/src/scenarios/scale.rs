@@ -23,7 +23,6 @@ use minitower_client::{Client, RunQuery};
 use minitower_core::api::ResultRequest;
 use minitower_core::ResultStatus;
 use minitower_store::{NewVersion, Store};
-use minitower_store_sqlite::SqliteStore;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 use sqlx::{ConnectOptions, Connection};
 use std::path::Path;
@@ -60,7 +59,7 @@ async fn load(opts: &Options, db: &Path, objects: &Path) -> Result<Loaded> {
     std::fs::create_dir_all(&obj)?;
     std::fs::write(obj.join(&sha), &artifact)?;
 
-    let store = SqliteStore::open(db).await?;
+    let store = minitower_store_sqlite::open(db).await?;
     let (team, _) = store
         .create_team(
             "bench",

@@ -69,13 +69,13 @@ pub async fn bind(config: &ServerConfig) -> Result<TcpListener, StartupError> {
 /// database URL names it (replicas share it), else the SQLite file.
 pub async fn open_store(config: &ServerConfig) -> Result<Arc<dyn Store>, StartupError> {
     if let Some(url) = config.postgres_url() {
-        let store = minitower_store_postgres::PgStore::open(url)
+        let store = minitower_store_postgres::open(url)
             .await?
             .with_database_clock();
         return Ok(Arc::new(store));
     }
     let path = config.sqlite_path();
-    let store = minitower_store_sqlite::SqliteStore::open(&path).await?;
+    let store = minitower_store_sqlite::open(&path).await?;
     Ok(Arc::new(store))
 }
 

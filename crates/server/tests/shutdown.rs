@@ -60,7 +60,7 @@ async fn shutdown_ends_long_polls_and_streams_and_closes_the_database() {
 
     // The database is closed cleanly and opens again with everything in it.
     drop(store);
-    let reopened = minitower_store_sqlite::SqliteStore::open(&app.db_path)
+    let reopened = minitower_store_sqlite::open(&app.db_path)
         .await
         .expect("database reopens");
     reopened.ping().await.unwrap();
@@ -88,7 +88,7 @@ async fn shutdown_of_an_idle_server() {
         .expect("stopped")
         .unwrap()
         .unwrap();
-    let reopened = minitower_store_sqlite::SqliteStore::open(&app.db_path)
+    let reopened = minitower_store_sqlite::open(&app.db_path)
         .await
         .unwrap();
     assert!(reopened.team_login_info("acme").await.unwrap().is_some());

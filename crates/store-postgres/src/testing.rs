@@ -67,7 +67,7 @@ impl TestDb {
     /// Opens a store (one replica) on this database.
     pub async fn open(&self) -> PgStore {
         let options = connect_options(&self.url).unwrap();
-        PgStore::open_with(options, 8).await.unwrap()
+        crate::open_with(options, 8).await.unwrap()
     }
 }
 

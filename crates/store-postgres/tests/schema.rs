@@ -7,11 +7,11 @@ use minitower_core::status::{ResultStatus, RunStatus};
 use minitower_store::conformance::{lease, t, Fixture};
 use minitower_store::Store;
 use minitower_store_postgres::{PgStore, MIGRATOR};
-use sqlx::PgPool;
+use sqlx::AnyPool;
 use std::sync::Arc;
 
 /// Runs one statement and returns the database's refusal, if any.
-async fn refused(pool: &PgPool, sql: &str) -> Option<String> {
+async fn refused(pool: &AnyPool, sql: &str) -> Option<String> {
     match sqlx::query(sql).execute(pool).await {
         Ok(_) => None,
         Err(e) => Some(e.to_string()),
@@ -47,7 +47,7 @@ async fn schema_rejects_unknown_statuses() {
     );
     assert!(refused(&pool, &q).await.is_some());
     // terminal exactly when finished
-    let q = format!("UPDATE runs SET finished_at = now() WHERE id = {}", run.id);
+    let q = format!("UPDATE runs SET finished_at = 1000 WHERE id = {}", run.id);
     assert!(refused(&pool, &q).await.is_some());
     assert_eq!(
         store.run_status(run.id).await.unwrap(),
@@ -70,7 +70,7 @@ async fn schema_rejects_a_second_active_attempt() {
     let insert = |no: i64, status: &str| {
         format!(
             "INSERT INTO run_attempts (run_id, attempt_no, runner_id, status, lease_token_hash, \
-             lease_expires_at, started_at) VALUES ({}, {no}, {}, '{status}', 'x', now(), now())",
+             lease_expires_at, started_at) VALUES ({}, {no}, {}, '{status}', 'x', 1000, 1000)",
             run.id, other.runner_id
         )
     };
@@ -81,7 +81,7 @@ async fn schema_rejects_a_second_active_attempt() {
     let done = format!(
         "INSERT INTO run_attempts (run_id, attempt_no, runner_id, status, lease_token_hash, \
          lease_expires_at, started_at, finished_at) \
-         VALUES ({}, 7, {}, 'failed', 'x', now(), now(), now())",
+         VALUES ({}, 7, {}, 'failed', 'x', 1000, 1000, 1000)",
         run.id, other.runner_id
     );
     assert_eq!(refused(&pool, &done).await, None);
@@ -101,7 +101,7 @@ async fn schema_caps_runner_concurrency() {
     lease(&f.store, &runner, 3).await.unwrap();
     let q = format!(
         "INSERT INTO run_attempts (run_id, attempt_no, runner_id, status, lease_token_hash, \
-         lease_expires_at, started_at) VALUES ({}, 1, {}, 'leased', 'x', now(), now())",
+         lease_expires_at, started_at) VALUES ({}, 1, {}, 'leased', 'x', 1000, 1000)",
         second.id, runner.runner_id
     );
     let err = refused(&pool, &q).await.unwrap();
@@ -174,14 +174,14 @@ async fn schema_scopes_foreign_keys_to_the_team() {
     let q = format!(
         "INSERT INTO versions (app_id, team_id, version_no, artifact_sha256, artifact_size, \
          entrypoint, timeout_seconds, created_at) \
-         VALUES ({}, {}, 9, 'x', 1, 'main.py', 1, now())",
+         VALUES ({}, {}, 9, 'x', 1, 'main.py', 1, 1000)",
         a.app.id, b.team.id
     );
     assert!(refused(&pool, &q).await.unwrap().contains("foreign key"));
     // a run of team a's app with team b's version
     let q = format!(
         "INSERT INTO runs (team_id, app_id, version_id, run_no, environment, status, queued_at) \
-         VALUES ({}, {}, {}, 99, 'default', 'queued', now())",
+         VALUES ({}, {}, {}, 99, 'default', 'queued', 1000)",
         a.team.id, a.app.id, b.version.id
     );
     assert!(refused(&pool, &q).await.unwrap().contains("foreign key"));

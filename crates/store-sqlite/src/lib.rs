@@ -1,116 +1,147 @@
-//! SQLite implementation of the MiniTower [`Store`](minitower_store::Store):
-//! the embedded, single-machine default.
+//! SQLite for the MiniTower [`Store`](minitower_store::Store): the embedded,
+//! single-machine default.
+//!
+//! The statements themselves live in `minitower-store-sql`, shared with
+//! PostgreSQL; this crate opens the file, migrates it and says how SQLite
+//! differs ([`DIALECT`]).
 //!
 //! One file in WAL mode. Every write transaction goes through a single writer
-//! connection, so writers queue in the pool instead of fighting over SQLite's
-//! lock (no `SQLITE_BUSY` among ourselves), while a small read-only pool
-//! serves lists and lookups concurrently. Transitions are still written as
-//! compare-and-set updates checked by `rows_affected`, and the schema itself
+//! connection and begins with `BEGIN IMMEDIATE`, so writers queue in the pool
+//! instead of fighting over SQLite's lock (no `SQLITE_BUSY` among ourselves)
+//! and no read-then-write transaction can fail half-way, while a small
+//! read-only pool serves lists and lookups concurrently. The schema itself
 //! refuses the states the control plane must never reach (see
 //! `migrations/0001_init.sql`).
 
-mod apps;
-mod attempts;
-mod db;
-mod reaper;
-mod runner;
-mod runs;
-mod stats;
-mod store_impl;
-mod teams;
-
 use minitower_store::{StoreError, StoreResult};
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
-use sqlx::Sqlite;
+use minitower_store_sql::{open_error, Dialect, SqlStore};
+use sqlx::any::AnyPoolOptions;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
+use sqlx::{Connection, Executor};
 use std::path::Path;
 use std::time::Duration;
 
-/// Migrations embedded in the binary, applied by [`SqliteStore::open`].
+/// The store type this backend opens.
+pub type SqliteStore = SqlStore;
+
+/// Migrations embedded in the binary, applied by [`open`].
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 /// How long a connection waits for a lock held by another process.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Concurrent readers; reads never block the writer in WAL mode.
 const READERS: u32 = 4;
+/// How long a caller waits for a pooled connection before the store
+/// answers `Unavailable` (503).
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The SQLite store: one writer connection and a read-only pool on one file.
-#[derive(Debug, Clone)]
-pub struct SqliteStore {
-    writer: SqlitePool,
-    reader: SqlitePool,
+/// How SQLite differs from the shared SQL.
+pub static DIALECT: Dialect = Dialect {
+    name: "sqlite",
+    begin_write: Some("BEGIN IMMEDIATE"),
+    begin_snapshot: None,
+    // one writer: a transaction already excludes every other writer
+    row_locks: false,
+    now_ms: None,
+    status_counts: "SELECT status, SUM(n) AS n FROM run_counts WHERE team_id = $1 GROUP BY status",
+    pending_counts: "SELECT t.slug AS team, a.slug AS app, c.environment, c.n FROM run_counts c \
+         JOIN apps a ON a.id = c.app_id JOIN teams t ON t.id = c.team_id \
+         WHERE c.status = 'queued' ORDER BY t.slug, a.slug, c.environment",
+    // the database file alone is complete even if a straggling reader keeps
+    // SQLite from deleting the WAL
+    on_close: Some("PRAGMA wal_checkpoint(TRUNCATE)"),
+    text_holds_nul: true,
+};
+
+/// Per-connection settings (sqlx's `Any` driver connects from a URL, which
+/// carries none of them).
+const PRAGMAS: &str = "PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000; \
+     PRAGMA synchronous = NORMAL;";
+
+/// Opens (creating the file and its parent folder when missing) and
+/// migrates the database at `path`.
+pub async fn open(path: &Path) -> StoreResult<SqliteStore> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|e| {
+            StoreError::Database(format!("cannot create {}: {e}", parent.display()))
+        })?;
+    }
+    // Create, switch to WAL and migrate with the native driver, then serve
+    // through the shared SQL on `Any` connections to the same file.
+    let native = SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect_with(
+            SqliteConnectOptions::new()
+                .filename(path)
+                .foreign_keys(true)
+                .busy_timeout(BUSY_TIMEOUT)
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal),
+        )
+        .await
+        .map_err(|e| open_error(&format!("opening {}", path.display()), e))?;
+    MIGRATOR
+        .run(&native)
+        .await
+        .map_err(|e| open_error(&format!("migrating {}", path.display()), e))?;
+    native.close().await;
+
+    minitower_store_sql::install_drivers();
+    let url = file_url(path)?;
+    let writer = AnyPoolOptions::new()
+        .max_connections(1)
+        .min_connections(1)
+        // an idle writer must stay: a reaped writer mid-burst only adds latency
+        .idle_timeout(None)
+        .max_lifetime(None)
+        .acquire_timeout(ACQUIRE_TIMEOUT)
+        .after_connect(|conn, _| Box::pin(async move { conn.execute(PRAGMAS).await.map(|_| ()) }))
+        .connect(&format!("{url}?mode=rw"))
+        .await
+        .map_err(|e| open_error(&format!("opening {}", path.display()), e))?;
+    let reader = AnyPoolOptions::new()
+        .max_connections(READERS)
+        .acquire_timeout(ACQUIRE_TIMEOUT)
+        .after_connect(|conn, _| Box::pin(async move { conn.execute(PRAGMAS).await.map(|_| ()) }))
+        .connect(&format!("{url}?mode=ro"))
+        .await
+        .map_err(|e| open_error(&format!("opening {}", path.display()), e))?;
+    // The writer is proven usable before anyone relies on it.
+    writer
+        .acquire()
+        .await
+        .map_err(|e| open_error("SQLite writer", e))?
+        .ping()
+        .await
+        .map_err(|e| open_error("SQLite writer", e))?;
+    Ok(SqlStore::new(writer, reader, &DIALECT))
 }
 
-/// A write transaction on the writer connection.
-pub(crate) type Tx = sqlx::Transaction<'static, Sqlite>;
-
-impl SqliteStore {
-    /// Opens (creating the file and its parent folder when missing) and
-    /// migrates the database at `path`.
-    pub async fn open(path: &Path) -> StoreResult<SqliteStore> {
-        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(|e| {
-                StoreError::Database(format!("cannot create {}: {e}", parent.display()))
-            })?;
+/// `sqlite://` URL of `path`, percent-encoded so `?`, `#` and `%` in a file
+/// name stay part of it.
+fn file_url(path: &Path) -> StoreResult<String> {
+    let abs = std::path::absolute(path)
+        .map_err(|e| StoreError::Database(format!("cannot resolve {}: {e}", path.display())))?;
+    let s = abs
+        .to_str()
+        .ok_or_else(|| StoreError::Database(format!("{} is not UTF-8", abs.display())))?;
+    let mut out = String::from("sqlite://");
+    for b in s.bytes() {
+        match b {
+            b'%' | b'?' | b'#' => out.push_str(&format!("%{b:02X}")),
+            _ => out.push(b as char),
         }
-        let base = SqliteConnectOptions::new()
-            .filename(path)
-            .foreign_keys(true)
-            .busy_timeout(BUSY_TIMEOUT)
-            .synchronous(SqliteSynchronous::Normal);
-        let writer = SqlitePoolOptions::new()
-            .max_connections(1)
-            .min_connections(1)
-            // an idle writer must stay: reconnecting costs nothing, but a
-            // reaped writer mid-burst would only add latency
-            .idle_timeout(None)
-            .max_lifetime(None)
-            .acquire_timeout(Duration::from_secs(30))
-            .connect_with(
-                base.clone()
-                    .create_if_missing(true)
-                    .journal_mode(SqliteJournalMode::Wal),
-            )
-            .await
-            .map_err(db::err)?;
-        MIGRATOR
-            .run(&writer)
-            .await
-            .map_err(|e| StoreError::Database(format!("migrating {}: {e}", path.display())))?;
-        // Opened after the writer created the file and switched it to WAL.
-        let reader = SqlitePoolOptions::new()
-            .max_connections(READERS)
-            .acquire_timeout(Duration::from_secs(30))
-            .connect_with(base.read_only(true))
-            .await
-            .map_err(db::err)?;
-        Ok(SqliteStore { writer, reader })
     }
+    Ok(out)
+}
 
-    /// Closes both pools for a graceful shutdown. The WAL is checkpointed
-    /// into the main file first, so the database file alone is complete
-    /// even if a straggling reader keeps SQLite from deleting the WAL.
-    pub async fn close(&self) {
-        self.reader.close().await;
-        if !self.writer.is_closed() {
-            if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
-                .execute(&self.writer)
-                .await
-            {
-                tracing::warn!(error = %e, "WAL checkpoint at close failed");
-            }
-        }
-        self.writer.close().await;
-    }
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-    /// Starts a write transaction. `BEGIN IMMEDIATE` takes the write lock up
-    /// front, so even another process on the same file cannot make a
-    /// read-then-write transaction fail half-way.
-    pub(crate) async fn write(&self) -> StoreResult<Tx> {
-        self.writer
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(db::err)
+    #[test]
+    fn file_urls_keep_odd_names() {
+        let u = file_url(Path::new("/tmp/a?b#c%d.db")).unwrap();
+        assert_eq!(u, "sqlite:///tmp/a%3Fb%23c%25d.db");
     }
 }

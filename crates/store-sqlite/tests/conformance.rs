@@ -1,7 +1,6 @@
 //! The shared conformance suite on real SQLite files, one per test.
 
 use minitower_store::Store;
-use minitower_store_sqlite::SqliteStore;
 use std::sync::Arc;
 use tempfile::TempDir;
 
@@ -9,7 +8,7 @@ use tempfile::TempDir;
 /// create the parent folder); the dir is removed when the guard drops.
 async fn fresh() -> Option<(Arc<dyn Store>, TempDir)> {
     let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(&dir.path().join("data").join("minitower.db"))
+    let store = minitower_store_sqlite::open(&dir.path().join("data").join("minitower.db"))
         .await
         .unwrap();
     Some((Arc::new(store), dir))

@@ -4,7 +4,6 @@
 
 use minitower_store::conformance::{lease, t, Fixture};
 use minitower_store::{RunFilter, Store};
-use minitower_store_sqlite::SqliteStore;
 use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{ConnectOptions, Connection};
 use std::sync::Arc;
@@ -40,7 +39,7 @@ where
 async fn queries_stay_fast_at_scale() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("big.db");
-    let store = Arc::new(SqliteStore::open(&path).await.unwrap());
+    let store = Arc::new(minitower_store_sqlite::open(&path).await.unwrap());
     let f = Fixture::new(store.clone()).await;
     let mut apps = vec![(f.app.id, f.version.id)];
     for i in 1..APPS {

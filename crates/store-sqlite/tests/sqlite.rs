@@ -21,7 +21,7 @@ struct Db {
 async fn db() -> Db {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("mt.db");
-    let store = Arc::new(SqliteStore::open(&path).await.unwrap());
+    let store = Arc::new(minitower_store_sqlite::open(&path).await.unwrap());
     Db {
         _dir: dir,
         path,
@@ -222,7 +222,7 @@ async fn reopening_keeps_data() {
     d.store.close().await;
     drop(d.store);
 
-    let store = SqliteStore::open(&d.path).await.unwrap();
+    let store = minitower_store_sqlite::open(&d.path).await.unwrap();
     let run = store.get_run(team_id, run_id).await.unwrap().unwrap();
     assert_eq!(run.run.status, RunStatus::Completed);
     assert_eq!(run.attempts.len(), 1);
@@ -238,7 +238,7 @@ async fn migrations_apply_once() {
     Fixture::new(d.store.clone()).await;
     d.store.close().await;
     // opening again, and running the migrator by hand, change nothing
-    let again = SqliteStore::open(&d.path).await.unwrap();
+    let again = minitower_store_sqlite::open(&d.path).await.unwrap();
     again.close().await;
     let mut c = raw(&d.path).await;
     MIGRATOR.run(&mut c).await.unwrap();
@@ -264,7 +264,7 @@ async fn migrations_apply_once() {
 async fn open_creates_parent_folders() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("a").join("b").join("mt.db");
-    let store = SqliteStore::open(&path).await.unwrap();
+    let store = minitower_store_sqlite::open(&path).await.unwrap();
     store.ping().await.unwrap();
     assert!(path.exists());
     store.close().await;

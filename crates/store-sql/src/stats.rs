@@ -1,11 +1,13 @@
 //! Aggregates for the dashboard and the metrics gauges.
 //!
-//! Counts come from the trigger-maintained `run_counts` table and the stats
-//! from an index-only walk of the runs finished in the window, so none of
-//! these scan the whole runs table.
+//! Counts come from the dialect's counting queries (SQLite keeps a
+//! trigger-maintained `run_counts` table; PostgreSQL, with several replicas
+//! writing, counts over indexes instead of making every lease wait on one
+//! counter row), and the stats from an index walk of the runs finished in
+//! the window, so none of these scan the whole runs table.
 
 use crate::db::{self, get};
-use crate::SqliteStore;
+use crate::SqlStore;
 use chrono::{DateTime, Utc};
 use minitower_core::api::{RunStats, StatsBucket};
 use minitower_core::status::RunStatus;
@@ -17,15 +19,14 @@ const HOUR_MS: i64 = 3_600_000;
 const MAX_HOURS: i64 = 24 * 366;
 
 pub(crate) async fn runs_summary(
-    s: &SqliteStore,
+    s: &SqlStore,
     team_id: i64,
 ) -> StoreResult<BTreeMap<RunStatus, i64>> {
-    let rows =
-        sqlx::query("SELECT status, SUM(n) AS n FROM run_counts WHERE team_id = ? GROUP BY status")
-            .bind(team_id)
-            .fetch_all(&s.reader)
-            .await
-            .map_err(db::err)?;
+    let rows = sqlx::query(s.dialect.status_counts)
+        .bind(team_id)
+        .fetch_all(&s.reader)
+        .await
+        .map_err(db::err)?;
     let mut out: BTreeMap<RunStatus, i64> = RunStatus::ALL.iter().map(|s| (*s, 0)).collect();
     for r in &rows {
         out.insert(db::run_status(r, "status")?, get(r, "n")?);
@@ -34,7 +35,7 @@ pub(crate) async fn runs_summary(
 }
 
 pub(crate) async fn run_stats(
-    s: &SqliteStore,
+    s: &SqlStore,
     team_id: i64,
     hours: i64,
     now: DateTime<Utc>,
@@ -54,17 +55,17 @@ pub(crate) async fn run_stats(
         })
         .collect::<StoreResult<Vec<_>>>()?;
 
-    let mut tx = s.reader.begin().await.map_err(db::err)?;
+    let mut tx = s.snapshot().await?;
     let rows = sqlx::query(
-        "SELECT (finished_at - ?) / ? AS bucket, status, COUNT(*) AS n, \
-                SUM(started_at IS NOT NULL) AS timed FROM runs \
-         WHERE team_id = ? AND finished_at IS NOT NULL AND finished_at >= ? AND finished_at <= ? \
+        "SELECT (finished_at - $1) / $2 AS bucket, status, COUNT(*) AS n, \
+                COUNT(started_at) AS timed FROM runs \
+         WHERE team_id = $3 AND finished_at IS NOT NULL AND finished_at >= $1 \
+           AND finished_at <= $4 \
          GROUP BY bucket, status",
     )
     .bind(first)
     .bind(HOUR_MS)
     .bind(team_id)
-    .bind(first)
     .bind(now_ms)
     .fetch_all(&mut *tx)
     .await
@@ -95,14 +96,14 @@ pub(crate) async fn run_stats(
         finished += n;
     }
 
-    let window = "FROM runs WHERE team_id = ? AND finished_at IS NOT NULL \
-                  AND finished_at >= ? AND finished_at <= ? AND started_at IS NOT NULL";
+    let window = "FROM runs WHERE team_id = $1 AND finished_at IS NOT NULL \
+                  AND finished_at >= $2 AND finished_at <= $3 AND started_at IS NOT NULL";
     let median_duration_seconds = if timed == 0 {
         None
     } else {
         // The middle one (odd count) or the middle two (even count).
         let middle: Vec<i64> = sqlx::query_scalar(&format!(
-            "SELECT finished_at - started_at AS d {window} ORDER BY d LIMIT ? OFFSET ?"
+            "SELECT finished_at - started_at AS d {window} ORDER BY d LIMIT $4 OFFSET $5"
         ))
         .bind(team_id)
         .bind(first)
@@ -128,15 +129,11 @@ pub(crate) async fn run_stats(
 
 /// Every (team, app, environment) that ever had a run is listed, zero
 /// counts included, so a gauge drops to 0 instead of keeping its last value.
-pub(crate) async fn pending_counts(s: &SqliteStore) -> StoreResult<Vec<PendingCount>> {
-    let rows = sqlx::query(
-        "SELECT t.slug AS team, a.slug AS app, c.environment, c.n FROM run_counts c \
-         JOIN apps a ON a.id = c.app_id JOIN teams t ON t.id = c.team_id \
-         WHERE c.status = 'queued' ORDER BY t.slug, a.slug, c.environment",
-    )
-    .fetch_all(&s.reader)
-    .await
-    .map_err(db::err)?;
+pub(crate) async fn pending_counts(s: &SqlStore) -> StoreResult<Vec<PendingCount>> {
+    let rows = sqlx::query(s.dialect.pending_counts)
+        .fetch_all(&s.reader)
+        .await
+        .map_err(db::err)?;
     rows.iter()
         .map(|r| {
             Ok(PendingCount {
@@ -150,11 +147,11 @@ pub(crate) async fn pending_counts(s: &SqliteStore) -> StoreResult<Vec<PendingCo
 }
 
 /// Environments with runners, zero included when all are offline.
-pub(crate) async fn runners_online(s: &SqliteStore) -> StoreResult<Vec<(String, i64)>> {
-    let rows = sqlx::query(
-        "SELECT environment, SUM(status = 'online') AS n FROM runners \
-         GROUP BY environment ORDER BY environment",
-    )
+pub(crate) async fn runners_online(s: &SqlStore) -> StoreResult<Vec<(String, i64)>> {
+    let rows = sqlx::query(&s.sql(
+        "SELECT environment, COUNT(CASE WHEN status = 'online' THEN 1 END) AS n FROM runners \
+         GROUP BY environment ORDER BY environment COLLATE \"C\"",
+    ))
     .fetch_all(&s.reader)
     .await
     .map_err(db::err)?;

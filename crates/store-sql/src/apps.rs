@@ -1,41 +1,39 @@
 //! Apps and their immutable, numbered versions.
 
-use crate::db::{self, get, ms, ts};
-use crate::SqliteStore;
+use crate::db::{self, get, ms};
+use crate::SqlStore;
 use chrono::{DateTime, Utc};
 use minitower_core::api::{App, Version};
 use minitower_store::{AppRecord, NewVersion, StoreError, StoreResult, VersionRecord};
 use serde_json::Value;
-use sqlx::sqlite::SqliteRow;
+use sqlx::any::AnyRow;
+use sqlx::AnyConnection;
 
 const APP_SELECT: &str = "SELECT a.id, a.slug, a.description, a.created_at, \
      (SELECT MAX(version_no) FROM versions v WHERE v.app_id = a.id) AS latest_version \
      FROM apps a";
 
 const VERSION_SELECT: &str = "SELECT v.id, v.app_id, v.version_no, v.artifact_sha256, \
-     v.entrypoint, v.timeout_seconds, v.params_schema, v.import_paths, v.created_at \
+     v.entrypoint, v.timeout_seconds, v.params_schema AS params_schema, \
+     v.import_paths AS import_paths, v.created_at \
      FROM versions v";
 
-fn app(row: &SqliteRow) -> StoreResult<App> {
+fn app(row: &AnyRow) -> StoreResult<App> {
     Ok(App {
         id: get(row, "id")?,
         slug: get(row, "slug")?,
         description: get(row, "description")?,
-        created_at: ts(get(row, "created_at")?)?,
+        created_at: db::time(row, "created_at")?,
         latest_version: get(row, "latest_version")?,
     })
 }
 
-fn version(row: &SqliteRow) -> StoreResult<VersionRecord> {
+fn version(row: &AnyRow) -> StoreResult<VersionRecord> {
     let params_schema = match get::<Option<String>>(row, "params_schema")? {
-        Some(text) => Some(
-            serde_json::from_str(&text)
-                .map_err(|e| StoreError::Database(format!("params_schema: {e}")))?,
-        ),
+        Some(_) => Some(db::json(row, "params_schema")?),
         None => None,
     };
-    let import_paths: String = get(row, "import_paths")?;
-    let import_paths = serde_json::from_str(&import_paths)
+    let import_paths = serde_json::from_value(db::json(row, "import_paths")?)
         .map_err(|e| StoreError::Database(format!("import_paths: {e}")))?;
     Ok(VersionRecord {
         id: get(row, "id")?,
@@ -46,21 +44,42 @@ fn version(row: &SqliteRow) -> StoreResult<VersionRecord> {
             entrypoint: get(row, "entrypoint")?,
             timeout_seconds: get(row, "timeout_seconds")?,
             params_schema,
-            created_at: ts(get(row, "created_at")?)?,
+            created_at: db::time(row, "created_at")?,
             import_paths,
         },
     })
 }
 
+/// Locks an app row of the team against other numbering writers (runs and
+/// versions are numbered per app) without blocking foreign-key checks.
+/// Returns whether the app exists.
+pub(crate) async fn lock_app(
+    s: &SqlStore,
+    conn: &mut AnyConnection,
+    team_id: i64,
+    app_id: i64,
+) -> StoreResult<bool> {
+    let found: Option<i64> = sqlx::query_scalar(
+        &s.sql("SELECT id FROM apps WHERE id = $1 AND team_id = $2 FOR NO KEY UPDATE"),
+    )
+    .bind(app_id)
+    .bind(team_id)
+    .fetch_optional(conn)
+    .await
+    .map_err(db::err)?;
+    Ok(found.is_some())
+}
+
 pub(crate) async fn create_app(
-    s: &SqliteStore,
+    s: &SqlStore,
     team_id: i64,
     slug: &str,
     description: Option<&str>,
     now: DateTime<Utc>,
 ) -> StoreResult<AppRecord> {
+    let now = db::ts(ms(now))?;
     let mut tx = s.write().await?;
-    let team: Option<i64> = sqlx::query_scalar("SELECT id FROM teams WHERE id = ?")
+    let team: Option<i64> = sqlx::query_scalar("SELECT id FROM teams WHERE id = $1")
         .bind(team_id)
         .fetch_optional(&mut *tx)
         .await
@@ -69,12 +88,12 @@ pub(crate) async fn create_app(
         return Err(StoreError::NotFound("team"));
     }
     let id: i64 = sqlx::query_scalar(
-        "INSERT INTO apps (team_id, slug, description, created_at) VALUES (?, ?, ?, ?) \
+        "INSERT INTO apps (team_id, slug, description, created_at) VALUES ($1, $2, $3, $4) \
          RETURNING id",
     )
     .bind(team_id)
     .bind(slug)
-    .bind(description)
+    .bind(s.dialect.text_opt(description))
     .bind(ms(now))
     .fetch_one(&mut *tx)
     .await
@@ -86,32 +105,36 @@ pub(crate) async fn create_app(
             id,
             slug: slug.to_string(),
             description: description.map(str::to_string),
-            created_at: ts(ms(now))?,
+            created_at: now,
             latest_version: None,
         },
     })
 }
 
-pub(crate) async fn list_apps(s: &SqliteStore, team_id: i64) -> StoreResult<Vec<App>> {
-    let rows = sqlx::query(&format!("{APP_SELECT} WHERE a.team_id = ? ORDER BY a.slug"))
-        .bind(team_id)
-        .fetch_all(&s.reader)
-        .await
-        .map_err(db::err)?;
+pub(crate) async fn list_apps(s: &SqlStore, team_id: i64) -> StoreResult<Vec<App>> {
+    let rows = sqlx::query(&s.sql(&format!(
+        "{APP_SELECT} WHERE a.team_id = $1 ORDER BY a.slug COLLATE \"C\""
+    )))
+    .bind(team_id)
+    .fetch_all(&s.reader)
+    .await
+    .map_err(db::err)?;
     rows.iter().map(app).collect()
 }
 
 pub(crate) async fn get_app(
-    s: &SqliteStore,
+    s: &SqlStore,
     team_id: i64,
     slug: &str,
 ) -> StoreResult<Option<AppRecord>> {
-    let row = sqlx::query(&format!("{APP_SELECT} WHERE a.team_id = ? AND a.slug = ?"))
-        .bind(team_id)
-        .bind(slug)
-        .fetch_optional(&s.reader)
-        .await
-        .map_err(db::err)?;
+    let row = sqlx::query(&format!(
+        "{APP_SELECT} WHERE a.team_id = $1 AND a.slug = $2"
+    ))
+    .bind(team_id)
+    .bind(slug)
+    .fetch_optional(&s.reader)
+    .await
+    .map_err(db::err)?;
     row.map(|r| {
         let app = app(&r)?;
         Ok(AppRecord { id: app.id, app })
@@ -120,24 +143,19 @@ pub(crate) async fn get_app(
 }
 
 pub(crate) async fn create_version(
-    s: &SqliteStore,
+    s: &SqlStore,
     team_id: i64,
     app_id: i64,
     v: NewVersion,
     now: DateTime<Utc>,
 ) -> StoreResult<Version> {
+    let now = db::ts(ms(now))?;
     let mut tx = s.write().await?;
-    let app: Option<i64> = sqlx::query_scalar("SELECT id FROM apps WHERE id = ? AND team_id = ?")
-        .bind(app_id)
-        .bind(team_id)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(db::err)?;
-    if app.is_none() {
+    if !lock_app(s, &mut tx, team_id, app_id).await? {
         return Err(StoreError::NotFound("app"));
     }
     let version_no: i64 = sqlx::query_scalar(
-        "SELECT COALESCE(MAX(version_no), 0) + 1 FROM versions WHERE app_id = ?",
+        "SELECT COALESCE(MAX(version_no), 0) + 1 FROM versions WHERE app_id = $1",
     )
     .bind(app_id)
     .fetch_one(&mut *tx)
@@ -148,17 +166,17 @@ pub(crate) async fn create_version(
     sqlx::query(
         "INSERT INTO versions (app_id, team_id, version_no, artifact_sha256, artifact_size, \
          entrypoint, timeout_seconds, params_schema, towerfile, import_paths, created_at) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
     )
     .bind(app_id)
     .bind(team_id)
     .bind(version_no)
     .bind(&v.artifact_sha256)
     .bind(v.artifact_size)
-    .bind(&v.entrypoint)
+    .bind(s.dialect.text(&v.entrypoint).as_ref())
     .bind(v.timeout_seconds)
     .bind(schema)
-    .bind(&v.towerfile)
+    .bind(s.dialect.text_opt(v.towerfile.as_deref()))
     .bind(import_paths)
     .bind(ms(now))
     .execute(&mut *tx)
@@ -173,18 +191,18 @@ pub(crate) async fn create_version(
         entrypoint: v.entrypoint,
         timeout_seconds: v.timeout_seconds,
         params_schema: v.params_schema,
-        created_at: ts(ms(now))?,
+        created_at: now,
         import_paths: v.import_paths,
     })
 }
 
 pub(crate) async fn list_versions(
-    s: &SqliteStore,
+    s: &SqlStore,
     team_id: i64,
     app_id: i64,
 ) -> StoreResult<Vec<Version>> {
     let rows = sqlx::query(&format!(
-        "{VERSION_SELECT} WHERE v.app_id = ? AND v.team_id = ? ORDER BY v.version_no DESC"
+        "{VERSION_SELECT} WHERE v.app_id = $1 AND v.team_id = $2 ORDER BY v.version_no DESC"
     ))
     .bind(app_id)
     .bind(team_id)
@@ -195,21 +213,20 @@ pub(crate) async fn list_versions(
 }
 
 pub(crate) async fn get_version(
-    s: &SqliteStore,
+    s: &SqlStore,
     team_id: i64,
     app_id: i64,
     version_no: Option<i64>,
 ) -> StoreResult<Option<VersionRecord>> {
-    let q = match version_no {
-        Some(_) => format!("{VERSION_SELECT} WHERE v.app_id = ? AND v.team_id = ? AND v.version_no = ?"),
-        None => format!(
-            "{VERSION_SELECT} WHERE v.app_id = ? AND v.team_id = ? ORDER BY v.version_no DESC LIMIT 1"
-        ),
-    };
-    let mut query = sqlx::query(&q).bind(app_id).bind(team_id);
-    if let Some(no) = version_no {
-        query = query.bind(no);
-    }
-    let row = query.fetch_optional(&s.reader).await.map_err(db::err)?;
+    let row = sqlx::query(&format!(
+        "{VERSION_SELECT} WHERE v.app_id = $1 AND v.team_id = $2 \
+         AND (CAST($3 AS BIGINT) IS NULL OR v.version_no = $3) ORDER BY v.version_no DESC LIMIT 1"
+    ))
+    .bind(app_id)
+    .bind(team_id)
+    .bind(version_no)
+    .fetch_optional(&s.reader)
+    .await
+    .map_err(db::err)?;
     row.as_ref().map(version).transpose()
 }

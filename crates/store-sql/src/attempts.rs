@@ -1,17 +1,17 @@
 //! The lease holder's calls: start, heartbeat, logs, result, artifact.
 //!
-//! Each one first finds the attempt the (runner, run, lease token) triple
-//! names; a token that names nothing, or an attempt that is no longer active,
-//! is `LeaseGone` and changes nothing.
+//! Each one locks the run row, then finds the attempt the (runner, run,
+//! lease token) triple names; a token that names nothing, or an attempt that
+//! is no longer active, is `LeaseGone` and changes nothing.
 
-use crate::db::{self, get, ms, ts, ts_opt};
+use crate::db::{self, get, ms};
 use crate::runner::seen;
-use crate::SqliteStore;
+use crate::SqlStore;
 use chrono::{DateTime, Utc};
 use minitower_core::api::{AttemptState, NewLogLine, ResultAck, ResultRequest};
 use minitower_core::status::{self, AttemptStatus, RecordedResult, RunStatus};
 use minitower_store::{Finished, LeaseParams, ResultOutcome, RunLabels, StoreError, StoreResult};
-use sqlx::SqliteConnection;
+use sqlx::AnyConnection;
 
 /// The attempt a lease token names, with the run state transitions need.
 struct Held {
@@ -27,17 +27,25 @@ struct Held {
     started_at: Option<i64>,
 }
 
+/// Locks the run (when `lock`) and reads the attempt the token names. The
+/// lock comes first so a racing cancel, result or reaper on the same run
+/// is either wholly before or wholly after this call.
 async fn held(
-    conn: &mut SqliteConnection,
+    s: &SqlStore,
+    conn: &mut AnyConnection,
     runner_id: i64,
     run_id: i64,
     lease_token_hash: &str,
+    lock: bool,
 ) -> StoreResult<Held> {
+    if lock && db::lock_run(s, &mut *conn, run_id, None).await?.is_none() {
+        return Err(StoreError::LeaseGone);
+    }
     let row = sqlx::query(
         "SELECT a.id, a.attempt_no, a.status, a.exit_code, a.error_message, a.lease_expires_at, \
                 r.status AS run_status, r.cancel_requested, r.queued_at, r.started_at \
          FROM run_attempts a JOIN runs r ON r.id = a.run_id \
-         WHERE a.run_id = ? AND a.runner_id = ? AND a.lease_token_hash = ? \
+         WHERE a.run_id = $1 AND a.runner_id = $2 AND a.lease_token_hash = $3 \
          ORDER BY a.attempt_no DESC LIMIT 1",
     )
     .bind(run_id)
@@ -54,11 +62,32 @@ async fn held(
         exit_code: get(&row, "exit_code")?,
         error_message: get(&row, "error_message")?,
         run: db::run_status(&row, "run_status")?,
-        cancel_requested: get::<i64>(&row, "cancel_requested")? != 0,
+        cancel_requested: db::flag(&row, "cancel_requested")?,
         lease_expires_at: get(&row, "lease_expires_at")?,
         queued_at: get(&row, "queued_at")?,
         started_at: get(&row, "started_at")?,
     })
+}
+
+/// Log lines per `INSERT`: 6 parameters each, far below SQLite's 32,766
+/// and PostgreSQL's 65,535.
+const LOG_ROWS_PER_STATEMENT: usize = 500;
+
+/// `?` for a result inside a transaction that holds the run's row lock: on
+/// an error the transaction is rolled back *now*. A transaction that is
+/// merely dropped is rolled back only when sqlx next pings its connection,
+/// in a task of its own, and until then the run row stays locked: a lease
+/// right after a refused call (a 410) would skip the run.
+macro_rules! tx_try {
+    ($tx:ident, $e:expr) => {
+        match $e {
+            Ok(v) => v,
+            Err(e) => {
+                let _ = $tx.rollback().await;
+                return Err(e.into());
+            }
+        }
+    };
 }
 
 /// A compare-and-set on the attempt that matched nothing means the lease was
@@ -72,20 +101,24 @@ fn lease_cas(rows: u64) -> StoreResult<()> {
 }
 
 pub(crate) async fn start_attempt(
-    s: &SqliteStore,
+    s: &SqlStore,
     runner_id: i64,
     run_id: i64,
     lease_token_hash: &str,
     params: LeaseParams,
 ) -> StoreResult<(AttemptState, Option<RunLabels>)> {
     let mut tx = s.write().await?;
-    let h = held(&mut tx, runner_id, run_id, lease_token_hash).await?;
-    let t = status::start(h.run, h.attempt)?;
+    let now = s.now(&mut *tx, params.now).await?;
+    let h = tx_try!(
+        tx,
+        held(s, &mut tx, runner_id, run_id, lease_token_hash, true).await
+    );
+    let t = tx_try!(tx, status::start(h.run, h.attempt));
     let attempt = t.attempt.unwrap_or(h.attempt);
-    let expires = db::expiry(params.now, params.ttl).max(h.lease_expires_at);
+    let expires = db::expiry(now, params.ttl).max(h.lease_expires_at);
     // Starting is proof of life: it extends the lease like a heartbeat.
     let done = sqlx::query(
-        "UPDATE run_attempts SET status = ?, lease_expires_at = ? WHERE id = ? AND status = ?",
+        "UPDATE run_attempts SET status = $1, lease_expires_at = $2 WHERE id = $3 AND status = $4",
     )
     .bind(attempt.as_str())
     .bind(expires)
@@ -94,15 +127,15 @@ pub(crate) async fn start_attempt(
     .execute(&mut *tx)
     .await
     .map_err(db::err)?;
-    lease_cas(done.rows_affected())?;
+    tx_try!(tx, lease_cas(done.rows_affected()));
     let mut labels = None;
     if t.changed {
         let done = sqlx::query(
-            "UPDATE runs SET status = ?, started_at = COALESCE(started_at, ?) \
-             WHERE id = ? AND status = ?",
+            "UPDATE runs SET status = $1, started_at = COALESCE(started_at, $2) \
+             WHERE id = $3 AND status = $4",
         )
         .bind(t.run.as_str())
-        .bind(ms(params.now))
+        .bind(now)
         .bind(run_id)
         .bind(h.run.as_str())
         .execute(&mut *tx)
@@ -111,14 +144,14 @@ pub(crate) async fn start_attempt(
         db::cas(done.rows_affected(), "start run")?;
         labels = Some(db::labels(&mut tx, run_id).await?);
     }
-    seen(&mut tx, runner_id, params.now).await?;
+    seen(&mut tx, runner_id, now).await?;
     tx.commit().await.map_err(db::err)?;
     Ok((
         AttemptState {
             status: attempt,
             run_status: t.run,
             cancel_requested: h.cancel_requested,
-            lease_expires_at: ts(expires)?,
+            lease_expires_at: db::ts(expires)?,
             ttl_ms: Some(params.ttl.as_millis() as u64),
         },
         labels,
@@ -126,38 +159,42 @@ pub(crate) async fn start_attempt(
 }
 
 pub(crate) async fn heartbeat(
-    s: &SqliteStore,
+    s: &SqlStore,
     runner_id: i64,
     run_id: i64,
     lease_token_hash: &str,
     params: LeaseParams,
 ) -> StoreResult<AttemptState> {
     let mut tx = s.write().await?;
-    let h = held(&mut tx, runner_id, run_id, lease_token_hash).await?;
-    let t = status::heartbeat(h.run, h.attempt)?;
-    let expires = db::expiry(params.now, params.ttl).max(h.lease_expires_at);
+    let now = s.now(&mut *tx, params.now).await?;
+    let h = tx_try!(
+        tx,
+        held(s, &mut tx, runner_id, run_id, lease_token_hash, true).await
+    );
+    let t = tx_try!(tx, status::heartbeat(h.run, h.attempt));
+    let expires = db::expiry(now, params.ttl).max(h.lease_expires_at);
     let done =
-        sqlx::query("UPDATE run_attempts SET lease_expires_at = ? WHERE id = ? AND status = ?")
+        sqlx::query("UPDATE run_attempts SET lease_expires_at = $1 WHERE id = $2 AND status = $3")
             .bind(expires)
             .bind(h.attempt_id)
             .bind(h.attempt.as_str())
             .execute(&mut *tx)
             .await
             .map_err(db::err)?;
-    lease_cas(done.rows_affected())?;
-    seen(&mut tx, runner_id, params.now).await?;
+    tx_try!(tx, lease_cas(done.rows_affected()));
+    seen(&mut tx, runner_id, now).await?;
     tx.commit().await.map_err(db::err)?;
     Ok(AttemptState {
         status: t.attempt.unwrap_or(h.attempt),
         run_status: t.run,
         cancel_requested: h.cancel_requested,
-        lease_expires_at: ts(expires)?,
+        lease_expires_at: db::ts(expires)?,
         ttl_ms: Some(params.ttl.as_millis() as u64),
     })
 }
 
 pub(crate) async fn append_logs(
-    s: &SqliteStore,
+    s: &SqlStore,
     runner_id: i64,
     run_id: i64,
     lease_token_hash: &str,
@@ -165,25 +202,50 @@ pub(crate) async fn append_logs(
     now: DateTime<Utc>,
 ) -> StoreResult<(i64, bool)> {
     let mut tx = s.write().await?;
-    let h = held(&mut tx, runner_id, run_id, lease_token_hash).await?;
+    let h = tx_try!(
+        tx,
+        held(s, &mut tx, runner_id, run_id, lease_token_hash, true).await
+    );
     // Logs are accepted exactly while a heartbeat would be.
-    status::heartbeat(h.run, h.attempt)?;
+    tx_try!(tx, status::heartbeat(h.run, h.attempt));
+    // A seq already stored (a resent batch) is ignored, not an error; within
+    // a batch the first line of a seq wins, as with one insert per line.
+    let mut seen_seqs = std::collections::HashSet::with_capacity(lines.len());
+    let fresh: Vec<&NewLogLine> = lines.iter().filter(|l| seen_seqs.insert(l.seq)).collect();
     let mut stored = 0;
-    for l in lines {
-        // A seq already stored (a resent batch) is ignored, not an error.
-        let done = sqlx::query(
-            "INSERT OR IGNORE INTO run_logs (run_id, seq, attempt_no, stream, line, logged_at) \
-             VALUES (?, ?, ?, ?, ?, ?)",
-        )
-        .bind(run_id)
-        .bind(l.seq)
-        .bind(h.attempt_no)
-        .bind(&l.stream)
-        .bind(&l.line)
-        .bind(ms(l.logged_at.unwrap_or(now)))
-        .execute(&mut *tx)
-        .await
-        .map_err(db::err)?;
+    // A few statements per batch, each well under both databases' limit on
+    // bound parameters.
+    for chunk in fresh.chunks(LOG_ROWS_PER_STATEMENT) {
+        let mut sql = String::from(
+            "INSERT INTO run_logs (run_id, seq, attempt_no, stream, line, logged_at) VALUES ",
+        );
+        for i in 0..chunk.len() {
+            let b = i * 6;
+            if i > 0 {
+                sql.push_str(", ");
+            }
+            sql.push_str(&format!(
+                "(${}, ${}, ${}, ${}, ${}, ${})",
+                b + 1,
+                b + 2,
+                b + 3,
+                b + 4,
+                b + 5,
+                b + 6
+            ));
+        }
+        sql.push_str(" ON CONFLICT (run_id, seq) DO NOTHING");
+        let mut q = sqlx::query(&sql);
+        for l in chunk {
+            q = q
+                .bind(run_id)
+                .bind(l.seq)
+                .bind(h.attempt_no)
+                .bind(s.dialect.text(&l.stream).into_owned())
+                .bind(s.dialect.text(&l.line).into_owned())
+                .bind(ms(l.logged_at.unwrap_or(now)));
+        }
+        let done = q.execute(&mut *tx).await.map_err(db::err)?;
         stored += done.rows_affected() as i64;
     }
     tx.commit().await.map_err(db::err)?;
@@ -191,15 +253,20 @@ pub(crate) async fn append_logs(
 }
 
 pub(crate) async fn complete_attempt(
-    s: &SqliteStore,
+    s: &SqlStore,
     runner_id: i64,
     run_id: i64,
     lease_token_hash: &str,
     result: &ResultRequest,
     now: DateTime<Utc>,
 ) -> StoreResult<ResultOutcome> {
+    let now = ms(now);
     let mut tx = s.write().await?;
-    let h = held(&mut tx, runner_id, run_id, lease_token_hash).await?;
+    let h = tx_try!(
+        tx,
+        held(s, &mut tx, runner_id, run_id, lease_token_hash, true).await
+    );
+    let message = s.dialect.text_opt(result.error_message.as_deref());
     let recorded = (!h.attempt.is_active()).then(|| RecordedResult {
         status: h.attempt,
         exit_code: h.exit_code,
@@ -210,9 +277,10 @@ pub(crate) async fn complete_attempt(
         h.attempt,
         result.status,
         result.exit_code,
-        result.error_message.as_deref(),
+        message.as_deref(),
         recorded.as_ref(),
-    )?;
+    );
+    let t = tx_try!(tx, t);
     let attempt = t.attempt.unwrap_or(h.attempt);
     if !t.changed {
         tx.commit().await.map_err(db::err)?;
@@ -225,27 +293,27 @@ pub(crate) async fn complete_attempt(
         });
     }
     let done = sqlx::query(
-        "UPDATE run_attempts SET status = ?, exit_code = ?, error_message = ?, finished_at = ? \
-         WHERE id = ? AND status = ?",
+        "UPDATE run_attempts SET status = $1, exit_code = $2, error_message = $3, \
+         finished_at = $4 WHERE id = $5 AND status = $6",
     )
     .bind(attempt.as_str())
     .bind(result.exit_code)
-    .bind(&result.error_message)
-    .bind(ms(now))
+    .bind(&message)
+    .bind(now)
     .bind(h.attempt_id)
     .bind(h.attempt.as_str())
     .execute(&mut *tx)
     .await
     .map_err(db::err)?;
-    lease_cas(done.rows_affected())?;
+    tx_try!(tx, lease_cas(done.rows_affected()));
     let done = sqlx::query(
-        "UPDATE runs SET status = ?, exit_code = ?, error_message = ?, finished_at = ? \
-         WHERE id = ? AND status = ?",
+        "UPDATE runs SET status = $1, exit_code = $2, error_message = $3, finished_at = $4 \
+         WHERE id = $5 AND status = $6",
     )
     .bind(t.run.as_str())
     .bind(result.exit_code)
-    .bind(&result.error_message)
-    .bind(ms(now))
+    .bind(&message)
+    .bind(now)
     .bind(run_id)
     .bind(h.run.as_str())
     .execute(&mut *tx)
@@ -262,9 +330,9 @@ pub(crate) async fn complete_attempt(
         finished: Some(Finished {
             labels,
             status: t.run,
-            queued_at: ts(h.queued_at)?,
-            started_at: ts_opt(h.started_at)?,
-            finished_at: ts(ms(now))?,
+            queued_at: db::ts(h.queued_at)?,
+            started_at: db::ts_opt(h.started_at)?,
+            finished_at: db::ts(now)?,
         }),
     })
 }
@@ -272,41 +340,45 @@ pub(crate) async fn complete_attempt(
 /// The runner hands its attempt back (see `status::release`): no retry is
 /// spent; the run is queued again keeping its place in line.
 pub(crate) async fn release_attempt(
-    s: &SqliteStore,
+    s: &SqlStore,
     runner_id: i64,
     run_id: i64,
     lease_token_hash: &str,
     now: DateTime<Utc>,
 ) -> StoreResult<ResultOutcome> {
     let mut tx = s.write().await?;
-    let h = held(&mut tx, runner_id, run_id, lease_token_hash).await?;
-    let t = status::release(h.run, h.attempt, h.cancel_requested)?;
+    let now = s.now(&mut *tx, now).await?;
+    let h = tx_try!(
+        tx,
+        held(s, &mut tx, runner_id, run_id, lease_token_hash, true).await
+    );
+    let t = tx_try!(tx, status::release(h.run, h.attempt, h.cancel_requested));
     let attempt = t.attempt.unwrap_or(AttemptStatus::Expired);
     let done = sqlx::query(
-        "UPDATE run_attempts SET status = ?, finished_at = ?, \
-         error_message = 'released by the runner (shutting down)' WHERE id = ? AND status = ?",
+        "UPDATE run_attempts SET status = $1, finished_at = $2, \
+         error_message = 'released by the runner (shutting down)' WHERE id = $3 AND status = $4",
     )
     .bind(attempt.as_str())
-    .bind(ms(now))
+    .bind(now)
     .bind(h.attempt_id)
     .bind(h.attempt.as_str())
     .execute(&mut *tx)
     .await
     .map_err(db::err)?;
-    lease_cas(done.rows_affected())?;
+    tx_try!(tx, lease_cas(done.rows_affected()));
     let done = if t.run == RunStatus::Queued {
-        sqlx::query("UPDATE runs SET status = 'queued' WHERE id = ? AND status = ?")
+        sqlx::query("UPDATE runs SET status = 'queued' WHERE id = $1 AND status = $2")
             .bind(run_id)
             .bind(h.run.as_str())
             .execute(&mut *tx)
             .await
     } else {
         sqlx::query(
-            "UPDATE runs SET status = ?, finished_at = ?, \
-             error_message = 'cancelled; the runner shut down' WHERE id = ? AND status = ?",
+            "UPDATE runs SET status = $1, finished_at = $2, \
+             error_message = 'cancelled; the runner shut down' WHERE id = $3 AND status = $4",
         )
         .bind(t.run.as_str())
-        .bind(ms(now))
+        .bind(now)
         .bind(run_id)
         .bind(h.run.as_str())
         .execute(&mut *tx)
@@ -316,17 +388,13 @@ pub(crate) async fn release_attempt(
     db::cas(done.rows_affected(), "release run")?;
     let labels = db::labels(&mut tx, run_id).await?;
     tx.commit().await.map_err(db::err)?;
-    let finished = if t.run.is_terminal() {
-        Some(Finished {
-            labels,
-            status: t.run,
-            queued_at: ts(h.queued_at)?,
-            started_at: ts_opt(h.started_at)?,
-            finished_at: ts(ms(now))?,
-        })
-    } else {
-        None
-    };
+    let finished = t.run.is_terminal().then_some(Finished {
+        labels,
+        status: t.run,
+        queued_at: db::ts(h.queued_at)?,
+        started_at: db::ts_opt(h.started_at)?,
+        finished_at: db::ts(now)?,
+    });
     Ok(ResultOutcome {
         ack: ResultAck {
             status: attempt,
@@ -337,17 +405,20 @@ pub(crate) async fn release_attempt(
 }
 
 pub(crate) async fn leased_artifact(
-    s: &SqliteStore,
+    s: &SqlStore,
     runner_id: i64,
     run_id: i64,
     lease_token_hash: &str,
 ) -> StoreResult<String> {
-    let mut tx = s.reader.begin().await.map_err(db::err)?;
-    let h = held(&mut tx, runner_id, run_id, lease_token_hash).await?;
-    status::heartbeat(h.run, h.attempt)?;
+    let mut tx = s.snapshot().await?;
+    let h = tx_try!(
+        tx,
+        held(s, &mut tx, runner_id, run_id, lease_token_hash, false).await
+    );
+    tx_try!(tx, status::heartbeat(h.run, h.attempt));
     let sha: String = sqlx::query_scalar(
         "SELECT v.artifact_sha256 FROM runs r JOIN versions v ON v.id = r.version_id \
-         WHERE r.id = ?",
+         WHERE r.id = $1",
     )
     .bind(run_id)
     .fetch_one(&mut *tx)

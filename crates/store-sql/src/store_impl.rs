@@ -1,6 +1,6 @@
 //! The [`Store`] trait, delegating each method to the module that owns it.
 
-use crate::{apps, attempts, db, reaper, runner, runs, stats, teams, SqliteStore};
+use crate::{apps, attempts, db, reaper, runner, runs, stats, teams, SqlStore};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use minitower_core::api::{
@@ -15,16 +15,16 @@ use minitower_store::{
 use std::collections::BTreeMap;
 
 #[async_trait]
-impl Store for SqliteStore {
+impl Store for SqlStore {
     async fn ping(&self) -> StoreResult<()> {
         sqlx::query("SELECT 1")
-            .execute(&self.reader)
+            .execute(&self.writer)
             .await
             .map_err(db::err)?;
         Ok(())
     }
     async fn close(&self) {
-        SqliteStore::close(self).await
+        SqlStore::close(self).await
     }
 
     async fn create_team(
@@ -39,6 +39,11 @@ impl Store for SqliteStore {
         teams::create_team(self, slug, name, password_hash, token_name, token_hash, now).await
     }
     async fn team_login_info(&self, slug: &str) -> StoreResult<Option<(Team, Option<String>)>> {
+        // PostgreSQL text cannot hold NUL (the query would fail): no stored
+        // key holds one, so such a key names nothing.
+        if slug.contains('\0') {
+            return Ok(None);
+        }
         teams::team_login_info(self, slug).await
     }
     async fn create_token(
@@ -53,6 +58,9 @@ impl Store for SqliteStore {
         teams::create_token(self, team_id, name, role, token_hash, now, expires_at).await
     }
     async fn token_by_hash(&self, token_hash: &str) -> StoreResult<Option<TokenIdentity>> {
+        if token_hash.contains('\0') {
+            return Ok(None);
+        }
         teams::token_by_hash(self, token_hash).await
     }
     async fn touch_token(&self, token_id: i64, now: DateTime<Utc>) -> StoreResult<()> {
@@ -83,6 +91,9 @@ impl Store for SqliteStore {
         apps::list_apps(self, team_id).await
     }
     async fn get_app(&self, team_id: i64, slug: &str) -> StoreResult<Option<AppRecord>> {
+        if slug.contains('\0') {
+            return Ok(None);
+        }
         apps::get_app(self, team_id, slug).await
     }
     async fn create_version(
@@ -153,6 +164,9 @@ impl Store for SqliteStore {
         runner::register_runner(self, name, environment, max_concurrency, token_hash, now).await
     }
     async fn runner_by_token_hash(&self, token_hash: &str) -> StoreResult<Option<RunnerIdentity>> {
+        if token_hash.contains('\0') {
+            return Ok(None);
+        }
         runner::runner_by_token_hash(self, token_hash).await
     }
     async fn runner_seen(&self, runner_id: i64, now: DateTime<Utc>) -> StoreResult<()> {

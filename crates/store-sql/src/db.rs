@@ -1,15 +1,20 @@
 //! Conversions between rows and domain types, and error mapping, shared by
-//! every module of the backend.
+//! every module.
 
+use crate::SqlStore;
 use chrono::{DateTime, Utc};
 use minitower_core::api::Run;
 use minitower_core::status::{AttemptStatus, RunStatus};
 use minitower_store::{RunLabels, StoreError, StoreResult};
 use serde_json::Value;
-use sqlx::sqlite::SqliteRow;
-use sqlx::{Decode, Row, Sqlite, SqliteConnection, Type};
+use sqlx::any::AnyRow;
+use sqlx::{Any, AnyConnection, Decode, Row, Type};
 
-/// Timestamps are stored as unix milliseconds.
+/// Latest instant stored: far past any lease, inside chrono's range and
+/// PostgreSQL's, so `now + huge ttl` saturates instead of failing.
+const MAX_MS: i64 = 253_402_300_799_000; // 9999-12-31T23:59:59Z
+
+/// Timestamps are stored as unix milliseconds, in both schemas.
 pub(crate) fn ms(t: DateTime<Utc>) -> i64 {
     t.timestamp_millis()
 }
@@ -26,13 +31,12 @@ pub(crate) fn ts_opt(ms: Option<i64>) -> StoreResult<Option<DateTime<Utc>>> {
 }
 
 /// `now + ttl` in milliseconds, saturating instead of overflowing.
-pub(crate) fn expiry(now: DateTime<Utc>, ttl: std::time::Duration) -> i64 {
+pub(crate) fn expiry(now_ms: i64, ttl: std::time::Duration) -> i64 {
     let ttl = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
-    ms(now).saturating_add(ttl)
+    now_ms.saturating_add(ttl).min(MAX_MS)
 }
 
-/// Maps a driver error: unique violations are the caller's conflict,
-/// everything else is the database's fault.
+/// Maps a driver error (see `impl From<sqlx::Error> for StoreError`).
 pub(crate) fn err(e: sqlx::Error) -> StoreError {
     StoreError::from(e)
 }
@@ -46,36 +50,55 @@ pub(crate) fn unique(what: impl FnOnce() -> String) -> impl FnOnce(sqlx::Error) 
 }
 
 /// Reads a column, mapping decode errors.
-pub(crate) fn get<'r, T>(row: &'r SqliteRow, col: &str) -> StoreResult<T>
+pub(crate) fn get<'r, T>(row: &'r AnyRow, col: &str) -> StoreResult<T>
 where
-    T: Decode<'r, Sqlite> + Type<Sqlite>,
+    T: Decode<'r, Any> + Type<Any>,
 {
     row.try_get(col)
         .map_err(|e| StoreError::Database(format!("column {col}: {e}")))
 }
 
+/// Reads a timestamp column.
+pub(crate) fn time(row: &AnyRow, col: &str) -> StoreResult<DateTime<Utc>> {
+    ts(get(row, col)?)
+}
+
+/// Reads an optional timestamp column.
+pub(crate) fn time_opt(row: &AnyRow, col: &str) -> StoreResult<Option<DateTime<Utc>>> {
+    ts_opt(get(row, col)?)
+}
+
+/// Reads a boolean column: PostgreSQL's `BOOLEAN` or SQLite's 0/1 integer.
+pub(crate) fn flag(row: &AnyRow, col: &str) -> StoreResult<bool> {
+    match row.try_get::<bool, _>(col) {
+        Ok(b) => Ok(b),
+        Err(_) => Ok(get::<i64>(row, col)? != 0),
+    }
+}
+
 /// Reads a run status column.
-pub(crate) fn run_status(row: &SqliteRow, col: &str) -> StoreResult<RunStatus> {
+pub(crate) fn run_status(row: &AnyRow, col: &str) -> StoreResult<RunStatus> {
     get::<String>(row, col)?
         .parse()
         .map_err(|e| StoreError::Database(format!("column {col}: {e}")))
 }
 
 /// Reads an attempt status column.
-pub(crate) fn attempt_status(row: &SqliteRow, col: &str) -> StoreResult<AttemptStatus> {
+pub(crate) fn attempt_status(row: &AnyRow, col: &str) -> StoreResult<AttemptStatus> {
     get::<String>(row, col)?
         .parse()
         .map_err(|e| StoreError::Database(format!("column {col}: {e}")))
 }
 
-/// Reads a JSON text column.
-pub(crate) fn json(row: &SqliteRow, col: &str) -> StoreResult<Value> {
+/// Reads a JSON text column, keeping key order.
+pub(crate) fn json(row: &AnyRow, col: &str) -> StoreResult<Value> {
     let text: String = get(row, col)?;
     serde_json::from_str(&text).map_err(|e| StoreError::Database(format!("column {col}: {e}")))
 }
 
 /// Fails a compare-and-set that matched no row: the state it was based on
-/// changed under us, which the single writer should make impossible.
+/// changed under us, which the row locks (or the single writer) should make
+/// impossible.
 pub(crate) fn cas(rows: u64, what: &str) -> StoreResult<()> {
     if rows == 1 {
         Ok(())
@@ -93,7 +116,7 @@ pub(crate) const RUN_SELECT: &str = "SELECT r.id, r.run_no, a.slug AS app, v.ver
      FROM runs r JOIN apps a ON a.id = r.app_id JOIN versions v ON v.id = r.version_id";
 
 /// Builds a [`Run`] from a row of [`RUN_SELECT`].
-pub(crate) fn run_from_row(row: &SqliteRow) -> StoreResult<Run> {
+pub(crate) fn run_from_row(row: &AnyRow) -> StoreResult<Run> {
     Ok(Run {
         id: get(row, "id")?,
         run_no: get(row, "run_no")?,
@@ -104,19 +127,19 @@ pub(crate) fn run_from_row(row: &SqliteRow) -> StoreResult<Run> {
         priority: get(row, "priority")?,
         max_retries: get(row, "max_retries")?,
         retry_count: get(row, "retry_count")?,
-        cancel_requested: get::<i64>(row, "cancel_requested")? != 0,
+        cancel_requested: flag(row, "cancel_requested")?,
         exit_code: get(row, "exit_code")?,
         error_message: get(row, "error_message")?,
-        queued_at: ts(get(row, "queued_at")?)?,
-        started_at: ts_opt(get(row, "started_at")?)?,
-        finished_at: ts_opt(get(row, "finished_at")?)?,
+        queued_at: time(row, "queued_at")?,
+        started_at: time_opt(row, "started_at")?,
+        finished_at: time_opt(row, "finished_at")?,
         environment: get(row, "environment")?,
     })
 }
 
 /// One run by id (no team check), on any connection.
-pub(crate) async fn load_run(conn: &mut SqliteConnection, run_id: i64) -> StoreResult<Run> {
-    let row = sqlx::query(&format!("{RUN_SELECT} WHERE r.id = ?"))
+pub(crate) async fn load_run(conn: &mut AnyConnection, run_id: i64) -> StoreResult<Run> {
+    let row = sqlx::query(&format!("{RUN_SELECT} WHERE r.id = $1"))
         .bind(run_id)
         .fetch_optional(conn)
         .await
@@ -125,12 +148,37 @@ pub(crate) async fn load_run(conn: &mut SqliteConnection, run_id: i64) -> StoreR
     run_from_row(&row)
 }
 
+/// Locks a run row for the rest of the transaction and returns its status.
+/// Every transition locks the run first, so callers racing on one run queue
+/// up here instead of deadlocking on the attempt or runner rows.
+pub(crate) async fn lock_run(
+    s: &SqlStore,
+    conn: &mut AnyConnection,
+    run_id: i64,
+    team_id: Option<i64>,
+) -> StoreResult<Option<RunStatus>> {
+    let st: Option<String> = sqlx::query_scalar(&s.sql(
+        "SELECT status FROM runs WHERE id = $1 AND (CAST($2 AS BIGINT) IS NULL OR team_id = $2) \
+         FOR UPDATE",
+    ))
+    .bind(run_id)
+    .bind(team_id)
+    .fetch_optional(conn)
+    .await
+    .map_err(err)?;
+    st.map(|s| {
+        s.parse()
+            .map_err(|e| StoreError::Database(format!("runs.status: {e}")))
+    })
+    .transpose()
+}
+
 /// Metric labels of a run.
-pub(crate) async fn labels(conn: &mut SqliteConnection, run_id: i64) -> StoreResult<RunLabels> {
+pub(crate) async fn labels(conn: &mut AnyConnection, run_id: i64) -> StoreResult<RunLabels> {
     let row = sqlx::query(
         "SELECT r.id, t.slug AS team, a.slug AS app, r.environment \
          FROM runs r JOIN apps a ON a.id = r.app_id JOIN teams t ON t.id = r.team_id \
-         WHERE r.id = ?",
+         WHERE r.id = $1",
     )
     .bind(run_id)
     .fetch_optional(conn)
@@ -143,4 +191,19 @@ pub(crate) async fn labels(conn: &mut SqliteConnection, run_id: i64) -> StoreRes
         app: get(&row, "app")?,
         environment: get(&row, "environment")?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expiry_saturates() {
+        assert_eq!(expiry(1_000, std::time::Duration::from_millis(5)), 1_005);
+        assert_eq!(
+            expiry(1_000, std::time::Duration::from_secs(u64::MAX)),
+            MAX_MS
+        );
+        assert!(ts(MAX_MS).is_ok());
+    }
 }

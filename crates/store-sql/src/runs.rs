@@ -1,7 +1,8 @@
 //! Runs as users see them: queueing, reading, listing, cancelling, logs.
 
-use crate::db::{self, get, ms, run_from_row, ts, ts_opt, RUN_SELECT};
-use crate::SqliteStore;
+use crate::apps::lock_app;
+use crate::db::{self, get, ms, run_from_row, RUN_SELECT};
+use crate::SqlStore;
 use chrono::{DateTime, Utc};
 use minitower_core::api::{Attempt, LogLine, Run, RunDetail};
 use minitower_core::status::{self, AttemptStatus, RunStatus};
@@ -17,11 +18,18 @@ const MAX_LOG_LIMIT: i64 = 10_000;
 /// Active attempt statuses as an SQL list.
 pub(crate) const ACTIVE: &str = "('leased', 'running', 'cancelling')";
 
-pub(crate) async fn create_run(s: &SqliteStore, run: NewRun) -> StoreResult<(Run, bool)> {
+pub(crate) async fn create_run(s: &SqlStore, run: NewRun) -> StoreResult<(Run, bool)> {
     let mut tx = s.write().await?;
-    if let Some(key) = &run.idempotency_key {
+    // The app lock serializes creates of one app across replicas: run numbers
+    // stay gap-free and an idempotency key is checked after any racing
+    // create with the same key has committed.
+    if !lock_app(s, &mut tx, run.team_id, run.app_id).await? {
+        return Err(StoreError::NotFound("version"));
+    }
+    let key = s.dialect.text_opt(run.idempotency_key.as_deref());
+    if let Some(key) = &key {
         let first: Option<i64> =
-            sqlx::query_scalar("SELECT id FROM runs WHERE app_id = ? AND idempotency_key = ?")
+            sqlx::query_scalar("SELECT id FROM runs WHERE app_id = $1 AND idempotency_key = $2")
                 .bind(run.app_id)
                 .bind(key)
                 .fetch_optional(&mut *tx)
@@ -33,21 +41,18 @@ pub(crate) async fn create_run(s: &SqliteStore, run: NewRun) -> StoreResult<(Run
             return Ok((existing, false));
         }
     }
-    let owned: Option<i64> = sqlx::query_scalar(
-        "SELECT v.id FROM versions v JOIN apps a ON a.id = v.app_id \
-         WHERE v.id = ? AND v.app_id = ? AND a.team_id = ?",
-    )
-    .bind(run.version_id)
-    .bind(run.app_id)
-    .bind(run.team_id)
-    .fetch_optional(&mut *tx)
-    .await
-    .map_err(db::err)?;
+    let owned: Option<i64> =
+        sqlx::query_scalar("SELECT id FROM versions WHERE id = $1 AND app_id = $2")
+            .bind(run.version_id)
+            .bind(run.app_id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db::err)?;
     if owned.is_none() {
         return Err(StoreError::NotFound("version"));
     }
     let run_no: i64 =
-        sqlx::query_scalar("SELECT COALESCE(MAX(run_no), 0) + 1 FROM runs WHERE app_id = ?")
+        sqlx::query_scalar("SELECT COALESCE(MAX(run_no), 0) + 1 FROM runs WHERE app_id = $1")
             .bind(run.app_id)
             .fetch_one(&mut *tx)
             .await
@@ -55,7 +60,7 @@ pub(crate) async fn create_run(s: &SqliteStore, run: NewRun) -> StoreResult<(Run
     let id: i64 = sqlx::query_scalar(
         "INSERT INTO runs (team_id, app_id, version_id, run_no, environment, status, input, \
          priority, max_retries, idempotency_key, queued_at) \
-         VALUES (?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?) RETURNING id",
+         VALUES ($1, $2, $3, $4, $5, 'queued', $6, $7, $8, $9, $10) RETURNING id",
     )
     .bind(run.team_id)
     .bind(run.app_id)
@@ -65,7 +70,7 @@ pub(crate) async fn create_run(s: &SqliteStore, run: NewRun) -> StoreResult<(Run
     .bind(run.input.to_string())
     .bind(run.priority)
     .bind(run.max_retries)
-    .bind(&run.idempotency_key)
+    .bind(&key)
     .bind(ms(run.now))
     .fetch_one(&mut *tx)
     .await
@@ -76,13 +81,13 @@ pub(crate) async fn create_run(s: &SqliteStore, run: NewRun) -> StoreResult<(Run
 }
 
 pub(crate) async fn get_run(
-    s: &SqliteStore,
+    s: &SqlStore,
     team_id: i64,
     run_id: i64,
 ) -> StoreResult<Option<RunDetail>> {
-    // One read transaction: the run and its attempts come from one snapshot.
-    let mut tx = s.reader.begin().await.map_err(db::err)?;
-    let row = sqlx::query(&format!("{RUN_SELECT} WHERE r.id = ? AND r.team_id = ?"))
+    // One snapshot: the run and its attempts agree with each other.
+    let mut tx = s.snapshot().await?;
+    let row = sqlx::query(&format!("{RUN_SELECT} WHERE r.id = $1 AND r.team_id = $2"))
         .bind(run_id)
         .bind(team_id)
         .fetch_optional(&mut *tx)
@@ -96,7 +101,7 @@ pub(crate) async fn get_run(
         "SELECT a.attempt_no, a.status, n.name AS runner, a.exit_code, a.error_message, \
                 a.started_at, a.finished_at \
          FROM run_attempts a JOIN runners n ON n.id = a.runner_id \
-         WHERE a.run_id = ? ORDER BY a.attempt_no",
+         WHERE a.run_id = $1 ORDER BY a.attempt_no",
     )
     .bind(run_id)
     .fetch_all(&mut *tx)
@@ -111,8 +116,8 @@ pub(crate) async fn get_run(
                 runner: get(r, "runner")?,
                 exit_code: get(r, "exit_code")?,
                 error_message: get(r, "error_message")?,
-                started_at: ts(get(r, "started_at")?)?,
-                finished_at: ts_opt(get(r, "finished_at")?)?,
+                started_at: db::time(r, "started_at")?,
+                finished_at: db::time_opt(r, "finished_at")?,
             })
         })
         .collect::<StoreResult<Vec<_>>>()?;
@@ -121,7 +126,7 @@ pub(crate) async fn get_run(
 }
 
 pub(crate) async fn list_runs(
-    s: &SqliteStore,
+    s: &SqlStore,
     team_id: i64,
     filter: &RunFilter,
 ) -> StoreResult<Vec<Run>> {
@@ -130,16 +135,23 @@ pub(crate) async fn list_runs(
     } else {
         filter.limit.min(MAX_LIMIT)
     };
-    let mut sql = format!("{RUN_SELECT} WHERE r.team_id = ?");
+    // Filters are spelled out (not `$n IS NULL OR ...`) so the planner picks
+    // the index that matches each combination.
+    let mut sql = format!("{RUN_SELECT} WHERE r.team_id = $1");
+    let mut n = 1;
     if filter.app_id.is_some() {
-        sql.push_str(" AND r.app_id = ?");
+        n += 1;
+        sql.push_str(&format!(" AND r.app_id = ${n}"));
     }
     if filter.status.is_some() {
-        sql.push_str(" AND r.status = ?");
+        n += 1;
+        sql.push_str(&format!(" AND r.status = ${n}"));
     }
-    // Newest first is creation order; every filter combination has an
-    // index ending in `id`, so this is a short backwards index walk.
-    sql.push_str(" ORDER BY r.id DESC LIMIT ? OFFSET ?");
+    sql.push_str(&format!(
+        " ORDER BY r.id DESC LIMIT ${} OFFSET ${}",
+        n + 1,
+        n + 2
+    ));
     let mut q = sqlx::query(&sql).bind(team_id);
     if let Some(app_id) = filter.app_id {
         q = q.bind(app_id);
@@ -157,25 +169,17 @@ pub(crate) async fn list_runs(
 }
 
 pub(crate) async fn cancel_run(
-    s: &SqliteStore,
+    s: &SqlStore,
     team_id: i64,
     run_id: i64,
     now: DateTime<Utc>,
 ) -> StoreResult<Run> {
     let mut tx = s.write().await?;
-    let run_status: Option<String> =
-        sqlx::query_scalar("SELECT status FROM runs WHERE id = ? AND team_id = ?")
-            .bind(run_id)
-            .bind(team_id)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db::err)?;
-    let run_status: RunStatus = run_status
-        .ok_or(StoreError::NotFound("run"))?
-        .parse()
-        .map_err(|e| StoreError::Database(format!("runs.status: {e}")))?;
+    let run_status = db::lock_run(s, &mut tx, run_id, Some(team_id))
+        .await?
+        .ok_or(StoreError::NotFound("run"))?;
     let active = sqlx::query(&format!(
-        "SELECT id, status FROM run_attempts WHERE run_id = ? AND status IN {ACTIVE}"
+        "SELECT id, status FROM run_attempts WHERE run_id = $1 AND status IN {ACTIVE}"
     ))
     .bind(run_id)
     .fetch_optional(&mut *tx)
@@ -189,8 +193,8 @@ pub(crate) async fn cancel_run(
     if t.changed {
         let finished_at = t.run.is_terminal().then(|| ms(now));
         let done = sqlx::query(
-            "UPDATE runs SET status = ?, cancel_requested = 1, finished_at = ? \
-             WHERE id = ? AND status = ?",
+            "UPDATE runs SET status = $1, cancel_requested = TRUE, finished_at = $2 \
+             WHERE id = $3 AND status = $4",
         )
         .bind(t.run.as_str())
         .bind(finished_at)
@@ -218,7 +222,7 @@ async fn set_attempt_status(
     old: AttemptStatus,
     new: AttemptStatus,
 ) -> StoreResult<()> {
-    let done = sqlx::query("UPDATE run_attempts SET status = ? WHERE id = ? AND status = ?")
+    let done = sqlx::query("UPDATE run_attempts SET status = $1 WHERE id = $2 AND status = $3")
         .bind(new.as_str())
         .bind(attempt_id)
         .bind(old.as_str())
@@ -229,7 +233,7 @@ async fn set_attempt_status(
 }
 
 pub(crate) async fn get_logs(
-    s: &SqliteStore,
+    s: &SqlStore,
     team_id: Option<i64>,
     run_id: i64,
     after_seq: i64,
@@ -243,7 +247,7 @@ pub(crate) async fn get_logs(
     let mut conn = s.reader.acquire().await.map_err(db::err)?;
     if let Some(team_id) = team_id {
         let found: Option<i64> =
-            sqlx::query_scalar("SELECT id FROM runs WHERE id = ? AND team_id = ?")
+            sqlx::query_scalar("SELECT id FROM runs WHERE id = $1 AND team_id = $2")
                 .bind(run_id)
                 .bind(team_id)
                 .fetch_optional(&mut *conn)
@@ -255,7 +259,7 @@ pub(crate) async fn get_logs(
     }
     let rows = sqlx::query(
         "SELECT seq, attempt_no, stream, line, logged_at FROM run_logs \
-         WHERE run_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+         WHERE run_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
     )
     .bind(run_id)
     .bind(after_seq)
@@ -270,14 +274,14 @@ pub(crate) async fn get_logs(
                 attempt_no: get(r, "attempt_no")?,
                 stream: get(r, "stream")?,
                 line: get(r, "line")?,
-                logged_at: ts(get(r, "logged_at")?)?,
+                logged_at: db::time(r, "logged_at")?,
             })
         })
         .collect()
 }
 
-pub(crate) async fn run_status(s: &SqliteStore, run_id: i64) -> StoreResult<Option<RunStatus>> {
-    let st: Option<String> = sqlx::query_scalar("SELECT status FROM runs WHERE id = ?")
+pub(crate) async fn run_status(s: &SqlStore, run_id: i64) -> StoreResult<Option<RunStatus>> {
+    let st: Option<String> = sqlx::query_scalar("SELECT status FROM runs WHERE id = $1")
         .bind(run_id)
         .fetch_optional(&s.reader)
         .await

@@ -1,18 +1,18 @@
 //! Teams and their tokens.
 
-use crate::db::{self, get, ms_ts};
-use crate::PgStore;
+use crate::db::{self, get, ms};
+use crate::SqlStore;
 use chrono::{DateTime, Utc};
 use minitower_core::api::{Role, Team, TokenInfo};
 use minitower_store::{StoreError, StoreResult, TokenIdentity};
-use sqlx::postgres::PgRow;
+use sqlx::any::AnyRow;
 
-fn role(row: &PgRow) -> StoreResult<Role> {
+fn role(row: &AnyRow) -> StoreResult<Role> {
     let s: String = get(row, "role")?;
     Role::parse(&s).ok_or_else(|| StoreError::Database(format!("unknown role {s:?}")))
 }
 
-fn team(row: &PgRow) -> StoreResult<Team> {
+fn team(row: &AnyRow) -> StoreResult<Team> {
     Ok(Team {
         id: get(row, "team_id")?,
         slug: get(row, "team_slug")?,
@@ -20,19 +20,19 @@ fn team(row: &PgRow) -> StoreResult<Team> {
     })
 }
 
-fn token_info(row: &PgRow) -> StoreResult<TokenInfo> {
+fn token_info(row: &AnyRow) -> StoreResult<TokenInfo> {
     Ok(TokenInfo {
         id: get(row, "id")?,
         name: get(row, "name")?,
         role: role(row)?,
-        created_at: get(row, "created_at")?,
-        last_used_at: get(row, "last_used_at")?,
-        expires_at: get(row, "expires_at")?,
+        created_at: db::time(row, "created_at")?,
+        last_used_at: db::time_opt(row, "last_used_at")?,
+        expires_at: db::time_opt(row, "expires_at")?,
     })
 }
 
 pub(crate) async fn create_team(
-    s: &PgStore,
+    s: &SqlStore,
     slug: &str,
     name: &str,
     password_hash: Option<&str>,
@@ -40,14 +40,14 @@ pub(crate) async fn create_team(
     token_hash: &str,
     now: DateTime<Utc>,
 ) -> StoreResult<(Team, i64)> {
-    let now = ms_ts(now);
+    let now = ms(now);
     let mut tx = s.write().await?;
     let team_id: i64 = sqlx::query_scalar(
         "INSERT INTO teams (slug, name, password_hash, created_at) VALUES ($1, $2, $3, $4) \
          RETURNING id",
     )
     .bind(slug)
-    .bind(db::text(name).as_ref())
+    .bind(s.dialect.text(name).as_ref())
     .bind(password_hash)
     .bind(now)
     .fetch_one(&mut *tx)
@@ -58,7 +58,7 @@ pub(crate) async fn create_team(
          VALUES ($1, $2, 'admin', $3, $4) RETURNING id",
     )
     .bind(team_id)
-    .bind(db::text(token_name).as_ref())
+    .bind(s.dialect.text(token_name).as_ref())
     .bind(token_hash)
     .bind(now)
     .fetch_one(&mut *tx)
@@ -76,7 +76,7 @@ pub(crate) async fn create_team(
 }
 
 pub(crate) async fn team_login_info(
-    s: &PgStore,
+    s: &SqlStore,
     slug: &str,
 ) -> StoreResult<Option<(Team, Option<String>)>> {
     let row = sqlx::query(
@@ -84,7 +84,7 @@ pub(crate) async fn team_login_info(
          FROM teams WHERE slug = $1",
     )
     .bind(slug)
-    .fetch_optional(&s.pool)
+    .fetch_optional(&s.reader)
     .await
     .map_err(db::err)?;
     row.map(|r| Ok((team(&r)?, get(&r, "password_hash")?)))
@@ -92,7 +92,7 @@ pub(crate) async fn team_login_info(
 }
 
 pub(crate) async fn create_token(
-    s: &PgStore,
+    s: &SqlStore,
     team_id: i64,
     name: &str,
     role: Role,
@@ -100,8 +100,8 @@ pub(crate) async fn create_token(
     now: DateTime<Utc>,
     expires_at: Option<DateTime<Utc>>,
 ) -> StoreResult<TokenInfo> {
-    let now = ms_ts(now);
-    let expires_at = expires_at.map(ms_ts);
+    let now = db::ts(ms(now))?;
+    let expires_at = expires_at.map(|t| db::ts(ms(t))).transpose()?;
     let mut tx = s.write().await?;
     let exists: Option<i64> = sqlx::query_scalar("SELECT id FROM teams WHERE id = $1")
         .bind(team_id)
@@ -116,11 +116,11 @@ pub(crate) async fn create_token(
          VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
     )
     .bind(team_id)
-    .bind(db::text(name).as_ref())
+    .bind(s.dialect.text(name).as_ref())
     .bind(role.as_str())
     .bind(token_hash)
-    .bind(now)
-    .bind(expires_at)
+    .bind(ms(now))
+    .bind(expires_at.map(ms))
     .fetch_one(&mut *tx)
     .await
     .map_err(db::unique(|| "token hash already in use".to_string()))?;
@@ -136,7 +136,7 @@ pub(crate) async fn create_token(
 }
 
 pub(crate) async fn token_by_hash(
-    s: &PgStore,
+    s: &SqlStore,
     token_hash: &str,
 ) -> StoreResult<Option<TokenIdentity>> {
     let row = sqlx::query(
@@ -146,7 +146,7 @@ pub(crate) async fn token_by_hash(
          WHERE k.token_hash = $1 AND k.revoked_at IS NULL",
     )
     .bind(token_hash)
-    .fetch_optional(&s.pool)
+    .fetch_optional(&s.reader)
     .await
     .map_err(db::err)?;
     row.map(|r| {
@@ -154,37 +154,41 @@ pub(crate) async fn token_by_hash(
             token_id: get(&r, "id")?,
             team: team(&r)?,
             role: role(&r)?,
-            last_used_at: get(&r, "last_used_at")?,
-            expires_at: get(&r, "expires_at")?,
+            last_used_at: db::time_opt(&r, "last_used_at")?,
+            expires_at: db::time_opt(&r, "expires_at")?,
         })
     })
     .transpose()
 }
 
-pub(crate) async fn touch_token(s: &PgStore, token_id: i64, now: DateTime<Utc>) -> StoreResult<()> {
+pub(crate) async fn touch_token(
+    s: &SqlStore,
+    token_id: i64,
+    now: DateTime<Utc>,
+) -> StoreResult<()> {
     sqlx::query("UPDATE tokens SET last_used_at = $1 WHERE id = $2")
-        .bind(ms_ts(now))
+        .bind(ms(now))
         .bind(token_id)
-        .execute(&s.pool)
+        .execute(&s.writer)
         .await
         .map_err(db::err)?;
     Ok(())
 }
 
-pub(crate) async fn list_tokens(s: &PgStore, team_id: i64) -> StoreResult<Vec<TokenInfo>> {
+pub(crate) async fn list_tokens(s: &SqlStore, team_id: i64) -> StoreResult<Vec<TokenInfo>> {
     let rows = sqlx::query(
         "SELECT id, name, role, created_at, last_used_at, expires_at FROM tokens \
          WHERE team_id = $1 AND revoked_at IS NULL ORDER BY id",
     )
     .bind(team_id)
-    .fetch_all(&s.pool)
+    .fetch_all(&s.reader)
     .await
     .map_err(db::err)?;
     rows.iter().map(token_info).collect()
 }
 
 pub(crate) async fn revoke_token(
-    s: &PgStore,
+    s: &SqlStore,
     team_id: i64,
     token_id: i64,
     now: DateTime<Utc>,
@@ -193,10 +197,10 @@ pub(crate) async fn revoke_token(
         "UPDATE tokens SET revoked_at = $1 \
          WHERE id = $2 AND team_id = $3 AND revoked_at IS NULL",
     )
-    .bind(ms_ts(now))
+    .bind(ms(now))
     .bind(token_id)
     .bind(team_id)
-    .execute(&s.pool)
+    .execute(&s.writer)
     .await
     .map_err(db::err)?;
     if done.rows_affected() == 0 {
@@ -206,7 +210,7 @@ pub(crate) async fn revoke_token(
 }
 
 pub(crate) async fn team_active_attempts(
-    s: &PgStore,
+    s: &SqlStore,
     team_id: i64,
 ) -> StoreResult<Vec<(i64, i64)>> {
     sqlx::query_as(
@@ -215,7 +219,7 @@ pub(crate) async fn team_active_attempts(
          GROUP BY a.runner_id ORDER BY a.runner_id",
     )
     .bind(team_id)
-    .fetch_all(&s.pool)
+    .fetch_all(&s.reader)
     .await
     .map_err(db::err)
 }

@@ -1,22 +1,22 @@
 //! Runners: registration, presence, and handing out leases.
 
-use crate::db::{self, get, ms_ts};
-use crate::PgStore;
+use crate::db::{self, get, ms};
+use crate::SqlStore;
 use chrono::{DateTime, Utc};
 use minitower_core::api::{Lease, RunnerInfo, RunnerStatus};
 use minitower_core::status::{self, AttemptStatus, RunStatus};
 use minitower_store::{LeaseParams, Leased, RunLabels, RunnerIdentity, StoreError, StoreResult};
-use sqlx::PgConnection;
+use sqlx::AnyConnection;
 
 pub(crate) async fn register_runner(
-    s: &PgStore,
+    s: &SqlStore,
     name: &str,
     environment: &str,
     max_concurrency: i64,
     token_hash: &str,
     now: DateTime<Utc>,
 ) -> StoreResult<i64> {
-    let now = ms_ts(now);
+    let now = ms(now);
     let taken = || "runner token hash already in use".to_string();
     let mut tx = s.write().await?;
     // Insert-or-lock: two replicas registering one new name at once end up
@@ -37,12 +37,13 @@ pub(crate) async fn register_runner(
     let id = match inserted {
         Some(id) => id,
         None => {
-            let row =
-                sqlx::query("SELECT id, active_attempts FROM runners WHERE name = $1 FOR UPDATE")
-                    .bind(name)
-                    .fetch_one(&mut *tx)
-                    .await
-                    .map_err(db::err)?;
+            let row = sqlx::query(
+                &s.sql("SELECT id, active_attempts FROM runners WHERE name = $1 FOR UPDATE"),
+            )
+            .bind(name)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db::err)?;
             let id: i64 = get(&row, "id")?;
             let active: i64 = get(&row, "active_attempts")?;
             if active > max_concurrency {
@@ -71,14 +72,14 @@ pub(crate) async fn register_runner(
 }
 
 pub(crate) async fn runner_by_token_hash(
-    s: &PgStore,
+    s: &SqlStore,
     token_hash: &str,
 ) -> StoreResult<Option<RunnerIdentity>> {
     let row = sqlx::query(
         "SELECT id, name, environment, max_concurrency FROM runners WHERE token_hash = $1",
     )
     .bind(token_hash)
-    .fetch_optional(&s.pool)
+    .fetch_optional(&s.reader)
     .await
     .map_err(db::err)?;
     row.map(|r| {
@@ -93,13 +94,9 @@ pub(crate) async fn runner_by_token_hash(
 }
 
 /// Marks a runner online and seen at `now`, inside the caller's transaction.
-pub(crate) async fn seen(
-    conn: &mut PgConnection,
-    runner_id: i64,
-    now: DateTime<Utc>,
-) -> StoreResult<()> {
+pub(crate) async fn seen(conn: &mut AnyConnection, runner_id: i64, now_ms: i64) -> StoreResult<()> {
     let done = sqlx::query("UPDATE runners SET last_seen_at = $1, status = 'online' WHERE id = $2")
-        .bind(ms_ts(now))
+        .bind(now_ms)
         .bind(runner_id)
         .execute(conn)
         .await
@@ -111,26 +108,26 @@ pub(crate) async fn seen(
 }
 
 pub(crate) async fn runner_seen(
-    s: &PgStore,
+    s: &SqlStore,
     runner_id: i64,
     now: DateTime<Utc>,
 ) -> StoreResult<()> {
-    let mut conn = s.pool.acquire().await.map_err(db::err)?;
-    seen(&mut conn, runner_id, now).await
+    let mut conn = s.writer.acquire().await.map_err(db::err)?;
+    seen(&mut conn, runner_id, ms(now)).await
 }
 
 /// A runner that stops cleanly says so: offline now, not after three TTLs.
-pub(crate) async fn runner_offline(s: &PgStore, runner_id: i64) -> StoreResult<()> {
+pub(crate) async fn runner_offline(s: &SqlStore, runner_id: i64) -> StoreResult<()> {
     sqlx::query("UPDATE runners SET status = 'offline' WHERE id = $1")
         .bind(runner_id)
-        .execute(&s.pool)
+        .execute(&s.writer)
         .await
         .map_err(db::err)?;
     Ok(())
 }
 
 pub(crate) async fn lease(
-    s: &PgStore,
+    s: &SqlStore,
     runner: &RunnerIdentity,
     lease_token: &str,
     lease_token_hash: &str,
@@ -142,10 +139,10 @@ pub(crate) async fn lease(
     // turns, so the count read here is the count the insert below changes.
     // The stored row, not the caller's copy, is the truth: a re-registration
     // may have changed environment or concurrency since the token was read.
-    let row = sqlx::query(
+    let row = sqlx::query(&s.sql(
         "SELECT environment, max_concurrency, active_attempts FROM runners WHERE id = $1 \
          FOR UPDATE",
-    )
+    ))
     .bind(runner.runner_id)
     .fetch_optional(&mut *tx)
     .await
@@ -162,10 +159,10 @@ pub(crate) async fn lease(
     // SKIP LOCKED: a run another replica is leasing right now is passed
     // over instead of waited for, so no run is handed out twice and leases
     // never queue behind each other.
-    let next: Option<i64> = sqlx::query_scalar(
+    let next: Option<i64> = sqlx::query_scalar(&s.sql(
         "SELECT id FROM runs WHERE status = 'queued' AND environment = $1 \
          ORDER BY priority DESC, queued_at ASC, id ASC LIMIT 1 FOR UPDATE SKIP LOCKED",
-    )
+    ))
     .bind(&environment)
     .fetch_optional(&mut *tx)
     .await
@@ -200,9 +197,9 @@ pub(crate) async fn lease(
     .await
     .map_err(db::err)?;
     let row = sqlx::query(
-        "SELECT r.run_no, r.input::text AS input, r.queued_at, r.environment, a.slug AS app, \
+        "SELECT r.run_no, r.input AS input, r.queued_at, r.environment, a.slug AS app, \
                 t.slug AS team, v.version_no, v.entrypoint, v.timeout_seconds, \
-                v.artifact_sha256, v.import_paths::text AS import_paths, \
+                v.artifact_sha256, v.import_paths AS import_paths, \
                 (SELECT MAX(seq) FROM run_logs l WHERE l.run_id = r.id) AS last_log_seq \
          FROM runs r JOIN apps a ON a.id = r.app_id JOIN teams t ON t.id = r.team_id \
               JOIN versions v ON v.id = r.version_id \
@@ -223,7 +220,7 @@ pub(crate) async fn lease(
         run_no: get(&row, "run_no")?,
         attempt_no,
         lease_token: lease_token.to_string(),
-        lease_expires_at: expires,
+        lease_expires_at: db::ts(expires)?,
         app: app.clone(),
         version_no: get(&row, "version_no")?,
         entrypoint: get(&row, "entrypoint")?,
@@ -244,16 +241,16 @@ pub(crate) async fn lease(
             app,
             environment: get(&row, "environment")?,
         },
-        queued_at: get(&row, "queued_at")?,
+        queued_at: db::time(&row, "queued_at")?,
     }))
 }
 
-pub(crate) async fn list_runners(s: &PgStore) -> StoreResult<Vec<RunnerInfo>> {
-    let rows = sqlx::query(
+pub(crate) async fn list_runners(s: &SqlStore) -> StoreResult<Vec<RunnerInfo>> {
+    let rows = sqlx::query(&s.sql(
         "SELECT id, name, environment, status, last_seen_at, active_attempts, max_concurrency \
          FROM runners ORDER BY name COLLATE \"C\"",
-    )
-    .fetch_all(&s.pool)
+    ))
+    .fetch_all(&s.reader)
     .await
     .map_err(db::err)?;
     rows.iter()
@@ -268,7 +265,7 @@ pub(crate) async fn list_runners(s: &PgStore) -> StoreResult<Vec<RunnerInfo>> {
                 } else {
                     RunnerStatus::Offline
                 },
-                last_seen_at: get(r, "last_seen_at")?,
+                last_seen_at: db::time_opt(r, "last_seen_at")?,
                 active_runs: get(r, "active_attempts")?,
                 max_concurrency: get(r, "max_concurrency")?,
             })

@@ -1,0 +1,156 @@
+//! The MiniTower [`Store`](minitower_store::Store) written once, in SQL that
+//! SQLite and PostgreSQL both run, on sqlx's `Any` driver.
+//!
+//! Every statement and transaction script lives here exactly once; the
+//! backend crates (`minitower-store-sqlite`, `minitower-store-postgres`) only
+//! open connections, apply their migrations and pick a [`Dialect`]. The two
+//! schemas store the same values the same way (times as unix milliseconds in
+//! a 64-bit integer, JSON as text), so a row reads back identically from
+//! either.
+//!
+//! What truly differs is the [`Dialect`]: how a write transaction begins
+//! (SQLite takes the one write lock up front with `BEGIN IMMEDIATE`;
+//! PostgreSQL locks rows), the row-locking clauses (`FOR UPDATE`,
+//! `SKIP LOCKED`: kept on PostgreSQL, dropped on SQLite where the single
+//! writer already serializes every transaction), whose clock leases use,
+//! and the two counting queries each schema keeps an index or a table for.
+//!
+//! Invariant: each transition is a compare-and-set checked by
+//! `rows_affected`, after the run row is locked (a no-op under SQLite's
+//! single writer). The conformance suite in `minitower-store` runs unchanged
+//! against both backends and proves it, races included.
+
+mod apps;
+mod attempts;
+mod db;
+mod dialect;
+mod reaper;
+mod runner;
+mod runs;
+mod stats;
+mod store_impl;
+mod teams;
+
+pub use dialect::Dialect;
+
+use minitower_store::{StoreError, StoreResult};
+use sqlx::Any;
+use sqlx::AnyPool;
+
+/// A transaction on a pooled connection.
+pub(crate) type Tx = sqlx::Transaction<'static, Any>;
+
+/// Makes sqlx's `Any` driver able to open SQLite and PostgreSQL URLs.
+/// Idempotent; the backend crates call it before building their pools.
+pub fn install_drivers() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(sqlx::any::install_default_drivers);
+}
+
+/// The store: a pool for writes, a pool for reads (the same pool on
+/// PostgreSQL; a read-only pool beside the single writer on SQLite) and the
+/// dialect of the database behind them.
+#[derive(Debug, Clone)]
+pub struct SqlStore {
+    writer: AnyPool,
+    reader: AnyPool,
+    dialect: &'static Dialect,
+    /// Take lease, heartbeat and expiry times from the database instead of
+    /// the caller's `now`, so replicas with different clocks agree.
+    db_clock: bool,
+}
+
+impl SqlStore {
+    /// A store on pools the backend opened and migrated.
+    pub fn new(writer: AnyPool, reader: AnyPool, dialect: &'static Dialect) -> SqlStore {
+        SqlStore {
+            writer,
+            reader,
+            dialect,
+            db_clock: false,
+        }
+    }
+
+    /// Lease expiry decided on the database's clock: the lease, start,
+    /// heartbeat, release and reaper calls ignore the `now` they are given
+    /// and use the database's. Every replica of a PostgreSQL deployment
+    /// should use it (`minitowerd` does); tests that inject time do not.
+    /// Refused (a no-op) by dialects without a shared clock.
+    pub fn with_database_clock(mut self) -> SqlStore {
+        self.db_clock = self.dialect.now_ms.is_some();
+        self
+    }
+
+    /// The dialect this store speaks.
+    pub fn dialect(&self) -> &'static Dialect {
+        self.dialect
+    }
+
+    /// The write pool, for callers that need raw access (tests, tooling).
+    pub fn pool(&self) -> &AnyPool {
+        &self.writer
+    }
+
+    /// Closes both pools for a graceful shutdown, after the dialect's
+    /// closing statement (SQLite checkpoints its WAL into the main file, so
+    /// the database file alone is complete).
+    pub async fn close(&self) {
+        self.reader.close().await;
+        if let Some(sql) = self.dialect.on_close {
+            if !self.writer.is_closed() {
+                if let Err(e) = sqlx::query(sql).execute(&self.writer).await {
+                    tracing::warn!(error = %e, "closing statement failed");
+                }
+            }
+        }
+        self.writer.close().await;
+    }
+
+    /// Starts a write transaction in the dialect's way.
+    pub(crate) async fn write(&self) -> StoreResult<Tx> {
+        match self.dialect.begin_write {
+            Some(sql) => self.writer.begin_with(sql).await,
+            None => self.writer.begin().await,
+        }
+        .map_err(db::err)
+    }
+
+    /// Starts a read-only transaction on one snapshot, for reads that must
+    /// agree with each other (a run and its attempts).
+    pub(crate) async fn snapshot(&self) -> StoreResult<Tx> {
+        match self.dialect.begin_snapshot {
+            Some(sql) => self.reader.begin_with(sql).await,
+            None => self.reader.begin().await,
+        }
+        .map_err(db::err)
+    }
+
+    /// `sql` as this dialect runs it (see [`Dialect::sql`]).
+    pub(crate) fn sql<'a>(&self, sql: &'a str) -> std::borrow::Cow<'a, str> {
+        self.dialect.sql(sql)
+    }
+
+    /// `given` in milliseconds, or the database's time when the store uses
+    /// its clock.
+    pub(crate) async fn now<'c, E>(
+        &self,
+        conn: E,
+        given: chrono::DateTime<chrono::Utc>,
+    ) -> StoreResult<i64>
+    where
+        E: sqlx::Executor<'c, Database = Any>,
+    {
+        match (self.db_clock, self.dialect.now_ms) {
+            (true, Some(sql)) => sqlx::query_scalar(sql)
+                .fetch_one(conn)
+                .await
+                .map_err(db::err),
+            _ => Ok(db::ms(given)),
+        }
+    }
+}
+
+/// Used by backends to report a failure to open or migrate.
+pub fn open_error(what: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Database(format!("{what}: {e}"))
+}
