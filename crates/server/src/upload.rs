@@ -15,8 +15,9 @@ use tokio::io::AsyncWriteExt;
 
 /// Default run timeout of a version.
 const DEFAULT_TIMEOUT_SECONDS: i64 = 3600;
-/// Longest timeout a version may ask for (7 days).
-const MAX_TIMEOUT_SECONDS: i64 = 7 * 24 * 3600;
+/// Longest timeout a version may ask for (7 days), the same bound the
+/// Towerfile's `[app].timeout` is checked against.
+const MAX_TIMEOUT_SECONDS: i64 = towerfile::MAX_TIMEOUT.as_secs() as i64;
 /// Largest text field accepted in the form.
 const MAX_FIELD_BYTES: usize = 1 << 20;
 /// Unknown form fields tolerated (so a request's total size stays bounded).
@@ -77,10 +78,13 @@ pub async fn receive_version(st: &State, mut form: Multipart) -> ApiResult<NewVe
         ApiError::invalid_request("missing multipart field 'artifact' (the .tar.gz)")
     })?;
 
-    let timeout_seconds = match timeout.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
-        None => DEFAULT_TIMEOUT_SECONDS,
+    // The form field (`deploy --timeout`) wins; without it the Towerfile's
+    // `[app].timeout` applies, then the default (resolved below, once the
+    // Towerfile is read).
+    let explicit_timeout = match timeout.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
+        None => None,
         Some(t) => match t.parse::<i64>() {
-            Ok(n) if (1..=MAX_TIMEOUT_SECONDS).contains(&n) => n,
+            Ok(n) if (1..=MAX_TIMEOUT_SECONDS).contains(&n) => Some(n),
             _ => {
                 return Err(ApiError::invalid_request(format!(
                     "timeout_seconds must be an integer from 1 to {MAX_TIMEOUT_SECONDS}, got {t:?}"
@@ -128,6 +132,13 @@ pub async fn receive_version(st: &State, mut form: Multipart) -> ApiResult<NewVe
             }
         },
     };
+    let timeout_seconds = explicit_timeout
+        .or_else(|| {
+            let t = parsed.as_ref()?.automation.timeout?;
+            // The Towerfile parser keeps it within 1 s ..= 7 d.
+            Some(t.as_secs() as i64)
+        })
+        .unwrap_or(DEFAULT_TIMEOUT_SECONDS);
     let entry_norm = entrypoint.trim_start_matches("./");
     if entry_norm.is_empty()
         || entrypoint.starts_with('/')

@@ -460,3 +460,80 @@ async fn towerfile_import_paths_reach_the_lease() {
     assert_eq!(lease.import_paths, ["modules/shared-lib"]);
     assert_eq!(lease.entrypoint, "main.py");
 }
+
+/// Uploads `bytes` with an optional `timeout_seconds` field, nothing else,
+/// so the Towerfile decides whatever the form leaves out.
+async fn upload_with_timeout(
+    team: &minitower_client::Client,
+    bytes: Vec<u8>,
+    timeout_seconds: Option<i64>,
+) -> minitower_client::ClientResult<minitower_core::api::Version> {
+    let len = bytes.len() as u64;
+    team.upload_version(
+        "hello",
+        minitower_client::VersionUpload {
+            artifact: reqwest::Body::from(bytes),
+            artifact_len: Some(len),
+            entrypoint: None,
+            timeout_seconds,
+            params_schema: None,
+        },
+    )
+    .await
+}
+
+#[tokio::test]
+async fn towerfile_timeout_is_the_default_and_the_field_wins() {
+    let app = spawn_app().await;
+    let team = team_with_app(&app).await;
+    let with_timeout = |t: &str| {
+        targz(&[
+            Entry::File(
+                "Towerfile",
+                format!("[app]\nname = \"hello\"\nscript = \"main.py\"\ntimeout = \"{t}\"\n")
+                    .as_bytes(),
+            ),
+            Entry::File("main.py", b"print(1)"),
+        ])
+    };
+    // No form field: the Towerfile's 10m.
+    let v = upload_with_timeout(&team, with_timeout("10m"), None)
+        .await
+        .unwrap();
+    assert_eq!(v.timeout_seconds, 600);
+    // The form field (`deploy --timeout 90s`) wins over the Towerfile.
+    let v = upload_with_timeout(&team, with_timeout("10m"), Some(90))
+        .await
+        .unwrap();
+    assert_eq!(v.timeout_seconds, 90);
+    // Neither: the server default.
+    let plain = targz(&[
+        Entry::File(
+            "Towerfile",
+            b"[app]\nname = \"hello\"\nscript = \"main.py\"\n",
+        ),
+        Entry::File("main.py", b"print(1)"),
+    ]);
+    let v = upload_with_timeout(&team, plain, None).await.unwrap();
+    assert_eq!(v.timeout_seconds, 3600);
+    assert_eq!(team.list_versions("hello").await.unwrap().len(), 3);
+}
+
+#[tokio::test]
+async fn bad_towerfile_timeout_is_refused_naming_the_key() {
+    let app = spawn_app().await;
+    let team = team_with_app(&app).await;
+    for bad in ["0s", "8d", "1500ms", "soon"] {
+        let bytes = targz(&[
+            Entry::File(
+                "Towerfile",
+                format!("[app]\nname = \"hello\"\nscript = \"main.py\"\ntimeout = \"{bad}\"\n")
+                    .as_bytes(),
+            ),
+            Entry::File("main.py", b"print(1)"),
+        ]);
+        let m = assert_refused(&app, &team, bytes, None, None, 400, "invalid_towerfile").await;
+        assert!(m.contains("[app].timeout"), "{bad}: {m}");
+        assert!(m.contains("line 4"), "{bad}: {m}");
+    }
+}
