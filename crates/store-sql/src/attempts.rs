@@ -292,49 +292,20 @@ pub(crate) async fn complete_attempt(
             finished: None,
         });
     }
-    let done = sqlx::query(
-        "UPDATE run_attempts SET status = $1, exit_code = $2, error_message = $3, \
-         finished_at = $4 WHERE id = $5 AND status = $6",
-    )
-    .bind(attempt.as_str())
-    .bind(result.exit_code)
-    .bind(&message)
-    .bind(now)
-    .bind(h.attempt_id)
-    .bind(h.attempt.as_str())
-    .execute(&mut *tx)
-    .await
-    .map_err(db::err)?;
-    tx_try!(tx, lease_cas(done.rows_affected()));
-    let done = sqlx::query(
-        "UPDATE runs SET status = $1, exit_code = $2, error_message = $3, finished_at = $4 \
-         WHERE id = $5 AND status = $6",
-    )
-    .bind(t.run.as_str())
-    .bind(result.exit_code)
-    .bind(&message)
-    .bind(now)
-    .bind(run_id)
-    .bind(h.run.as_str())
-    .execute(&mut *tx)
-    .await
-    .map_err(db::err)?;
-    db::cas(done.rows_affected(), "finish run")?;
-    let labels = db::labels(&mut tx, run_id).await?;
-    tx.commit().await.map_err(db::err)?;
-    Ok(ResultOutcome {
-        ack: ResultAck {
-            status: attempt,
-            run_status: t.run,
+    end_attempt(
+        tx,
+        &h,
+        run_id,
+        Ending {
+            attempt,
+            exit_code: result.exit_code,
+            attempt_message: message.as_deref(),
+            run: t.run,
+            run_message: message.as_deref(),
         },
-        finished: Some(Finished {
-            labels,
-            status: t.run,
-            queued_at: db::ts(h.queued_at)?,
-            started_at: db::ts_opt(h.started_at)?,
-            finished_at: db::ts(now)?,
-        }),
-    })
+        now,
+    )
+    .await
 }
 
 /// The runner hands its attempt back (see `status::release`): no retry is
@@ -354,11 +325,51 @@ pub(crate) async fn release_attempt(
     );
     let t = tx_try!(tx, status::release(h.run, h.attempt, h.cancel_requested));
     let attempt = t.attempt.unwrap_or(AttemptStatus::Expired);
-    let done = sqlx::query(
-        "UPDATE run_attempts SET status = $1, finished_at = $2, \
-         error_message = 'released by the runner (shutting down)' WHERE id = $3 AND status = $4",
+    end_attempt(
+        tx,
+        &h,
+        run_id,
+        Ending {
+            attempt,
+            exit_code: None,
+            attempt_message: Some("released by the runner (shutting down)"),
+            run: t.run,
+            run_message: Some("cancelled; the runner shut down"),
+        },
+        now,
     )
-    .bind(attempt.as_str())
+    .await
+}
+
+/// How an attempt ends: what it and its run become. Results and hand-backs
+/// both end an attempt through [`end_attempt`], so the two writes, the
+/// compare-and-sets and the outcome are one piece of code.
+struct Ending<'a> {
+    attempt: AttemptStatus,
+    exit_code: Option<i32>,
+    attempt_message: Option<&'a str>,
+    /// `Queued` hands the run back (keeping its place in line); any other
+    /// status finishes it with `exit_code` and `run_message`.
+    run: RunStatus,
+    run_message: Option<&'a str>,
+}
+
+/// Applies an [`Ending`] to the held attempt and its run, commits, and
+/// returns the outcome the server turns into metrics and wake-ups.
+async fn end_attempt(
+    mut tx: crate::Tx,
+    h: &Held,
+    run_id: i64,
+    e: Ending<'_>,
+    now: i64,
+) -> StoreResult<ResultOutcome> {
+    let done = sqlx::query(
+        "UPDATE run_attempts SET status = $1, exit_code = $2, error_message = $3, \
+         finished_at = $4 WHERE id = $5 AND status = $6",
+    )
+    .bind(e.attempt.as_str())
+    .bind(e.exit_code)
+    .bind(e.attempt_message)
     .bind(now)
     .bind(h.attempt_id)
     .bind(h.attempt.as_str())
@@ -366,7 +377,7 @@ pub(crate) async fn release_attempt(
     .await
     .map_err(db::err)?;
     tx_try!(tx, lease_cas(done.rows_affected()));
-    let done = if t.run == RunStatus::Queued {
+    let done = if e.run == RunStatus::Queued {
         sqlx::query("UPDATE runs SET status = 'queued' WHERE id = $1 AND status = $2")
             .bind(run_id)
             .bind(h.run.as_str())
@@ -374,10 +385,12 @@ pub(crate) async fn release_attempt(
             .await
     } else {
         sqlx::query(
-            "UPDATE runs SET status = $1, finished_at = $2, \
-             error_message = 'cancelled; the runner shut down' WHERE id = $3 AND status = $4",
+            "UPDATE runs SET status = $1, exit_code = $2, error_message = $3, finished_at = $4 \
+             WHERE id = $5 AND status = $6",
         )
-        .bind(t.run.as_str())
+        .bind(e.run.as_str())
+        .bind(e.exit_code)
+        .bind(e.run_message)
         .bind(now)
         .bind(run_id)
         .bind(h.run.as_str())
@@ -385,20 +398,24 @@ pub(crate) async fn release_attempt(
         .await
     }
     .map_err(db::err)?;
-    db::cas(done.rows_affected(), "release run")?;
+    db::cas(done.rows_affected(), "end attempt")?;
     let labels = db::labels(&mut tx, run_id).await?;
     tx.commit().await.map_err(db::err)?;
-    let finished = t.run.is_terminal().then_some(Finished {
-        labels,
-        status: t.run,
-        queued_at: db::ts(h.queued_at)?,
-        started_at: db::ts_opt(h.started_at)?,
-        finished_at: db::ts(now)?,
-    });
+    let finished = if e.run.is_terminal() {
+        Some(Finished {
+            labels,
+            status: e.run,
+            queued_at: db::ts(h.queued_at)?,
+            started_at: db::ts_opt(h.started_at)?,
+            finished_at: db::ts(now)?,
+        })
+    } else {
+        None
+    };
     Ok(ResultOutcome {
         ack: ResultAck {
-            status: attempt,
-            run_status: t.run,
+            status: e.attempt,
+            run_status: e.run,
         },
         finished,
     })
