@@ -41,6 +41,9 @@ pub enum Scenario {
     /// SIGKILL, PostgreSQL restarts) judged by ground truth: a measurement
     /// of correctness, not of speed.
     Chaos,
+    /// `latency` and `burst`, then the same workload through RQ (fork and
+    /// spawn workers, private Redis), with MiniTower/RQ ratios; not in `all`.
+    Compare,
 }
 
 /// Database backend(s) of `chaos`.
@@ -160,6 +163,10 @@ pub struct Options {
     /// (default: the newest /usr/lib/postgresql/*/bin).
     #[arg(long)]
     pub pg_bin_dir: Option<PathBuf>,
+    /// compare: a venv with `rq` installed (default:
+    /// ~/.cache/minitower-rq-venv); RQ is skipped when it has none.
+    #[arg(long)]
+    pub rq_venv: Option<PathBuf>,
 }
 
 fn parse_kv(s: &str) -> Result<(String, String), String> {
@@ -219,6 +226,7 @@ pub async fn run(opts: &Options) -> Result<Report> {
             Scenario::Scale => vec![scenarios::scale::run(opts).await?],
             Scenario::Memory => vec![scenarios::memory::run(opts, &shared).await?],
             Scenario::Chaos => scenarios::chaos::run(opts).await?,
+            Scenario::Compare => vec![scenarios::compare::run(opts).await?],
             Scenario::All => unreachable!(),
         };
         let busy = procs::busy_percent(jiffies, procs::machine_jiffies());

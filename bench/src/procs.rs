@@ -76,7 +76,11 @@ pub struct ProcSample {
     pub rss_mib: f64,
     /// Peak resident set size (VmHWM), in MiB.
     pub hwm_mib: f64,
-    /// CPU seconds of children it waited for (the runner's Python processes).
+    /// CPU seconds of its descendants: the children it waited for, plus
+    /// every live descendant's own and waited-for time ([`sample`] only).
+    /// Live ones count because a runner's fork servers and their
+    /// supervisors live as long as the runner: the runs they fork are
+    /// waited for by the supervisor, never by the runner.
     pub children_cpu_seconds: f64,
     /// Context switches of all its threads (voluntary + involuntary).
     pub context_switches: u64,
@@ -95,9 +99,31 @@ fn clock_ticks() -> f64 {
     }
 }
 
-/// Reads `/proc/<pid>/stat` (utime, stime) and `/proc/<pid>/status` (VmRSS, VmHWM).
+/// Reads `/proc/<pid>/stat` (utime, stime) and `/proc/<pid>/status` (VmRSS,
+/// VmHWM), and the CPU time of its live descendants.
 pub fn sample(pid: u32) -> Result<ProcSample> {
-    sample_path(&format!("/proc/{pid}"))
+    let mut s = sample_path(&format!("/proc/{pid}"))?;
+    let mut stack = children(pid);
+    while let Some(c) = stack.pop() {
+        if let Ok((own, waited)) = cpu_ticks(&format!("/proc/{c}")) {
+            s.children_cpu_seconds += (own + waited) / clock_ticks();
+        }
+        stack.extend(children(c));
+    }
+    Ok(s)
+}
+
+/// utime + stime and cutime + cstime, in clock ticks.
+fn cpu_ticks(base: &str) -> Result<(f64, f64)> {
+    let stat = std::fs::read_to_string(format!("{base}/stat"))
+        .with_context(|| format!("reading {base}/stat"))?;
+    let after = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r)
+        .context("malformed stat")?;
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let n = |i: usize| -> Result<f64> { Ok(f.get(i).context("short stat")?.parse()?) };
+    Ok((n(11)? + n(12)?, n(13)? + n(14)?))
 }
 
 /// The same for the bench process itself.

@@ -118,7 +118,7 @@ async fn measure(opts: &Options, stack: &mut Stack) -> Result<ScenarioReport> {
         "requirements.txt names ./wheels/{} inside the archive; installer: {installer}; \
          overhead = the run's queued→finished (server timestamps, ms resolution) minus the hello-world \
          p50 of {BASELINE_RUNS} runs on the same runner; this leaves out the client's SSE delivery, which \
-         is the same for both; hello-world uses the pre-started interpreter, an app with dependencies \
+         is the same for both; hello-world is forked by the fork server, an app with dependencies \
          starts its own; client-observed p50: hello {:.1} ms, reused deps {:.1} ms",
         artifacts::WHEEL_FILE,
         hello.summary().p50_ms,

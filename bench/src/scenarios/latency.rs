@@ -25,8 +25,8 @@ async fn measure(opts: &Options, stack: &mut Stack) -> Result<ScenarioReport> {
     stack.add_runner("latency-runner", 1).await?;
     let input = serde_json::json!({"name": "bench"});
 
-    // Warm-up: the first run downloads the artifact and uses the interpreter
-    // the runner pre-started at boot.
+    // Warm-up: the first run downloads the artifact and is forked by the
+    // fork server the runner started at boot.
     let first = trigger_and_follow(&stack.admin, "hello", input.clone()).await?;
     expect_completed(&first)?;
     if !first.lines.iter().any(|l| l.line == "Hello, bench!") {
@@ -84,7 +84,7 @@ async fn measure(opts: &Options, stack: &mut Stack) -> Result<ScenarioReport> {
     cost.report(&mut r);
     r.note(format!(
         "trigger (POST /apps/hello/runs) → SSE log stream (GET .../logs/stream) ends with `end`; \
-         one real runner, concurrency 1, pre-started interpreter on (default); RUST_LOG server={} runner={}",
+         one real runner, concurrency 1, fork server on (default); RUST_LOG server={} runner={}",
         opts.server_log, opts.runner_log
     ));
     r.note(format!(

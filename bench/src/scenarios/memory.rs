@@ -26,10 +26,18 @@ async fn measure(opts: &Options, stack: &mut Stack, shared: &Shared) -> Result<S
     let runner = stack.add_runner("memory-runner", 1).await?;
     let runner_pid = runner.proc.pid();
     // Let it settle: registration done, leasing long-poll waiting, the
-    // pre-started interpreter spawned.
+    // fork server (a supervisor and its warm interpreter) started.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let runner_idle = procs::sample(runner_pid)?;
-    let kids: Vec<_> = procs::children(runner_pid)
+    // Every descendant: the fork server's interpreter is a grandchild.
+    let mut tree = procs::children(runner_pid);
+    let mut i = 0;
+    while i < tree.len() {
+        let more = procs::children(tree[i]);
+        tree.extend(more);
+        i += 1;
+    }
+    let kids: Vec<_> = tree
         .into_iter()
         .filter_map(|p| procs::sample(p).ok().map(|s| (p, s)))
         .collect();
@@ -80,13 +88,13 @@ async fn measure(opts: &Options, stack: &mut Stack, shared: &Shared) -> Result<S
         Metric::new("runner idle peak (VmHWM)", runner_idle.hwm_mib, "MiB").goal(Goal::below(20.0)),
     );
     r.metric(Metric::new(
-        "runner's pre-started Python (not in the runner's RSS)",
+        "runner's fork server: supervisor + warm Python (not in the runner's RSS)",
         kids_rss,
         "MiB",
     ));
     r.note(format!(
         "server peak under load {source}; idle figures after 1 s (server) and 2 s (runner) without work; \
-         the runner's children (pre-started interpreter) are separate processes"
+         the runner's descendants (a fork server per slot: its supervisor and warm interpreter) are separate processes"
     ));
     r.detail("server_idle", server_idle);
     r.detail("runner_idle", runner_idle);

@@ -2,6 +2,7 @@
 
 pub mod burst;
 pub mod chaos;
+pub mod compare;
 pub mod deps;
 pub mod dispatch;
 pub mod latency;
