@@ -235,8 +235,8 @@ enum Stop {
     Shutdown,
 }
 
-/// Starts the script under a supervisor (through the pre-started
-/// interpreter when it fits) with the current fencing deadline.
+/// Starts the script under a supervisor (forked by the slot's fork server
+/// when it fits) with the current fencing deadline.
 async fn spawn(
     shared: &Shared,
     slot: usize,

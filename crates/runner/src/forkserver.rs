@@ -41,7 +41,10 @@
 //!   hash seed (`PYTHONHASHSEED` randomisation: every run of a slot sees the
 //!   same `hash("x")`), the start-up variables (`PYTHON*` but `PYTHONPATH`,
 //!   locale; a run whose values differ is started the ordinary way), and
-//!   `/proc/self/cmdline` (`python -c …`; `sys.orig_argv` is the script's).
+//!   `/proc/self/cmdline` (`python -c …`; `sys.orig_argv` is the script's),
+//!   and the server's objects frozen in the collector's permanent generation
+//!   (`gc.freeze()` before forking, so a run's collections do not copy the
+//!   server's pages: `gc.get_freeze_count()` is not 0 in a run).
 //!
 //! `MINITOWER_PRESTART=false` turns fork servers off: every run starts its
 //! own interpreter.

@@ -32,7 +32,7 @@ pub use error::{RunnerError, SetupError};
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
-/// How many scripts this process started through a pre-started interpreter
+/// How many runs this process had forked by a fork server
 /// (diagnostics; the tests use it to make sure the fast path is taken).
 pub fn prestart_launches() -> u64 {
     forkserver::LAUNCHES.load(std::sync::atomic::Ordering::Relaxed)

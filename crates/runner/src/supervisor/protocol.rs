@@ -9,8 +9,8 @@ use std::path::PathBuf;
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Command {
     /// The first message: start the script. `deadline_ns` is an absolute
-    /// `CLOCK_BOOTTIME` time (none: not leased yet, a pre-started
-    /// interpreter); `cgroup` a cgroup v2 directory to create for the script.
+    /// `CLOCK_BOOTTIME` time (none: no deadline); `cgroup` a cgroup v2
+    /// directory to create for the script.
     Start {
         deadline_ns: Option<u64>,
         cgroup: Option<PathBuf>,
