@@ -184,7 +184,7 @@ fn kind_of(prop: &Value) -> Kind {
 /// Why `-p` input was refused; the CLI words the unknown-name case.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum InputError {
-    /// The schema forbids other names; `valid` lists its properties.
+    /// The schema forbids other names; `valid` lists its properties, sorted.
     Unknown { name: String, valid: Vec<String> },
     /// The value does not parse as the declared type or is not allowed.
     Invalid { name: String, message: String },
@@ -221,12 +221,14 @@ pub fn typed_input(
         let value = match props.and_then(|p| p.get(name)) {
             Some(prop) => typed_value(name, prop, raw)?,
             None if closed => {
+                let mut valid: Vec<String> = props
+                    .map(|p| p.keys().cloned().collect())
+                    .unwrap_or_default();
+                valid.sort();
                 return Err(InputError::Unknown {
                     name: name.clone(),
-                    valid: props
-                        .map(|p| p.keys().cloned().collect())
-                        .unwrap_or_default(),
-                })
+                    valid,
+                });
             }
             None => Value::from(raw.as_str()),
         };

@@ -52,6 +52,8 @@ pub struct AppSection {
     pub description: Option<String>,
     /// Folders outside the app packed under `modules/<basename>/` and put on `PYTHONPATH`.
     pub import_paths: Vec<String>,
+    /// Secrets the app needs, by environment variable name (towerfile/app_secrets.rs).
+    pub secrets: Vec<String>,
 }
 
 /// A Towerfile plus the non-fatal remarks found while reading it.
@@ -102,6 +104,7 @@ const APP_KEYS: &[&str] = &[
     "source",
     "description",
     "import_paths",
+    "secrets",
     // towerfile/automation.rs
     "retries",
     "retry_delay",
@@ -349,12 +352,14 @@ impl Cx<'_> {
                 );
             }
         }
+        let secrets = self.app_secrets(t, item)?;
         Ok(AppSection {
             name,
             script,
             source,
             description,
             import_paths,
+            secrets,
         })
     }
 
@@ -384,6 +389,7 @@ impl Cx<'_> {
     }
 }
 
+mod app_secrets;
 mod parameters;
 pub use parameters::{Parameter, MAX_ENUM};
 mod automation;
