@@ -13,6 +13,7 @@ pub mod openapi;
 pub mod password;
 pub mod reaper;
 pub mod routes;
+pub mod secrets_crypto;
 pub mod state;
 pub mod telemetry;
 pub mod throttle;
