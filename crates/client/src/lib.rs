@@ -308,6 +308,13 @@ impl Client {
             .versions)
     }
 
+    /// One version of an app: `None` for the latest. 404 when the app or
+    /// the version does not exist (or the app has no version yet).
+    pub async fn get_version(&self, slug: &str, version_no: Option<i64>) -> ClientResult<Version> {
+        let v = version_no.map_or_else(|| "latest".to_string(), |n| n.to_string());
+        self.get(&format!("/api/v1/apps/{slug}/versions/{v}")).await
+    }
+
     // ---- runs ----
 
     /// Queues a run; returns the run and whether it was newly created

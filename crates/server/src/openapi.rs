@@ -15,7 +15,7 @@ use utoipa::{Modify, OpenApi};
     paths(
         crate::routes::health, crate::routes::ready, crate::routes::metrics,
         teams::bootstrap, teams::login, teams::me, teams::create_token, teams::list_tokens, teams::revoke_token,
-        apps::create_app, apps::list_apps, apps::get_app, apps::create_version, apps::list_versions,
+        apps::create_app, apps::list_apps, apps::get_app, apps::create_version, apps::list_versions, apps::get_version,
         runs::create_run, runs::list_app_runs, runs::list_runs, runs::summary, runs::stats, runs::get_run,
         runs::cancel, runs::get_logs, stream::stream_logs,
         runner::register, runner::lease, runner::start, runner::heartbeat, runner::release, runner::offline, runner::post_logs, runner::result,

@@ -38,6 +38,7 @@ async fn openapi_document_lists_the_api() {
         "/api/v1/bootstrap/team",
         "/api/v1/apps",
         "/api/v1/apps/{app}/versions",
+        "/api/v1/apps/{app}/versions/{version}",
         "/api/v1/apps/{app}/runs",
         "/api/v1/runs/{run}",
         "/api/v1/runs/{run}/cancel",

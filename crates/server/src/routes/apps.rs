@@ -112,3 +112,39 @@ pub async fn list_versions(
         versions: st.store.list_versions(auth.team.id, app.id).await?,
     }))
 }
+
+/// One version (`latest` or its number): the CLI reads its `params_schema`
+/// to type `-p key=value` before it creates anything.
+#[utoipa::path(get, path = "/api/v1/apps/{app}/versions/{version}", tag = "apps",
+    params(("app" = String, Path), ("version" = String, Path, description = "a version number or `latest`")),
+    responses((status = 200, body = Version), (status = 400, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)),
+    security(("team" = [])))]
+pub async fn get_version(
+    AxState(st): AxState<State>,
+    auth: TeamAuth,
+    Path((slug, version)): Path<(String, String)>,
+) -> ApiResult<Json<Version>> {
+    let wanted = match version.as_str() {
+        "latest" => None,
+        n => match n.parse::<i64>() {
+            Ok(n) if n >= 1 => Some(n),
+            _ => {
+                return Err(ApiError::invalid_request(
+                    "version must be a version number (1, 2, ...) or \"latest\"",
+                ))
+            }
+        },
+    };
+    let app = app_of(&st, &auth, &slug).await?;
+    let rec = st
+        .store
+        .get_version(auth.team.id, app.id, wanted)
+        .await?
+        .ok_or_else(|| match wanted {
+            Some(n) => ApiError::not_found(&format!("version {n} of app {slug:?}")),
+            None => ApiError::not_found(&format!(
+                "latest version of app {slug:?} (none uploaded yet)"
+            )),
+        })?;
+    Ok(Json(rec.version))
+}

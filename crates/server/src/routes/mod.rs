@@ -59,6 +59,10 @@ pub fn router(state: State) -> Router {
                 .get(apps::list_versions),
         )
         .route(
+            "/api/v1/apps/{app}/versions/{version}",
+            get(apps::get_version),
+        )
+        .route(
             "/api/v1/apps/{app}/runs",
             post(runs::create_run).get(runs::list_app_runs),
         )
