@@ -8,7 +8,7 @@ use crate::output::{self, print_json, print_json_line};
 use futures::StreamExt;
 use minitower_client::{Client, LogEvent};
 use minitower_core::api::{CreateRunRequest, LogLine, Run};
-use minitower_core::RunStatus;
+use minitower_core::{params, RunStatus};
 use serde_json::{Map, Value};
 use std::io::Write;
 use std::time::Duration;
@@ -16,8 +16,21 @@ use std::time::Duration;
 /// Consecutive failed reconnects before giving up on a stream.
 const MAX_RECONNECTS: u32 = 30;
 
-/// Builds the run input: `--input` object, then each `-p key=value` over it.
-pub fn build_input(input: Option<&str>, params: &[String]) -> CliResult<Option<Value>> {
+/// Splits each `-p key=value` (the value may hold `=`).
+pub fn parse_pairs(params: &[String]) -> CliResult<Vec<(String, String)>> {
+    params
+        .iter()
+        .map(|p| {
+            p.split_once('=')
+                .filter(|(k, _)| !k.trim().is_empty())
+                .map(|(k, v)| (k.trim().to_string(), v.to_string()))
+                .ok_or_else(|| CliError::Usage(format!("-p expects KEY=VALUE, got {p:?}")))
+        })
+        .collect()
+}
+
+/// Builds the run input: `--input` object, then the typed `-p` values over it.
+pub fn build_input(input: Option<&str>, params: Map<String, Value>) -> CliResult<Option<Value>> {
     let mut obj = match input {
         None => Map::new(),
         Some(text) => match serde_json::from_str::<Value>(text) {
@@ -26,13 +39,7 @@ pub fn build_input(input: Option<&str>, params: &[String]) -> CliResult<Option<V
             Err(e) => return Err(CliError::Usage(format!("--input is not valid JSON: {e}"))),
         },
     };
-    for p in params {
-        let (k, v) = p
-            .split_once('=')
-            .filter(|(k, _)| !k.trim().is_empty())
-            .ok_or_else(|| CliError::Usage(format!("-p expects KEY=VALUE, got {p:?}")))?;
-        obj.insert(k.trim().to_string(), Value::String(v.to_string()));
-    }
+    obj.extend(params);
     Ok(if obj.is_empty() && input.is_none() {
         None
     } else {
@@ -40,12 +47,49 @@ pub fn build_input(input: Option<&str>, params: &[String]) -> CliResult<Option<V
     })
 }
 
+/// Types `-p` values by the version's schema, fetched first so that a bad
+/// value or an unknown name is refused before a run exists. Returns the
+/// typed values and the version they were checked against, which the run
+/// then pins (a deploy in between cannot change the rules under it).
+async fn typed_params(
+    client: &Client,
+    args: &RunArgs,
+) -> CliResult<(Map<String, Value>, Option<i64>)> {
+    let pairs = parse_pairs(&args.params)?;
+    if pairs.is_empty() {
+        return Ok((Map::new(), args.version));
+    }
+    let version = match client.get_version(&args.app, args.version).await {
+        Ok(v) => v,
+        Err(e) if e.status() == Some(404) && args.version.is_none() => {
+            return Err(did_you_mean(client, &args.app, e).await)
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let typed = params::typed_input(version.params_schema.as_ref(), &pairs).map_err(|e| {
+        CliError::Usage(match &e {
+            params::InputError::Unknown { name, valid } => {
+                let hint = closest(name, valid.iter().map(String::as_str))
+                    .map(|c| format!(" (did you mean {c}?)"))
+                    .unwrap_or_default();
+                format!("{e}{hint}")
+            }
+            params::InputError::Invalid { .. } => e.to_string(),
+        })
+    })?;
+    Ok((typed, Some(version.version_no)))
+}
+
 pub async fn run(ctx: &Ctx, args: RunArgs) -> CliResult<()> {
-    let input = build_input(args.input.as_deref(), &args.params)?;
+    // Usage errors in `-p` and `--input` come before any request.
+    parse_pairs(&args.params)?;
+    build_input(args.input.as_deref(), Map::new())?;
     let client = ctx.client()?;
+    let (typed, version_no) = typed_params(&client, &args).await?;
+    let input = build_input(args.input.as_deref(), typed)?;
     let req = CreateRunRequest {
         input,
-        version_no: args.version,
+        version_no,
         priority: args.priority,
         max_retries: args.max_retries,
         environment: args.environment.clone(),
@@ -384,24 +428,26 @@ mod input_tests {
 
     #[test]
     fn params_merge_over_input() {
-        let v = build_input(
-            Some(r#"{"name":"a","n":1}"#),
-            &["name=b".into(), "x=1=2".into()],
-        )
-        .unwrap();
+        let pairs = parse_pairs(&["name=b".into(), "x=1=2".into()]).unwrap();
+        assert_eq!(pairs[1], ("x".to_string(), "1=2".to_string()));
+        let typed = params::typed_input(None, &pairs).unwrap();
+        let v = build_input(Some(r#"{"name":"a","n":1}"#), typed).unwrap();
         assert_eq!(v, Some(json!({"name": "b", "n": 1, "x": "1=2"})));
-        assert_eq!(build_input(None, &[]).unwrap(), None);
-        assert_eq!(build_input(Some("{}"), &[]).unwrap(), Some(json!({})));
+        assert_eq!(build_input(None, Map::new()).unwrap(), None);
+        assert_eq!(
+            build_input(Some("{}"), Map::new()).unwrap(),
+            Some(json!({}))
+        );
         assert!(matches!(
-            build_input(Some("[1]"), &[]),
+            build_input(Some("[1]"), Map::new()),
             Err(CliError::Usage(_))
         ));
         assert!(matches!(
-            build_input(None, &["novalue".into()]),
+            parse_pairs(&["novalue".into()]),
             Err(CliError::Usage(_))
         ));
         assert!(matches!(
-            build_input(None, &["=v".into()]),
+            parse_pairs(&["=v".into()]),
             Err(CliError::Usage(_))
         ));
     }
