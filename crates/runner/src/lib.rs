@@ -16,6 +16,7 @@ mod forkserver;
 mod isolation;
 mod lease;
 mod logs;
+pub mod mask;
 mod process;
 mod python;
 mod registration;

@@ -7,13 +7,14 @@
 use crate::envs::PyEnv;
 use crate::error::SetupError;
 use crate::logs::LogSink;
+use crate::mask::Masker;
 use minitower_core::api::Lease;
 use nix::sys::signal::Signal;
 use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
 use std::path::{Component, Path, PathBuf};
 use std::sync::OnceLock;
-use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::io::{AsyncRead, AsyncReadExt};
 
 /// Longest log line; longer ones are split.
 pub const MAX_LINE_BYTES: usize = 64 * 1024;
@@ -273,37 +274,63 @@ impl Drop for GroupGuard {
 /// Reads `r` line by line into `sink` on `stream`; lines longer than
 /// [`MAX_LINE_BYTES`] are split, invalid UTF-8 is replaced.
 pub async fn pump_lines<R: AsyncRead + Unpin>(r: Option<R>, stream: &'static str, sink: LogSink) {
-    let Some(r) = r else { return };
-    let mut reader = BufReader::with_capacity(MAX_LINE_BYTES, r);
+    pump_masked(r, stream, sink, Masker::default()).await
+}
+
+/// [`pump_lines`] with secret values masked in the bytes before they are
+/// split into lines (see [`crate::mask`]), so a value cut by a pipe read or
+/// spanning lines is still masked.
+pub async fn pump_masked<R: AsyncRead + Unpin>(
+    r: Option<R>,
+    stream: &'static str,
+    sink: LogSink,
+    mut masker: Masker,
+) {
+    let Some(mut r) = r else { return };
+    let mut buf = vec![0u8; MAX_LINE_BYTES];
+    let mut masked: Vec<u8> = Vec::new();
     let mut line: Vec<u8> = Vec::new();
-    while let Ok(buf) = reader.fill_buf().await {
-        if buf.is_empty() {
-            break;
-        }
-        let (take, complete) = match buf.iter().position(|&b| b == b'\n') {
-            Some(i) => (i + 1, true),
-            None => (buf.len(), false),
+    loop {
+        let n = match r.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
         };
-        let content = if complete {
-            &buf[..take - 1]
-        } else {
-            &buf[..take]
-        };
-        line.extend_from_slice(content);
-        reader.consume(take);
-        while line.len() > MAX_LINE_BYTES {
-            let cut = char_boundary(&line, MAX_LINE_BYTES);
-            let rest = line.split_off(cut);
-            emit(&line, stream, &sink);
-            line = rest;
-        }
-        if complete {
-            emit(&line, stream, &sink);
-            line.clear();
-        }
+        masker.feed(&buf[..n], &mut masked);
+        split_lines(&mut line, &masked, stream, &sink);
+        masked.clear();
     }
+    masker.finish(&mut masked);
+    split_lines(&mut line, &masked, stream, &sink);
     if !line.is_empty() {
         emit(&line, stream, &sink);
+    }
+}
+
+/// Appends `data` to the partial `line`, sending every complete line and
+/// every [`MAX_LINE_BYTES`] piece of an overlong one.
+fn split_lines(line: &mut Vec<u8>, mut data: &[u8], stream: &'static str, sink: &LogSink) {
+    while !data.is_empty() {
+        let (take, complete) = match data.iter().position(|&b| b == b'\n') {
+            Some(i) => (i + 1, true),
+            None => (data.len(), false),
+        };
+        let content = if complete {
+            &data[..take - 1]
+        } else {
+            &data[..take]
+        };
+        line.extend_from_slice(content);
+        data = &data[take..];
+        while line.len() > MAX_LINE_BYTES {
+            let cut = char_boundary(line, MAX_LINE_BYTES);
+            let rest = line.split_off(cut);
+            emit(line, stream, sink);
+            *line = rest;
+        }
+        if complete {
+            emit(line, stream, sink);
+            line.clear();
+        }
     }
 }
 
