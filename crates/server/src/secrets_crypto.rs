@@ -306,7 +306,7 @@ fn create_key_file(path: &Path) -> std::io::Result<()> {
     let tmp = dir.join(format!(
         ".{}.{}.tmp",
         path.file_name().and_then(|n| n.to_str()).unwrap_or("key"),
-        hex::encode(random_key()[..8].to_vec())
+        hex::encode(&random_key()[..8])
     ));
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create_new(true);
