@@ -35,14 +35,8 @@ pub async fn reap_once(st: &AppState) -> StoreResult<ReapReport> {
                 RunStatus::Cancelled => report.cancelled += 1,
                 _ => {}
             }
-            if let Some(f) = &r.finished {
-                st.metrics.run_finished(f);
-            }
             tracing::info!(run_id = r.labels.run_id, attempt_no = r.attempt_no, outcome = %r.run_status, "lease expired");
-            // Wake lease calls: the run may be leasable again, and in any case
-            // the expired attempt freed a slot of its runner.
-            st.notifier.queue_changed(&r.labels.environment);
-            st.notifier.run_changed(r.labels.run_id);
+            st.attempt_ended(r.labels.run_id, &r.labels.environment, r.finished.as_ref());
         }
         if (n as i64) < BATCH {
             break;

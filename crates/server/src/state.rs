@@ -105,9 +105,19 @@ impl Notifier {
 }
 
 /// Compiled JSON Schemas by version id: each version's schema is compiled
-/// once and shared by every run created against it.
-#[derive(Default)]
-pub struct SchemaCache(Mutex<HashMap<i64, Arc<jsonschema::Validator>>>);
+/// once and shared by every run created against it. Bounded: a control plane
+/// with many versions keeps the most used ones (moka's TinyLFU), so memory
+/// stays flat however many versions are ever triggered.
+pub struct SchemaCache(moka::sync::Cache<i64, Arc<jsonschema::Validator>>);
+
+/// Compiled schemas kept at most.
+pub const SCHEMA_CACHE_ENTRIES: u64 = 1024;
+
+impl Default for SchemaCache {
+    fn default() -> Self {
+        SchemaCache(moka::sync::Cache::new(SCHEMA_CACHE_ENTRIES))
+    }
+}
 
 impl SchemaCache {
     /// The compiled validator for a version, compiling on first use.
@@ -116,12 +126,24 @@ impl SchemaCache {
         version_id: i64,
         schema: &serde_json::Value,
     ) -> Result<Arc<jsonschema::Validator>, String> {
-        if let Some(v) = self.0.lock().unwrap().get(&version_id) {
-            return Ok(v.clone());
-        }
-        let compiled = Arc::new(jsonschema::validator_for(schema).map_err(|e| e.to_string())?);
-        self.0.lock().unwrap().insert(version_id, compiled.clone());
-        Ok(compiled)
+        self.0
+            .try_get_with(version_id, || {
+                jsonschema::validator_for(schema)
+                    .map(Arc::new)
+                    .map_err(|e| e.to_string())
+            })
+            .map_err(|e| e.to_string())
+    }
+
+    /// Entries held now (after pending evictions ran), for tests.
+    pub fn len(&self) -> u64 {
+        self.0.run_pending_tasks();
+        self.0.entry_count()
+    }
+
+    /// Whether nothing is cached.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 
@@ -145,6 +167,25 @@ pub struct AppState {
 
 /// How often a token's `last_used_at` is written at most.
 const TOUCH_EVERY: Duration = Duration::from_secs(60);
+
+impl AppState {
+    /// What follows an attempt's end, in one place for results, hand-backs
+    /// and the reaper's expiries: the finished-run metrics, and wake-ups for
+    /// the lease calls that may now take the freed slot (or the requeued
+    /// run) and for the run's watchers.
+    pub fn attempt_ended(
+        &self,
+        run_id: i64,
+        environment: &str,
+        finished: Option<&minitower_store::Finished>,
+    ) {
+        if let Some(f) = finished {
+            self.metrics.run_finished(f);
+        }
+        self.notifier.queue_changed(environment);
+        self.notifier.run_changed(run_id);
+    }
+}
 
 impl AppState {
     /// Assembles the state.
@@ -223,4 +264,27 @@ pub fn new_secret(prefix: &str) -> String {
 fn ct_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
     use subtle::ConstantTimeEq;
     a.ct_eq(b).into()
+}
+
+#[cfg(test)]
+mod schema_cache_tests {
+    use super::*;
+
+    #[test]
+    fn the_schema_cache_stays_bounded_and_compiles_once() {
+        let cache = SchemaCache::default();
+        let schema = serde_json::json!({"type": "object"});
+        let first = cache.get(1, &schema).unwrap();
+        assert!(Arc::ptr_eq(&first, &cache.get(1, &schema).unwrap()));
+        for id in 0..(SCHEMA_CACHE_ENTRIES as i64 + 500) {
+            cache.get(id, &schema).unwrap();
+        }
+        let held = cache.len();
+        assert!(held <= SCHEMA_CACHE_ENTRIES, "{held} entries held");
+        assert!(held > 0);
+        // a schema that does not compile is an error, and is not cached
+        let bad = serde_json::json!({"type": 12});
+        assert!(cache.get(-1, &bad).is_err());
+        assert!(cache.get(-1, &schema).is_ok());
+    }
 }

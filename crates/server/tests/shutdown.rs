@@ -88,9 +88,7 @@ async fn shutdown_of_an_idle_server() {
         .expect("stopped")
         .unwrap()
         .unwrap();
-    let reopened = minitower_store_sqlite::open(&app.db_path)
-        .await
-        .unwrap();
+    let reopened = minitower_store_sqlite::open(&app.db_path).await.unwrap();
     assert!(reopened.team_login_info("acme").await.unwrap().is_some());
     reopened.close().await;
 }

@@ -45,7 +45,7 @@ async fn reap_one(
 ) -> StoreResult<Option<Reaped>> {
     let mut tx = s.write().await?;
     // Run first, like every other transition on a run.
-    if db::lock_run(s, &mut tx, run_id, None).await?.is_none() {
+    if s.dialect.row_locks && db::lock_run(s, &mut tx, run_id, None).await?.is_none() {
         return Ok(None);
     }
     let row = sqlx::query(

@@ -246,7 +246,7 @@ pub async fn result(
         .store
         .complete_attempt(runner.runner_id, id, &lease, &req, st.now())
         .await?;
-    attempt_ended(&st, id, &runner.environment, &outcome);
+    st.attempt_ended(id, &runner.environment, outcome.finished.as_ref());
     Ok(RunIdExt::attach(id, Json(outcome.ack).into_response()))
 }
 
@@ -267,7 +267,7 @@ pub async fn release(
         .store
         .release_attempt(runner.runner_id, id, &lease, st.now())
         .await?;
-    attempt_ended(&st, id, &runner.environment, &outcome);
+    st.attempt_ended(id, &runner.environment, outcome.finished.as_ref());
     Ok(RunIdExt::attach(id, Json(outcome.ack).into_response()))
 }
 
@@ -324,22 +324,6 @@ pub async fn list_runners(
         r.active_runs = own.get(&r.id).copied().unwrap_or(0);
     }
     Ok(Json(RunnerList { runners }))
-}
-
-/// What follows an attempt's end (a result or a release), in one place: the
-/// finished-run metrics, and wake-ups for the lease calls that may now take
-/// the freed slot (or the requeued run) and for the run's watchers.
-fn attempt_ended(
-    st: &State,
-    run_id: i64,
-    environment: &str,
-    outcome: &minitower_store::ResultOutcome,
-) {
-    if let Some(f) = &outcome.finished {
-        st.metrics.run_finished(f);
-    }
-    st.notifier.queue_changed(environment);
-    st.notifier.run_changed(run_id);
 }
 
 fn truncate_utf8(s: &mut String, max: usize) {
