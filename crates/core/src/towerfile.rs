@@ -236,6 +236,45 @@ impl Cx<'_> {
         })
     }
 
+    /// The entries of an `[[array]]` of tables (or an inline array of inline
+    /// tables), each with its span; `key` is the array's name in errors.
+    /// Parameters and schedules are both read through it.
+    #[allow(clippy::type_complexity)]
+    fn tables_of<'i>(
+        &self,
+        item: &'i Item,
+        key: &str,
+    ) -> Res<Vec<(&'i dyn TableLike, Option<Range<usize>>)>> {
+        let mut tables: Vec<(&dyn TableLike, Option<Range<usize>>)> = Vec::new();
+        match item {
+            Item::ArrayOfTables(a) => {
+                tables.extend(a.iter().map(|t| (t as &dyn TableLike, t.span())))
+            }
+            Item::Value(Value::Array(a)) => {
+                for v in a.iter() {
+                    match v {
+                        Value::InlineTable(t) => tables.push((t, t.span())),
+                        _ => {
+                            return self.err(
+                                self.line(v.span()),
+                                &format!("[[{key}]]"),
+                                format!("each entry of {key} must be a table"),
+                            )
+                        }
+                    }
+                }
+            }
+            _ => {
+                return self.err(
+                    self.line(item.span()),
+                    &format!("[[{key}]]"),
+                    format!("{key} must be written as [[{key}]] tables"),
+                )
+            }
+        }
+        Ok(tables)
+    }
+
     /// Line of `key` in `table`, else of the table itself.
     fn key_line(&self, table: &dyn TableLike, table_item: &Item, key: &str) -> usize {
         self.key_line_at(table, self.line(table_item.span()), key)

@@ -28,7 +28,6 @@ use super::{Cx, Res};
 use crate::retry;
 use crate::schedule::{CronSchedule, DEFAULT_TIMEZONE};
 use serde_json::{Map, Value as J};
-use std::ops::Range;
 use std::time::Duration;
 use toml_edit::{Item, TableLike, Value};
 
@@ -248,33 +247,7 @@ impl Cx<'_> {
 
     fn schedules(&mut self, item: &Item) -> Res<Vec<ScheduleSpec>> {
         let line = self.line(item.span());
-        let mut tables: Vec<(&dyn TableLike, Option<Range<usize>>)> = Vec::new();
-        match item {
-            Item::ArrayOfTables(a) => {
-                tables.extend(a.iter().map(|t| (t as &dyn TableLike, t.span())))
-            }
-            Item::Value(Value::Array(a)) => {
-                for v in a.iter() {
-                    match v {
-                        Value::InlineTable(t) => tables.push((t, t.span())),
-                        _ => {
-                            return self.err(
-                                self.line(v.span()),
-                                "[[schedules]]",
-                                "each entry of schedules must be a table".into(),
-                            )
-                        }
-                    }
-                }
-            }
-            _ => {
-                return self.err(
-                    line,
-                    "[[schedules]]",
-                    "schedules must be written as [[schedules]] tables".into(),
-                )
-            }
-        }
+        let tables = self.tables_of(item, "schedules")?;
         if tables.len() > MAX_SCHEDULES {
             return self.err(
                 line,

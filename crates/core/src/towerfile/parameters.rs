@@ -10,7 +10,6 @@
 use super::{valid_identifier, Cx, Res, Towerfile};
 use crate::params::{parse_text, ParamType, TYPE_NAMES};
 use serde_json::{json, Map, Value as J};
-use std::ops::Range;
 use toml_edit::{Item, TableLike, Value};
 
 /// Keys of a `[[parameters]]` entry.
@@ -110,36 +109,7 @@ fn toml_to_json(v: &Value) -> Option<J> {
 
 impl Cx<'_> {
     pub(super) fn parameters(&mut self, item: &Item) -> Res<Vec<Parameter>> {
-        let line = self.line(item.span());
-        let mut tables: Vec<(&dyn TableLike, Option<Range<usize>>)> = Vec::new();
-        match item {
-            Item::ArrayOfTables(a) => {
-                for t in a.iter() {
-                    tables.push((t, t.span()));
-                }
-            }
-            Item::Value(Value::Array(a)) => {
-                for v in a.iter() {
-                    match v {
-                        Value::InlineTable(t) => tables.push((t, t.span())),
-                        _ => {
-                            return self.err(
-                                self.line(v.span()),
-                                "[[parameters]]",
-                                "each entry of parameters must be a table".into(),
-                            )
-                        }
-                    }
-                }
-            }
-            _ => {
-                return self.err(
-                    line,
-                    "[[parameters]]",
-                    "parameters must be written as [[parameters]] tables".into(),
-                )
-            }
-        }
+        let tables = self.tables_of(item, "parameters")?;
         let mut out: Vec<Parameter> = Vec::new();
         for (i, (t, span)) in tables.into_iter().enumerate() {
             let p = self.parameter(i + 1, t, self.line(span), &out)?;
