@@ -116,8 +116,8 @@ pub async fn list_versions(
 /// One version (`latest` or its number): the CLI reads its `params_schema`
 /// to type `-p key=value` before it creates anything.
 #[utoipa::path(get, path = "/api/v1/apps/{app}/versions/{version}", tag = "apps",
-    params(("app" = String, Path), ("version" = String, Path, description = "a version number or `latest`")),
-    responses((status = 200, body = Version), (status = 400, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)),
+    params(("app" = String, Path), ("version" = String, Path, pattern = r"^([1-9][0-9]{0,17}|latest)$", description = "a version number or `latest`")),
+    responses((status = 200, body = Version), (status = 404, body = ErrorEnvelope)),
     security(("team" = [])))]
 pub async fn get_version(
     AxState(st): AxState<State>,
@@ -128,10 +128,12 @@ pub async fn get_version(
         "latest" => None,
         n => match n.parse::<i64>() {
             Ok(n) if n >= 1 => Some(n),
+            // A path that names no version is a 404, like any other: the
+            // contract's pattern says what names one.
             _ => {
-                return Err(ApiError::invalid_request(
-                    "version must be a version number (1, 2, ...) or \"latest\"",
-                ))
+                return Err(ApiError::not_found(&format!(
+                    "version {n:?} of app {slug:?}"
+                )))
             }
         },
     };
