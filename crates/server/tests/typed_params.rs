@@ -99,11 +99,13 @@ async fn one_version_by_number_or_latest() {
     );
     expect_api_err(team.get_version("typed", Some(3)).await, 404, "not_found");
     expect_api_err(team.get_version("nope", None).await, 404, "not_found");
-    for bad in ["0", "x", "-1", "1.5"] {
+    // A path that names no version is a 404 like an unknown one (the
+    // contract's pattern says which strings name one).
+    for bad in ["0", "x", "-1", "1.5", "latest%0A"] {
         let (status, body) =
             send_json(team.raw(Method::GET, &format!("/api/v1/apps/typed/versions/{bad}"))).await;
-        assert_eq!(status, 400, "{bad}: {body}");
-        assert_eq!(body["error"]["code"], "invalid_request");
+        assert_eq!(status, 404, "{bad}: {body}");
+        assert_eq!(body["error"]["code"], "not_found");
     }
     // Another team cannot read it.
     let other = app.team("other").await;
