@@ -7,6 +7,7 @@
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
+use std::time::Duration;
 
 /// Lifecycle of a run as the user sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
@@ -350,12 +351,47 @@ pub fn result(
 /// such expiries spend retries too, so a run cannot circle forever.
 pub const FREE_REQUEUES: i64 = 10;
 
-/// What an expiry does: the statuses, and whether it spends a retry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Expiry {
-    pub transition: Transition,
-    /// True when the run is requeued and the retry count goes up.
+/// The complete plan for ending an attempt, whoever ends it (a result, a
+/// hand-back, the reaper): what the attempt and its run become and what is
+/// written with them. The store applies it as-is in one transaction, with
+/// compare-and-sets on the statuses it read, and the server turns the
+/// outcome into metrics and wake-ups in one place; neither decides anything.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ending {
+    /// The attempt's final status.
+    pub attempt: AttemptStatus,
+    /// The process's exit code, written to the attempt and, when the run
+    /// finishes, to the run.
+    pub exit_code: Option<i32>,
+    /// Why the attempt ended, when there is more to say than its status.
+    pub attempt_message: Option<String>,
+    /// What the run becomes. `Queued` hands it back to the queue keeping its
+    /// place in line; any other status finishes it.
+    pub run: RunStatus,
+    /// The run's error message when it finishes (ignored when requeued).
+    pub run_message: Option<String>,
+    /// True when the run is requeued and its (lease-expiry) retry count goes up.
     pub spends_retry: bool,
+    /// Set when a failed attempt is retried ([`retry_failure`]): the run is
+    /// requeued with its failure-retry count up by one and may not be leased
+    /// again before this delay has passed.
+    pub retry_after: Option<Duration>,
+}
+
+impl Ending {
+    /// The plan for a transition decided by [`result`]: the attempt and the
+    /// run take the reported outcome and its exit code and message.
+    pub fn from_result(t: Transition, exit_code: Option<i32>, message: Option<&str>) -> Ending {
+        Ending {
+            attempt: t.attempt.unwrap_or(AttemptStatus::Failed),
+            exit_code,
+            attempt_message: message.map(str::to_owned),
+            run: t.run,
+            run_message: message.map(str::to_owned),
+            spends_retry: false,
+            retry_after: None,
+        }
+    }
 }
 
 /// The reaper found an attempt whose lease passed. The attempt expires; the
@@ -371,24 +407,39 @@ pub fn expire(
     retry_count: i64,
     max_retries: i64,
     attempt_no: i64,
-) -> Result<Expiry, TransitionError> {
+) -> Result<Ending, TransitionError> {
     if !attempt.is_active() {
         return Err(TransitionError::LeaseGone);
     }
     let free = attempt == AttemptStatus::Leased
         && attempt_no.saturating_sub(1).saturating_sub(retry_count) < FREE_REQUEUES;
-    let (next, spends_retry) = if cancel_requested || run == RunStatus::Cancelling {
-        (RunStatus::Cancelled, false)
+    let (next, spends_retry, run_message) = if cancel_requested || run == RunStatus::Cancelling {
+        (
+            RunStatus::Cancelled,
+            false,
+            Some("cancelled; the runner stopped answering".to_string()),
+        )
     } else if free {
-        (RunStatus::Queued, false)
+        (RunStatus::Queued, false, None)
     } else if retry_count < max_retries {
-        (RunStatus::Queued, true)
+        (RunStatus::Queued, true, None)
     } else {
-        (RunStatus::Dead, false)
+        (
+            RunStatus::Dead,
+            false,
+            Some(format!(
+                "lease expired; gave up after {attempt_no} attempt(s)"
+            )),
+        )
     };
-    Ok(Expiry {
-        transition: Transition::to(next, Some(AttemptStatus::Expired)),
+    Ok(Ending {
+        attempt: AttemptStatus::Expired,
+        exit_code: None,
+        attempt_message: Some("lease expired".into()),
+        run: next,
+        run_message,
         spends_retry,
+        retry_after: None,
     })
 }
 
@@ -399,7 +450,7 @@ pub fn release(
     run: RunStatus,
     attempt: AttemptStatus,
     cancel_requested: bool,
-) -> Result<Transition, TransitionError> {
+) -> Result<Ending, TransitionError> {
     if !attempt.is_active() {
         return Err(TransitionError::LeaseGone);
     }
@@ -408,8 +459,55 @@ pub fn release(
     } else {
         RunStatus::Queued
     };
-    Ok(Transition::to(next, Some(AttemptStatus::Expired)))
+    Ok(Ending {
+        attempt: AttemptStatus::Expired,
+        exit_code: None,
+        attempt_message: Some("released by the runner (shutting down)".into()),
+        run: next,
+        run_message: Some("cancelled; the runner shut down".into()),
+        spends_retry: false,
+        retry_after: None,
+    })
 }
 
+/// A run's failure-retry budget as read with it: separate from the
+/// lease-expiry budget (`max_retries` / `retry_count`), which only lost
+/// runners spend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FailureRetries {
+    pub run_id: i64,
+    /// Failure retries the run may make (the version's `retries` or the
+    /// trigger's own).
+    pub allowed: i64,
+    /// Failure retries already made.
+    pub spent: i64,
+    /// The first delay; later ones grow (see [`crate::retry`]).
+    pub first_delay: Duration,
+}
+
+/// Turns the plan of a failed attempt into a failure retry when the run has
+/// budget left and no cancel was requested: the run goes back to `queued`
+/// (not finished: no exit code or message on the run, the attempt keeps
+/// them) and waits `failure_retry_delay(first, spent + 1, run_id)`. Any
+/// other plan (a completed or cancelled attempt, an expiry, a hand-back, a
+/// run being cancelled) is returned unchanged, so a cancel always wins.
+pub fn retry_failure(e: Ending, cancel_requested: bool, budget: &FailureRetries) -> Ending {
+    let failed = e.attempt == AttemptStatus::Failed && e.run == RunStatus::Failed;
+    if !failed || cancel_requested || budget.spent >= budget.allowed {
+        return e;
+    }
+    let retry = u32::try_from(budget.spent.saturating_add(1)).unwrap_or(u32::MAX);
+    let delay = crate::retry::failure_retry_delay(budget.first_delay, retry, budget.run_id);
+    Ending {
+        run: RunStatus::Queued,
+        run_message: None,
+        spends_retry: false,
+        retry_after: Some(delay),
+        ..e
+    }
+}
+
+#[cfg(test)]
+mod retry_tests;
 #[cfg(test)]
 mod tests;

@@ -138,7 +138,7 @@ impl ArtifactCache {
         let tmp = self.dir.join(format!(
             ".tmp-{}-{:x}.part",
             std::process::id(),
-            crate::backoff::random_u64()
+            crate::retry::random_u64()
         ));
         let result = async {
             let mut file = std::fs::File::create(&tmp)?;

@@ -10,7 +10,6 @@
 //! the result, which is retried until the control plane acknowledges it.
 
 use crate::artifacts::ArtifactCache;
-use crate::backoff::Backoff;
 use crate::envs::{EnvCache, PyEnv};
 use crate::error::SetupError;
 use crate::forkserver::ForkServer;
@@ -18,6 +17,7 @@ use crate::lease::{self, LeaseKeeper, Signals};
 use crate::logs::{LogShipper, LogSink, Target};
 use crate::process::{self, Launch};
 use crate::registration::Session;
+use crate::retry::{self, CallError, Delays};
 use crate::supervisor::client::{self as sup, Ending, Supervised};
 use crate::workspace::Workspace;
 use crate::RunnerConfig;
@@ -151,41 +151,37 @@ pub async fn run(
 /// Acknowledges the lease; false when the lease is gone. Its send time
 /// starts the fencing deadline.
 async fn ack_start(session: &Session, lease: &Lease, signals: &Signals) -> bool {
-    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(3));
-    loop {
-        let sent = Instant::now();
-        let (generation, client) = session.client().await;
-        match client.start(lease.run_id, &lease.lease_token).await {
-            Ok(state) => {
-                signals.fence.acked(sent);
-                if state.cancel_requested {
-                    signals.cancel.cancel();
-                }
-                return true;
+    let delays = Delays::new(Duration::from_millis(100), Duration::from_secs(3));
+    let sent = std::sync::Mutex::new(Instant::now());
+    let answer = retry::call(
+        session,
+        &signals.fenced,
+        delays,
+        "start",
+        lease.run_id,
+        |client| {
+            *sent.lock().expect("unpoisoned") = Instant::now();
+            async move { client.start(lease.run_id, &lease.lease_token).await }
+        },
+    )
+    .await;
+    match answer {
+        Ok(state) => {
+            signals.fence.acked(*sent.lock().expect("unpoisoned"));
+            if state.cancel_requested {
+                signals.cancel.cancel();
             }
-            Err(e) if e.is_lease_gone() => {
-                signals.fenced.cancel();
-                return false;
-            }
-            Err(e) if e.status() == Some(401) => {
-                if session
-                    .reregister(generation, &signals.fenced)
-                    .await
-                    .is_err()
-                {
-                    return false;
-                }
-            }
-            Err(e) if e.is_transient() => {
-                let d = backoff.next_delay();
-                tracing::warn!(run_id = lease.run_id, error = %e, retry_in = ?d, "start not acknowledged; will retry");
-                tokio::time::sleep(d).await;
-            }
-            Err(e) => {
-                // Heartbeats will say what to do; the script waits for one.
-                tracing::warn!(run_id = lease.run_id, error = %e, "start refused; continuing on heartbeats");
-                return true;
-            }
+            true
+        }
+        Err(CallError::LeaseGone) => {
+            signals.fenced.cancel();
+            false
+        }
+        Err(CallError::Stopped) => false,
+        Err(CallError::Refused(e)) => {
+            // Heartbeats will say what to do; the script waits for one.
+            tracing::warn!(run_id = lease.run_id, error = %e, "start refused; continuing on heartbeats");
+            true
         }
     }
 }
@@ -326,15 +322,20 @@ async fn execute(
         cgroup = child.in_cgroup,
         "script started under its supervisor"
     );
-    let out = tokio::spawn(process::pump_lines(
+    // Secret values never leave the runner in the output: masked in the
+    // byte stream before it is split into log lines (crate::mask).
+    let masker = crate::mask::Masker::new(lease.secrets.0.values());
+    let out = tokio::spawn(process::pump_masked(
         child.stdout.take(),
         "stdout",
         sink.clone(),
+        masker.clone(),
     ));
-    let err = tokio::spawn(process::pump_lines(
+    let err = tokio::spawn(process::pump_masked(
         child.stderr.take(),
         "stderr",
         sink.clone(),
+        masker,
     ));
     let timeout_at = u64::try_from(lease.timeout_seconds)
         .ok()
@@ -444,101 +445,68 @@ fn exit_outcome(e: &Ending) -> Outcome {
 /// with the same name) registers again and retries with the new token.
 async fn send_result(session: &Session, lease: &Lease, result: &ResultRequest, signals: &Signals) {
     let run_id = lease.run_id;
-    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
-    loop {
-        let (generation, client) = session.client().await;
-        let r = tokio::select! {
-            _ = signals.fenced.cancelled() => return,
-            r = client.result(run_id, &lease.lease_token, result) => r,
-        };
-        match r {
-            Ok(ack) => {
-                tracing::info!(
-                    run_id,
-                    status = result.status.as_str(),
-                    run_status = ack.run_status.as_str(),
-                    "result reported"
-                );
-                return;
-            }
-            Err(e) if e.status() == Some(409) => {
-                tracing::warn!(run_id, error = %e, "result refused: the attempt was already decided");
-                return;
-            }
-            Err(e) if e.is_lease_gone() => {
-                tracing::warn!(run_id, "lease gone before the result was reported");
-                signals.fenced.cancel();
-                return;
-            }
-            Err(e) if e.status() == Some(401) => {
-                tracing::warn!(
-                    run_id,
-                    "runner token refused while reporting; registering again"
-                );
-                if session
-                    .reregister(generation, &signals.fenced)
-                    .await
-                    .is_err()
-                {
-                    return;
-                }
-            }
-            Err(e) if e.is_transient() => {
-                let d = backoff.next_delay();
-                tracing::warn!(run_id, error = %e, retry_in = ?d, "result not delivered; will retry");
-                tokio::select! {
-                    _ = signals.fenced.cancelled() => return,
-                    _ = tokio::time::sleep(d) => {}
-                }
-            }
-            Err(e) => {
-                tracing::error!(run_id, error = %e, "result refused");
-                return;
-            }
+    let delays = Delays::new(Duration::from_millis(100), Duration::from_secs(5));
+    let answer = retry::call(
+        session,
+        &signals.fenced,
+        delays,
+        "result",
+        run_id,
+        |client| async move { client.result(run_id, &lease.lease_token, result).await },
+    )
+    .await;
+    match answer {
+        Ok(ack) => tracing::info!(
+            run_id,
+            status = result.status.as_str(),
+            run_status = ack.run_status.as_str(),
+            "result reported"
+        ),
+        Err(CallError::LeaseGone) => {
+            tracing::warn!(run_id, "lease gone before the result was reported");
+            signals.fenced.cancel();
         }
+        Err(CallError::Stopped) => {}
+        Err(CallError::Refused(e)) if e.status() == Some(409) => {
+            tracing::warn!(run_id, error = %e, "result refused: the attempt was already decided");
+        }
+        Err(CallError::Refused(e)) => tracing::error!(run_id, error = %e, "result refused"),
     }
 }
 
 /// Hands the run back without spending a retry. A server without the
 /// `release` call gets the old answer: the attempt reported as cancelled.
+/// Gives up after ten transient failures: the lease then simply expires.
 async fn release(session: &Session, lease: &Lease, why: &'static str, signals: &Signals) {
     let run_id = lease.run_id;
-    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
-    for _ in 0..10 {
-        let (generation, client) = session.client().await;
-        match client.release(run_id, &lease.lease_token).await {
-            Ok(ack) => {
-                tracing::info!(
-                    run_id,
-                    run_status = ack.run_status.as_str(),
-                    "run handed back: {why}"
-                );
-                return;
-            }
-            Err(e) if e.is_lease_gone() || e.status() == Some(409) => return,
-            Err(e) if e.status() == Some(404) || e.status() == Some(405) => {
-                let result = ResultRequest {
-                    status: ResultStatus::Cancelled,
-                    exit_code: None,
-                    error_message: Some(why.into()),
-                };
-                return send_result(session, lease, &result, signals).await;
-            }
-            Err(e) if e.status() == Some(401) => {
-                if session
-                    .reregister(generation, &signals.fenced)
-                    .await
-                    .is_err()
-                {
-                    return;
-                }
-            }
-            Err(e) => {
-                let d = backoff.next_delay();
-                tracing::warn!(run_id, error = %e, retry_in = ?d, "release not delivered; will retry");
-                tokio::time::sleep(d).await;
-            }
+    let delays = Delays::limited(Duration::from_millis(100), Duration::from_secs(2), 10);
+    let answer = retry::call(
+        session,
+        &signals.fenced,
+        delays,
+        "release",
+        run_id,
+        |client| async move { client.release(run_id, &lease.lease_token).await },
+    )
+    .await;
+    match answer {
+        Ok(ack) => tracing::info!(
+            run_id,
+            run_status = ack.run_status.as_str(),
+            "run handed back: {why}"
+        ),
+        Err(CallError::LeaseGone | CallError::Stopped) => {}
+        Err(CallError::Refused(e)) if e.status() == Some(409) => {}
+        Err(CallError::Refused(e)) if matches!(e.status(), Some(404 | 405)) => {
+            let result = ResultRequest {
+                status: ResultStatus::Cancelled,
+                exit_code: None,
+                error_message: Some(why.into()),
+            };
+            send_result(session, lease, &result, signals).await
+        }
+        Err(CallError::Refused(e)) => {
+            tracing::warn!(run_id, error = %e, "could not hand the run back; its lease will expire")
         }
     }
-    tracing::warn!(run_id, "could not hand the run back; its lease will expire");
 }

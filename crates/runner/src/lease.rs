@@ -20,8 +20,8 @@
 //! watch channel; the attempt forwards it to its supervisor, which kills the
 //! script on its own when the deadline passes (even with the runner frozen).
 
-use crate::backoff::Backoff;
 use crate::registration::Session;
+use crate::retry::Delays;
 use minitower_core::api::Lease;
 use std::sync::Arc;
 use std::time::Duration;
@@ -163,7 +163,7 @@ async fn keep(
     let lenient = answered + ttl;
     let mut changes = signals.fence.subscribe();
     let mut next = answered + interval;
-    let mut backoff = Backoff::new(Duration::from_millis(200), interval);
+    let mut backoff = Delays::new(Duration::from_millis(200), interval);
     loop {
         let deadline = signals.fence.deadline().unwrap_or(lenient);
         tokio::select! {

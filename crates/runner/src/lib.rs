@@ -8,7 +8,6 @@
 
 mod artifacts;
 mod attempt;
-mod backoff;
 pub mod config;
 mod envs;
 mod error;
@@ -20,6 +19,7 @@ pub mod mask;
 mod process;
 mod python;
 mod registration;
+mod retry;
 pub mod supervisor;
 mod worker;
 mod workspace;

@@ -9,12 +9,11 @@
 //! end says how much. A log-batch ack may carry `cancel_requested`, which is
 //! passed on like a heartbeat's.
 
-use crate::backoff::Backoff;
 use crate::lease::Signals;
 use crate::registration::Session;
+use crate::retry::{self, CallError, Delays};
 use chrono::Utc;
 use futures::future::BoxFuture;
-use minitower_client::ClientResult;
 use minitower_core::api::{LogBatchAck, NewLogLine};
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -125,7 +124,7 @@ struct Pending {
     line: NewLogLine,
 }
 
-type Inflight = BoxFuture<'static, ClientResult<LogBatchAck>>;
+type Inflight = BoxFuture<'static, Result<LogBatchAck, CallError>>;
 
 async fn ship(
     target: Target,
@@ -146,7 +145,7 @@ async fn ship(
     let mut retry_at: Option<Instant> = None;
     let mut finishing: Option<oneshot::Sender<bool>> = None;
     let mut rx_open = true;
-    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+    let mut backoff = Delays::new(Duration::from_millis(100), Duration::from_secs(5));
     loop {
         let now = Instant::now();
         if inflight.is_none() && !pending.is_empty() && retry_at.is_none_or(|t| now >= t) {
@@ -172,18 +171,14 @@ async fn ship(
                 inflight = Some((
                     n,
                     Box::pin(async move {
-                        let (generation, client) = session.client().await;
-                        let r = client.send_logs(run_id, &token, batch.clone()).await;
-                        match r {
-                            Err(e) if e.status() == Some(401) => {
-                                if session.reregister(generation, &fenced).await.is_err() {
-                                    return Err(e);
-                                }
-                                let (_, client) = session.client().await;
-                                client.send_logs(run_id, &token, batch).await
-                            }
-                            r => r,
-                        }
+                        // One try (plus one after registering again on a
+                        // 401): this loop schedules its own retries.
+                        let once = Delays::limited(Duration::ZERO, Duration::ZERO, 0);
+                        retry::call(&session, &fenced, once, "log batch", run_id, |client| {
+                            let (batch, token) = (batch.clone(), &token);
+                            async move { client.send_logs(run_id, token, batch).await }
+                        })
+                        .await
                     }),
                 ));
             }
@@ -216,15 +211,16 @@ async fn ship(
                             signals.cancel.cancel();
                         }
                     }
-                    Err(e) if e.is_lease_gone() => {
+                    Err(CallError::LeaseGone) => {
                         signals.fenced.cancel();
                     }
-                    Err(e) if e.is_transient() => {
+                    Err(CallError::Stopped) => {}
+                    Err(CallError::Refused(e)) if e.is_transient() => {
                         let d = backoff.next_delay();
                         tracing::warn!(run_id = target.run_id, error = %e, retry_in = ?d, "log batch not delivered; will retry");
                         retry_at = Some(Instant::now() + d);
                     }
-                    Err(e) => {
+                    Err(CallError::Refused(e)) => {
                         tracing::error!(run_id = target.run_id, error = %e, lines = n, "log batch refused; dropping it");
                         pending.drain(..n.min(pending.len()));
                     }

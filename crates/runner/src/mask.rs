@@ -14,8 +14,10 @@
 //! cut random text holding secrets at random points and check that the
 //! output never contains a secret and equals the whole-text replacement.
 //!
-//! Today leases carry no secrets, so every masker is empty (a pass-through);
-//! when they do, the attempt hands their values to [`crate::process::pump_masked`].
+//! The attempt builds one masker from the values its lease delivers (the
+//! secrets the version declares) and hands it to
+//! [`crate::process::pump_masked`] for stdout and stderr; with no secrets it
+//! is empty, a pass-through.
 
 /// Values shorter than this are not masked: masking `a` or `1` would
 /// garble every line and reveal the value by where the stars appear.

@@ -154,6 +154,11 @@ pub fn script_env(
     if !input.vars.iter().any(|(k, _)| k == "MINITOWER_INPUT") {
         vars.remove(OsStr::new("MINITOWER_INPUT"));
     }
+    // The secrets the version declares, before the runner's own variables
+    // so none of those can be replaced by one.
+    for (k, v) in &lease.secrets.0 {
+        vars.insert(k.into(), v.into());
+    }
     let mut set = |k: &str, v: OsString| {
         vars.insert(k.into(), v);
     };

@@ -5,7 +5,7 @@
 //! registration. Registration retries with backoff while the control plane is
 //! unreachable, and gives up at once when it refuses.
 
-use crate::backoff::Backoff;
+use crate::retry::Delays;
 use crate::{RunnerConfig, RunnerError};
 use minitower_client::Client;
 use minitower_core::api::RegisterRunnerRequest;
@@ -99,7 +99,7 @@ impl Session {
             environment: Some(self.config.environment.clone()),
             max_concurrency: Some(self.config.concurrency as i64),
         };
-        let mut backoff = Backoff::new(
+        let mut backoff = Delays::new(
             Duration::from_millis(200),
             Duration::from_secs(10).max(self.config.poll_interval),
         );

@@ -9,8 +9,10 @@ use crate::runner::seen;
 use crate::SqlStore;
 use chrono::{DateTime, Utc};
 use minitower_core::api::{AttemptState, NewLogLine, ResultAck, ResultRequest};
-use minitower_core::status::{self, AttemptStatus, RecordedResult, RunStatus};
-use minitower_store::{Finished, LeaseParams, ResultOutcome, RunLabels, StoreError, StoreResult};
+use minitower_core::status::{self, AttemptStatus, Ending, RecordedResult, RunStatus};
+use minitower_store::{
+    Finished, LeaseParams, ResultOutcome, Retrying, RunLabels, StoreError, StoreResult,
+};
 use sqlx::AnyConnection;
 
 /// The attempt a lease token names, with the run state transitions need.
@@ -25,6 +27,9 @@ struct Held {
     lease_expires_at: i64,
     queued_at: i64,
     started_at: Option<i64>,
+    failure_retries: i64,
+    failure_retry_count: i64,
+    retry_delay_ms: i64,
 }
 
 /// Locks the run (when `lock`) and reads the attempt the token names. The
@@ -45,7 +50,8 @@ async fn held(
     }
     let row = sqlx::query(
         "SELECT a.id, a.attempt_no, a.status, a.exit_code, a.error_message, a.lease_expires_at, \
-                r.status AS run_status, r.cancel_requested, r.queued_at, r.started_at \
+                r.status AS run_status, r.cancel_requested, r.queued_at, r.started_at, \
+                r.failure_retries, r.failure_retry_count, r.retry_delay_ms \
          FROM run_attempts a JOIN runs r ON r.id = a.run_id \
          WHERE a.run_id = $1 AND a.runner_id = $2 AND a.lease_token_hash = $3 \
          ORDER BY a.attempt_no DESC LIMIT 1",
@@ -68,6 +74,9 @@ async fn held(
         lease_expires_at: get(&row, "lease_expires_at")?,
         queued_at: get(&row, "queued_at")?,
         started_at: get(&row, "started_at")?,
+        failure_retries: get(&row, "failure_retries")?,
+        failure_retry_count: get(&row, "failure_retry_count")?,
+        retry_delay_ms: get(&row, "retry_delay_ms")?,
     })
 }
 
@@ -292,22 +301,22 @@ pub(crate) async fn complete_attempt(
                 run_status: t.run,
             },
             finished: None,
+            retry: None,
         });
     }
-    end_attempt(
-        tx,
-        &h,
+    // A failed attempt with failure-retry budget left requeues the run.
+    let budget = status::FailureRetries {
         run_id,
-        Ending {
-            attempt,
-            exit_code: result.exit_code,
-            attempt_message: message.as_deref(),
-            run: t.run,
-            run_message: message.as_deref(),
-        },
-        now,
-    )
-    .await
+        allowed: h.failure_retries,
+        spent: h.failure_retry_count,
+        first_delay: std::time::Duration::from_millis(h.retry_delay_ms.max(1) as u64),
+    };
+    let ending = status::retry_failure(
+        Ending::from_result(t, result.exit_code, message.as_deref()),
+        h.cancel_requested,
+        &budget,
+    );
+    Ok(end_attempt(tx, &h.ends(run_id), &ending, now).await?.0)
 }
 
 /// The runner hands its attempt back (see `status::release`): no retry is
@@ -325,66 +334,82 @@ pub(crate) async fn release_attempt(
         tx,
         held(s, &mut tx, runner_id, run_id, lease_token_hash, true).await
     );
-    let t = tx_try!(tx, status::release(h.run, h.attempt, h.cancel_requested));
-    let attempt = t.attempt.unwrap_or(AttemptStatus::Expired);
-    end_attempt(
-        tx,
-        &h,
-        run_id,
-        Ending {
-            attempt,
-            exit_code: None,
-            attempt_message: Some("released by the runner (shutting down)"),
-            run: t.run,
-            run_message: Some("cancelled; the runner shut down"),
-        },
-        now,
-    )
-    .await
+    let ending = tx_try!(tx, status::release(h.run, h.attempt, h.cancel_requested));
+    Ok(end_attempt(tx, &h.ends(run_id), &ending, now).await?.0)
 }
 
-/// How an attempt ends: what it and its run become. Results and hand-backs
-/// both end an attempt through [`end_attempt`], so the two writes, the
+/// The attempt being ended and what was read of it and its run: the
+/// statuses the compare-and-sets expect, and the times its outcome reports.
+pub(crate) struct Ends {
+    pub run_id: i64,
+    pub attempt_id: i64,
+    pub attempt: AttemptStatus,
+    pub run: RunStatus,
+    pub queued_at: i64,
+    pub started_at: Option<i64>,
+    /// Only an attempt whose lease ends before this may be ended (the reaper
+    /// passes its `now`, so a heartbeat that won the race keeps the attempt
+    /// alive; a runner holding the lease token passes `i64::MAX`).
+    pub lease_before: i64,
+}
+
+impl Held {
+    fn ends(&self, run_id: i64) -> Ends {
+        Ends {
+            run_id,
+            attempt_id: self.attempt_id,
+            attempt: self.attempt,
+            run: self.run,
+            queued_at: self.queued_at,
+            started_at: self.started_at,
+            lease_before: i64::MAX,
+        }
+    }
+}
+
+/// Applies a core [`Ending`] plan to the attempt and its run, commits, and
+/// returns the outcome the server turns into metrics and wake-ups, with the
+/// run's labels. Results,
+/// hand-backs and the reaper all end attempts here, so the two writes, the
 /// compare-and-sets and the outcome are one piece of code.
-struct Ending<'a> {
-    attempt: AttemptStatus,
-    exit_code: Option<i32>,
-    attempt_message: Option<&'a str>,
-    /// `Queued` hands the run back (keeping its place in line); any other
-    /// status finishes it with `exit_code` and `run_message`.
-    run: RunStatus,
-    run_message: Option<&'a str>,
-}
-
-/// Applies an [`Ending`] to the held attempt and its run, commits, and
-/// returns the outcome the server turns into metrics and wake-ups.
-async fn end_attempt(
+pub(crate) async fn end_attempt(
     mut tx: crate::Tx,
-    h: &Held,
-    run_id: i64,
-    e: Ending<'_>,
+    h: &Ends,
+    e: &Ending,
     now: i64,
-) -> StoreResult<ResultOutcome> {
+) -> StoreResult<(ResultOutcome, RunLabels)> {
+    let run_id = h.run_id;
     let done = sqlx::query(
         "UPDATE run_attempts SET status = $1, exit_code = $2, error_message = $3, \
-         finished_at = $4 WHERE id = $5 AND status = $6",
+         finished_at = $4 WHERE id = $5 AND status = $6 AND lease_expires_at < $7",
     )
     .bind(e.attempt.as_str())
     .bind(e.exit_code)
-    .bind(e.attempt_message)
+    .bind(e.attempt_message.as_deref())
     .bind(now)
     .bind(h.attempt_id)
     .bind(h.attempt.as_str())
+    .bind(h.lease_before)
     .execute(&mut *tx)
     .await
     .map_err(db::err)?;
     tx_try!(tx, lease_cas(done.rows_affected()));
+    // A failure retry waits: the lease skips the run before `not_before`.
+    let retry_at = e.retry_after.map(|d| db::expiry(now, d));
     let done = if e.run == RunStatus::Queued {
-        sqlx::query("UPDATE runs SET status = 'queued' WHERE id = $1 AND status = $2")
-            .bind(run_id)
-            .bind(h.run.as_str())
-            .execute(&mut *tx)
-            .await
+        // The run keeps its original queued_at, hence its place in line.
+        sqlx::query(
+            "UPDATE runs SET status = 'queued', retry_count = retry_count + $1, \
+             failure_retry_count = failure_retry_count + $2, \
+             not_before = COALESCE($3, not_before) WHERE id = $4 AND status = $5",
+        )
+        .bind(i64::from(e.spends_retry))
+        .bind(i64::from(retry_at.is_some()))
+        .bind(retry_at)
+        .bind(run_id)
+        .bind(h.run.as_str())
+        .execute(&mut *tx)
+        .await
     } else {
         sqlx::query(
             "UPDATE runs SET status = $1, exit_code = $2, error_message = $3, finished_at = $4 \
@@ -392,7 +417,7 @@ async fn end_attempt(
         )
         .bind(e.run.as_str())
         .bind(e.exit_code)
-        .bind(e.run_message)
+        .bind(e.run_message.as_deref())
         .bind(now)
         .bind(run_id)
         .bind(h.run.as_str())
@@ -405,7 +430,7 @@ async fn end_attempt(
     tx.commit().await.map_err(db::err)?;
     let finished = if e.run.is_terminal() {
         Some(Finished {
-            labels,
+            labels: labels.clone(),
             status: e.run,
             queued_at: db::ts(h.queued_at)?,
             started_at: db::ts_opt(h.started_at)?,
@@ -414,13 +439,21 @@ async fn end_attempt(
     } else {
         None
     };
-    Ok(ResultOutcome {
+    let outcome = ResultOutcome {
         ack: ResultAck {
             status: e.attempt,
             run_status: e.run,
         },
+        retry: match retry_at {
+            Some(at) => Some(Retrying {
+                labels: labels.clone(),
+                not_before: db::ts(at)?,
+            }),
+            None => None,
+        },
         finished,
-    })
+    };
+    Ok((outcome, labels))
 }
 
 pub(crate) async fn leased_artifact(

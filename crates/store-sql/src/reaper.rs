@@ -2,12 +2,13 @@
 //! runs them; the row locks and compare-and-sets make each expiry happen
 //! once however many sweep at the same moment.
 
+use crate::attempts::{end_attempt, Ends};
 use crate::db::{self, get, ms};
 use crate::runs::ACTIVE;
 use crate::SqlStore;
 use chrono::{DateTime, Utc};
-use minitower_core::status::{self, AttemptStatus, RunStatus};
-use minitower_store::{Finished, Reaped, StoreError, StoreResult};
+use minitower_core::status;
+use minitower_store::{Reaped, StoreError, StoreResult};
 
 pub(crate) async fn reap_expired(
     s: &SqlStore,
@@ -76,75 +77,26 @@ async fn reap_one(
         Ok(e) => e,
         Err(_) => return Ok(None), // finished meanwhile
     };
-    let t = e.transition;
-    let new_attempt = t.attempt.unwrap_or(AttemptStatus::Expired);
-    let done = sqlx::query(
-        "UPDATE run_attempts SET status = $1, finished_at = $2, error_message = 'lease expired' \
-         WHERE id = $3 AND status = $4 AND lease_expires_at < $2",
-    )
-    .bind(new_attempt.as_str())
-    .bind(now)
-    .bind(attempt_id)
-    .bind(attempt.as_str())
-    .execute(&mut *tx)
-    .await
-    .map_err(db::err)?;
-    if done.rows_affected() == 0 {
-        return Ok(None); // another reaper won
-    }
-    let done = match t.run {
-        RunStatus::Queued => {
-            // The run keeps its original queued_at, hence its place in line.
-            sqlx::query(
-                "UPDATE runs SET status = 'queued', retry_count = retry_count + $1 \
-                 WHERE id = $2 AND status = $3",
-            )
-            .bind(i64::from(e.spends_retry))
-            .bind(run_id)
-            .bind(run.as_str())
-            .execute(&mut *tx)
-            .await
-        }
-        next => {
-            let message = if next == RunStatus::Dead {
-                format!("lease expired; gave up after {attempt_no} attempt(s)")
-            } else {
-                "cancelled; the runner stopped answering".to_string()
-            };
-            sqlx::query(
-                "UPDATE runs SET status = $1, finished_at = $2, error_message = $3 \
-                 WHERE id = $4 AND status = $5",
-            )
-            .bind(next.as_str())
-            .bind(now)
-            .bind(message)
-            .bind(run_id)
-            .bind(run.as_str())
-            .execute(&mut *tx)
-            .await
-        }
-    }
-    .map_err(db::err)?;
-    db::cas(done.rows_affected(), "expire run")?;
-    let labels = db::labels(&mut tx, run_id).await?;
-    tx.commit().await.map_err(db::err)?;
-    let finished = if t.run.is_terminal() {
-        Some(Finished {
-            labels: labels.clone(),
-            status: t.run,
-            queued_at: db::time(&row, "queued_at")?,
-            started_at: db::time_opt(&row, "started_at")?,
-            finished_at: db::ts(now)?,
-        })
-    } else {
-        None
+    let ends = Ends {
+        run_id,
+        attempt_id,
+        attempt,
+        run,
+        queued_at: get(&row, "queued_at")?,
+        started_at: get(&row, "started_at")?,
+        lease_before: now,
     };
-    Ok(Some(Reaped {
-        labels,
-        attempt_no,
-        run_status: t.run,
-        finished,
-    }))
+    match end_attempt(tx, &ends, &e, now).await {
+        Ok((outcome, labels)) => Ok(Some(Reaped {
+            labels,
+            attempt_no,
+            run_status: e.run,
+            finished: outcome.finished,
+        })),
+        // Another reaper won, or a heartbeat extended the lease meanwhile.
+        Err(StoreError::LeaseGone) => Ok(None),
+        Err(err) => Err(err),
+    }
 }
 
 pub(crate) async fn mark_stale_runners_offline(

@@ -176,17 +176,17 @@ fn late_result_after_expiry_is_lease_gone() {
 fn expiry_requeues_then_dies_or_cancels() {
     let e = expire(R::Running, A::Running, false, 0, 2, 1).unwrap();
     assert_eq!(
-        (e.transition.run, e.transition.attempt, e.spends_retry),
+        (e.run, Some(e.attempt), e.spends_retry),
         (R::Queued, Some(A::Expired), true)
     );
     let e = expire(R::Running, A::Running, false, 1, 2, 2).unwrap();
-    assert_eq!((e.transition.run, e.spends_retry), (R::Queued, true));
+    assert_eq!((e.run, e.spends_retry), (R::Queued, true));
     let e = expire(R::Running, A::Running, false, 2, 2, 3).unwrap();
-    assert_eq!((e.transition.run, e.spends_retry), (R::Dead, false));
+    assert_eq!((e.run, e.spends_retry), (R::Dead, false));
     let e = expire(R::Cancelling, A::Cancelling, true, 0, 2, 1).unwrap();
-    assert_eq!((e.transition.run, e.spends_retry), (R::Cancelled, false));
+    assert_eq!((e.run, e.spends_retry), (R::Cancelled, false));
     let e = expire(R::Leased, A::Leased, true, 0, 2, 1).unwrap();
-    assert_eq!(e.transition.run, R::Cancelled);
+    assert_eq!(e.run, R::Cancelled);
     for a in DONE_ATTEMPTS {
         assert_eq!(
             expire(R::Failed, a, false, 0, 2, 1),
@@ -200,17 +200,17 @@ fn an_attempt_that_never_started_spends_no_retry() {
     // max_retries = 0: the lost lease answer still leads to a run, not `dead`.
     let e = expire(R::Leased, A::Leased, false, 0, 0, 1).unwrap();
     assert_eq!(
-        (e.transition.run, e.transition.attempt, e.spends_retry),
+        (e.run, Some(e.attempt), e.spends_retry),
         (R::Queued, Some(A::Expired), false)
     );
     // ... up to FREE_REQUEUES free expiries per run, then retries are spent.
     let last_free = FREE_REQUEUES; // attempts 1..=FREE_REQUEUES were free
     let e = expire(R::Leased, A::Leased, false, 0, 0, last_free).unwrap();
-    assert_eq!((e.transition.run, e.spends_retry), (R::Queued, false));
+    assert_eq!((e.run, e.spends_retry), (R::Queued, false));
     let e = expire(R::Leased, A::Leased, false, 0, 0, last_free + 1).unwrap();
-    assert_eq!((e.transition.run, e.spends_retry), (R::Dead, false));
+    assert_eq!((e.run, e.spends_retry), (R::Dead, false));
     let e = expire(R::Leased, A::Leased, false, 0, 1, last_free + 1).unwrap();
-    assert_eq!((e.transition.run, e.spends_retry), (R::Queued, true));
+    assert_eq!((e.run, e.spends_retry), (R::Queued, true));
 }
 
 #[test]
@@ -227,7 +227,8 @@ fn release_requeues_without_a_retry_or_cancels() {
         } else {
             R::Queued
         };
-        assert_eq!((t.run, t.attempt), (want, Some(A::Expired)));
+        assert_eq!((t.run, Some(t.attempt)), (want, Some(A::Expired)));
+        assert!(!t.spends_retry, "a hand-back never spends a retry");
     }
     assert_eq!(
         release(R::Running, A::Running, true).unwrap().run,
@@ -239,6 +240,47 @@ fn release_requeues_without_a_retry_or_cancels() {
             Err(TransitionError::LeaseGone)
         );
     }
+}
+
+#[test]
+fn endings_are_complete_plans() {
+    // What the reaper writes is decided here, not in the store.
+    let dead = expire(R::Running, A::Running, false, 2, 2, 3).unwrap();
+    assert_eq!(dead.attempt_message.as_deref(), Some("lease expired"));
+    assert_eq!(
+        dead.run_message.as_deref(),
+        Some("lease expired; gave up after 3 attempt(s)")
+    );
+    assert_eq!(dead.exit_code, None);
+    let cancelled = expire(R::Cancelling, A::Cancelling, true, 0, 2, 1).unwrap();
+    assert_eq!(
+        cancelled.run_message.as_deref(),
+        Some("cancelled; the runner stopped answering")
+    );
+    let requeued = expire(R::Running, A::Running, false, 0, 2, 1).unwrap();
+    assert_eq!(requeued.run_message, None, "a requeued run has no error");
+    let released = release(R::Running, A::Running, false).unwrap();
+    assert_eq!(
+        released.attempt_message.as_deref(),
+        Some("released by the runner (shutting down)")
+    );
+    // A result's plan carries the reported exit code and message to both rows.
+    let t = result(
+        R::Running,
+        A::Running,
+        ResultStatus::Failed,
+        Some(3),
+        Some("boom"),
+        None,
+    )
+    .unwrap();
+    let e = Ending::from_result(t, Some(3), Some("boom"));
+    assert_eq!(
+        (e.attempt, e.run, e.exit_code, e.spends_retry),
+        (A::Failed, R::Failed, Some(3), false)
+    );
+    assert_eq!(e.attempt_message.as_deref(), Some("boom"));
+    assert_eq!(e.run_message.as_deref(), Some("boom"));
 }
 
 #[test]

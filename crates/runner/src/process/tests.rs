@@ -20,6 +20,7 @@ fn lease(input: serde_json::Value, import_paths: Vec<String>) -> Lease {
         import_paths,
         ttl_ms: Some(3000),
         fencing_token: Some(2),
+        secrets: Default::default(),
     }
 }
 
@@ -174,4 +175,25 @@ fn split_keeps_utf8_sequences_whole() {
     b.extend_from_slice("é".as_bytes());
     assert_eq!(char_boundary(&b, MAX_LINE_BYTES), MAX_LINE_BYTES - 1);
     assert_eq!(signal_name(9), "SIGKILL (9)");
+}
+
+#[test]
+fn secrets_become_variables_but_never_replace_the_runners_own() {
+    let mut l = lease(json!({}), vec![]);
+    l.secrets.0.insert("DB_PASSWORD".into(), "hunter22".into());
+    l.secrets
+        .0
+        .insert("MINITOWER_RUN_ID".into(), "spoofed".into());
+    let ws = std::env::temp_dir();
+    let env = PyEnv {
+        dir: ws.join("venv"),
+    };
+    let input = InputDelivery {
+        vars: vec![],
+        file: ws.join("input.json"),
+        notes: vec![],
+    };
+    let vars = script_env(&l, &ws, &env, &input);
+    assert_eq!(get(&vars, "DB_PASSWORD"), Some("hunter22"));
+    assert_eq!(get(&vars, "MINITOWER_RUN_ID"), Some("42"));
 }
