@@ -87,6 +87,8 @@ async fn load(opts: &Options, db: &Path, objects: &Path) -> Result<Loaded> {
                     params_schema: None,
                     towerfile: None,
                     import_paths: Vec::new(),
+                    retries: 0,
+                    retry_delay_ms: 2000,
                 },
                 now,
             )

@@ -164,6 +164,12 @@ pub struct RunArgs {
     /// Retries after a lost runner (server default: 2).
     #[arg(long, value_name = "N")]
     pub max_retries: Option<i64>,
+    /// Retries after a failed attempt (default: the Towerfile's `retries`).
+    #[arg(long, value_name = "N")]
+    pub retries: Option<i64>,
+    /// First delay before a failure retry, e.g. 2s (later ones double).
+    #[arg(long, value_name = "DURATION")]
+    pub retry_delay: Option<String>,
     /// Repeat-safe key: the same key returns the first run instead of starting another.
     #[arg(long, value_name = "KEY")]
     pub idempotency_key: Option<String>,

@@ -7,6 +7,15 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 
+mod access;
+pub use access::*;
+mod schedules;
+pub use schedules::*;
+mod retries;
+pub use retries::*;
+mod webhooks;
+pub use webhooks::*;
+
 /// Timestamps travel as RFC 3339 in UTC.
 pub type Timestamp = DateTime<Utc>;
 
@@ -195,6 +204,12 @@ pub struct CreateRunRequest {
     )]
     pub version_no: Option<i64>,
     /// Higher runs are leased first (default 0).
+    /// Failure retries of its runs (the Towerfile's `retries`, default 0).
+    #[serde(default)]
+    pub retries: i64,
+    /// First failure-retry delay in milliseconds (`retry_delay`, default 2 s).
+    #[serde(default)]
+    pub retry_delay_ms: i64,
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
@@ -235,6 +250,23 @@ pub mod integral {
             Some(f) if f.fract() == 0.0 && (-LIMIT..LIMIT).contains(&f) => Ok(Some(f as i64)),
             _ => Err(serde::de::Error::custom(format!(
                 "expected an integer, got {n}"
+    /// This run's attempt timeout instead of the version's: whole seconds
+    /// or a duration such as `"30s"` or `"10m"` (1 s to 7 days).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<TimeoutSpec>,
+    /// Failure retries of this run instead of the version's `retries`
+    /// (0 to 100): a failed attempt queues the run again.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "integral::opt_i64"
+    )]
+    #[schema(minimum = 0, maximum = 100)]
+    pub retries: Option<i64>,
+    /// The first failure-retry delay instead of the version's: seconds or
+    /// a duration such as `"2s"` (more than 0, at most 1 h).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_delay: Option<RetryDelaySpec>,
             ))),
         }
     }
@@ -281,6 +313,30 @@ pub struct RunDetail {
     pub run: Run,
     pub attempts: Vec<Attempt>,
 }
+    /// The schedule that started the run; `null` when triggered by hand.
+    #[serde(default)]
+    pub schedule_id: Option<i64>,
+    /// The tick it was started for (set with `schedule_id`).
+    #[serde(default)]
+    pub scheduled_for: Option<DateTime<Utc>>,
+    /// The run's own attempt timeout; `null`: the version's.
+    #[serde(default)]
+    pub timeout_seconds: Option<i64>,
+    /// Failure retries the run may make (a failed attempt queues it again);
+    /// separate from `max_retries`, which only lost runners spend.
+    #[serde(default)]
+    pub failure_retries: i64,
+    /// Failure retries made so far.
+    #[serde(default)]
+    pub failure_retry_count: i64,
+    /// The first failure-retry delay in milliseconds; later ones double
+    /// (with jitter, capped at 1 h).
+    #[serde(default)]
+    pub retry_delay_ms: i64,
+    /// A queued run is not leased before this time (it waits for a failure
+    /// retry); `null` when it never waited.
+    #[serde(default)]
+    pub not_before: Option<DateTime<Utc>>,
 
 /// Run lists.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]

@@ -87,6 +87,17 @@ impl Default for Metrics {
     }
 }
 
+    schedule_lag: HistFamily<AppLabels>,
+    schedule_fired: Family<AppLabels, Counter>,
+    schedule_skipped: Family<SkipLabels, Counter>,
+    failure_retries: Family<AppLabels, Counter>,
+    webhook_deliveries: Family<OutcomeLabels, Counter>,
+    webhook_outbox_depth: Gauge,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: String,
 impl Metrics {
     /// Registers every family.
     pub fn new() -> Self {
@@ -114,6 +125,12 @@ impl Metrics {
             m.http_requests.clone(),
         );
         r.register(
+            schedule_lag: Family::new_with_constructor(latency_hist),
+            schedule_fired: Family::default(),
+            schedule_skipped: Family::default(),
+            failure_retries: Family::default(),
+            webhook_deliveries: Family::default(),
+            webhook_outbox_depth: Gauge::default(),
             "minitower_http_request_duration_seconds",
             "Request latency",
             m.http_duration.clone(),
@@ -186,6 +203,36 @@ impl Metrics {
         &self,
         method: &str,
         path: &str,
+        r.register(
+            "minitower_schedule_lag_seconds",
+            "Delay from a schedule tick to its run's creation (now - scheduled_for)",
+            m.schedule_lag.clone(),
+        );
+        r.register(
+            "minitower_schedule_ticks_fired",
+            "Schedule ticks that started a run",
+            m.schedule_fired.clone(),
+        );
+        r.register(
+            "minitower_schedule_ticks_skipped",
+            "Schedule ticks that started no run, by reason",
+            m.schedule_skipped.clone(),
+        );
+        r.register(
+            "minitower_runs_failure_retried",
+            "Failure retries scheduled: a failed attempt put its run back in the queue",
+            m.failure_retries.clone(),
+        );
+        r.register(
+            "minitower_webhook_deliveries",
+            "Webhook delivery attempts by outcome (delivered, retry, failed)",
+            m.webhook_deliveries.clone(),
+        );
+        r.register(
+            "minitower_webhook_outbox_depth",
+            "Webhook events waiting for delivery",
+            m.webhook_outbox_depth.clone(),
+        );
         status: u16,
         seconds: f64,
         req_bytes: u64,
@@ -245,6 +292,46 @@ impl Metrics {
             })
             .inc();
     }
+    /// A schedule tick started a run `lag_seconds` after its time, after
+    /// `missed` older ticks were skipped (the control plane was away).
+    pub fn schedule_fired(&self, team: &str, app: &str, lag_seconds: f64, missed: u64) {
+        let labels = app_labels(team, app);
+        self.schedule_fired.get_or_create(&labels).inc();
+        self.schedule_lag
+            .get_or_create(&labels)
+            .observe(lag_seconds.max(0.0));
+        if missed > 0 {
+            self.schedule_skipped(team, app, "missed", missed);
+        }
+    }
+
+    /// `n` schedule ticks started no run, for `reason`.
+    pub fn schedule_skipped(&self, team: &str, app: &str, reason: &str, n: u64) {
+        self.schedule_skipped
+            .get_or_create(&SkipLabels {
+                team: team.to_string(),
+                app: app.to_string(),
+                reason: reason.to_string(),
+            })
+            .inc_by(n);
+    }
+
+    /// A failed attempt put its run back in the queue for a failure retry.
+    pub fn failure_retry_scheduled(&self, team: &str, app: &str) {
+        self.failure_retries
+            .get_or_create(&app_labels(team, app))
+            .inc();
+    }
+
+    /// One webhook delivery attempt ended with `outcome`.
+    pub fn webhook_delivery(&self, outcome: &str) {
+        self.webhook_deliveries
+            .get_or_create(&OutcomeLabels {
+                outcome: outcome.to_string(),
+            })
+            .inc();
+    }
+
 
     /// A run reached a terminal state.
     pub fn run_finished(&self, f: &Finished) {

@@ -47,6 +47,8 @@ pub async fn receive_version(st: &State, mut form: Multipart) -> ApiResult<NewVe
     let mut entrypoint: Option<String> = None;
     let mut timeout: Option<String> = None;
     let mut schema_text: Option<String> = None;
+    let mut retries_text: Option<String> = None;
+    let mut retry_delay_text: Option<String> = None;
     let mut extra_fields = 0usize;
     while let Some(field) = form.next_field().await.map_err(multipart_error)? {
         let name = field.name().unwrap_or_default().to_string();
@@ -62,6 +64,8 @@ pub async fn receive_version(st: &State, mut form: Multipart) -> ApiResult<NewVe
             "entrypoint" => entrypoint = Some(text_field(field).await?),
             "timeout_seconds" => timeout = Some(text_field(field).await?),
             "params_schema" => schema_text = Some(text_field(field).await?),
+            "retries" => retries_text = Some(text_field(field).await?),
+            "retry_delay" => retry_delay_text = Some(text_field(field).await?),
             _ => {
                 // Unknown fields are read (within the same size cap) and ignored.
                 extra_fields += 1;
@@ -92,6 +96,9 @@ pub async fn receive_version(st: &State, mut form: Multipart) -> ApiResult<NewVe
             }
         },
     };
+
+    let (explicit_retries, explicit_delay) =
+        retry_fields(retries_text.as_deref(), retry_delay_text.as_deref())?;
 
     let limits = Limits::for_artifact_size(st.config.max_artifact_size);
     let spool_path = received.spool.0.clone().expect("spool path present");
@@ -139,6 +146,17 @@ pub async fn receive_version(st: &State, mut form: Multipart) -> ApiResult<NewVe
             Some(t.as_secs() as i64)
         })
         .unwrap_or(DEFAULT_TIMEOUT_SECONDS);
+    // Failure retries: the form fields win over the Towerfile's keys.
+    let automation = parsed.as_ref().map(|tf| &tf.automation);
+    let retries = explicit_retries
+        .or_else(|| automation.and_then(|a| a.retries).map(i64::from))
+        .unwrap_or(0);
+    let retry_delay_ms = explicit_delay.unwrap_or_else(|| {
+        let d = automation
+            .and_then(|a| a.retry_delay)
+            .unwrap_or(minitower_core::retry::DEFAULT_RETRY_DELAY);
+        (d.as_millis() as i64).max(1)
+    });
     let entry_norm = entrypoint.trim_start_matches("./");
     if entry_norm.is_empty()
         || entrypoint.starts_with('/')
@@ -182,6 +200,11 @@ pub async fn receive_version(st: &State, mut form: Multipart) -> ApiResult<NewVe
         params_schema,
         towerfile: summary.towerfile,
         import_paths,
+        retries,
+        retry_delay_ms,
+        // A deploy applies the Towerfile's schedules (none: the app's
+        // Towerfile schedules go); an upload without a Towerfile leaves them.
+        schedules: parsed.map(|tf| tf.automation.schedules),
     })
 }
 
@@ -261,4 +284,33 @@ fn unique_spool_path(dir: &Path) -> PathBuf {
     let mut buf = [0u8; 12];
     getrandom::fill(&mut buf).expect("the OS random source failed");
     dir.join(format!("upload-{}.part", hex::encode(buf)))
+}
+
+/// The upload's optional `retries` and `retry_delay` form fields, checked
+/// with the Towerfile's rules (a 400 naming the field, before anything is
+/// stored).
+fn retry_fields(
+    retries: Option<&str>,
+    delay: Option<&str>,
+) -> ApiResult<(Option<i64>, Option<i64>)> {
+    let retries = match retries.map(str::trim).filter(|t| !t.is_empty()) {
+        None => None,
+        Some(t) => {
+            let n = t.parse::<i64>().map_err(|_| {
+                ApiError::invalid_request(format!("retries must be a whole number, got {t:?}"))
+            })?;
+            minitower_core::retry::validate_retries(n)
+                .map_err(|e| ApiError::invalid_request(e.to_string()))?;
+            Some(n)
+        }
+    };
+    let delay = match delay.map(str::trim).filter(|t| !t.is_empty()) {
+        None => None,
+        Some(t) => Some(
+            minitower_core::api::RetryDelaySpec::Text(t.to_string())
+                .millis()
+                .map_err(ApiError::invalid_request)?,
+        ),
+    };
+    Ok((retries, delay))
 }

@@ -15,7 +15,7 @@ const APP_SELECT: &str = "SELECT a.id, a.slug, a.description, a.created_at, \
 
 const VERSION_SELECT: &str = "SELECT v.id, v.app_id, v.version_no, v.artifact_sha256, \
      v.entrypoint, v.timeout_seconds, v.params_schema AS params_schema, \
-     v.import_paths AS import_paths, v.created_at \
+     v.import_paths AS import_paths, v.created_at, v.retries, v.retry_delay_ms \
      FROM versions v";
 
 fn app(row: &AnyRow) -> StoreResult<App> {
@@ -46,6 +46,8 @@ fn version(row: &AnyRow) -> StoreResult<VersionRecord> {
             params_schema,
             created_at: db::time(row, "created_at")?,
             import_paths,
+            retries: get(row, "retries")?,
+            retry_delay_ms: get(row, "retry_delay_ms")?,
         },
     })
 }
@@ -165,8 +167,9 @@ pub(crate) async fn create_version(
     let import_paths = Value::from(v.import_paths.clone()).to_string();
     sqlx::query(
         "INSERT INTO versions (app_id, team_id, version_no, artifact_sha256, artifact_size, \
-         entrypoint, timeout_seconds, params_schema, towerfile, import_paths, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+         entrypoint, timeout_seconds, params_schema, towerfile, import_paths, created_at, \
+         retries, retry_delay_ms) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
     )
     .bind(app_id)
     .bind(team_id)
@@ -179,6 +182,8 @@ pub(crate) async fn create_version(
     .bind(s.dialect.text_opt(v.towerfile.as_deref()))
     .bind(import_paths)
     .bind(ms(now))
+    .bind(v.retries)
+    .bind(v.retry_delay_ms)
     .execute(&mut *tx)
     .await
     .map_err(db::unique(|| {
@@ -196,6 +201,8 @@ pub(crate) async fn create_version(
     })
 }
 
+        retries: v.retries,
+        retry_delay_ms: v.retry_delay_ms,
 pub(crate) async fn list_versions(
     s: &SqlStore,
     team_id: i64,

@@ -112,7 +112,9 @@ pub(crate) fn cas(rows: u64, what: &str) -> StoreResult<()> {
 /// Columns of a run as users see it; pair with [`run_from_row`].
 pub(crate) const RUN_SELECT: &str = "SELECT r.id, r.run_no, a.slug AS app, v.version_no, \
      r.status, r.input, r.priority, r.max_retries, r.retry_count, r.cancel_requested, \
-     r.exit_code, r.error_message, r.queued_at, r.started_at, r.finished_at, r.environment \
+     r.exit_code, r.error_message, r.queued_at, r.started_at, r.finished_at, r.environment, \
+     r.schedule_id, r.scheduled_for, r.timeout_seconds, \
+     r.failure_retries, r.failure_retry_count, r.retry_delay_ms, r.not_before \
      FROM runs r JOIN apps a ON a.id = r.app_id JOIN versions v ON v.id = r.version_id";
 
 /// Builds a [`Run`] from a row of [`RUN_SELECT`].
@@ -134,6 +136,13 @@ pub(crate) fn run_from_row(row: &AnyRow) -> StoreResult<Run> {
         started_at: time_opt(row, "started_at")?,
         finished_at: time_opt(row, "finished_at")?,
         environment: get(row, "environment")?,
+        schedule_id: get(row, "schedule_id")?,
+        scheduled_for: time_opt(row, "scheduled_for")?,
+        timeout_seconds: get(row, "timeout_seconds")?,
+        failure_retries: get(row, "failure_retries")?,
+        failure_retry_count: get(row, "failure_retry_count")?,
+        retry_delay_ms: get(row, "retry_delay_ms")?,
+        not_before: time_opt(row, "not_before")?,
     })
 }
 

@@ -161,9 +161,11 @@ pub(crate) async fn lease(
     // never queue behind each other.
     let next: Option<i64> = sqlx::query_scalar(&s.sql(
         "SELECT id FROM runs WHERE status = 'queued' AND environment = $1 \
+         AND (not_before IS NULL OR not_before <= $2) \
          ORDER BY priority DESC, queued_at ASC, id ASC LIMIT 1 FOR UPDATE SKIP LOCKED",
     ))
     .bind(&environment)
+    .bind(now)
     .fetch_optional(&mut *tx)
     .await
     .map_err(db::err)?;
@@ -198,7 +200,8 @@ pub(crate) async fn lease(
     .map_err(db::err)?;
     let row = sqlx::query(
         "SELECT r.run_no, r.input AS input, r.queued_at, r.environment, a.slug AS app, \
-                t.slug AS team, v.version_no, v.entrypoint, v.timeout_seconds, \
+                t.slug AS team, v.version_no, v.entrypoint, \
+                COALESCE(r.timeout_seconds, v.timeout_seconds) AS timeout_seconds, \
                 v.artifact_sha256, v.import_paths AS import_paths, \
                 (SELECT MAX(seq) FROM run_logs l WHERE l.run_id = r.id) AS last_log_seq \
          FROM runs r JOIN apps a ON a.id = r.app_id JOIN teams t ON t.id = r.team_id \
@@ -232,6 +235,8 @@ pub(crate) async fn lease(
         import_paths,
         ttl_ms: Some(params.ttl.as_millis() as u64),
         fencing_token: Some(attempt_no),
+        // Filled by the server, which holds the key (see routes/runner.rs).
+        secrets: Default::default(),
     };
     Ok(Some(Leased {
         lease,
@@ -271,4 +276,24 @@ pub(crate) async fn list_runners(s: &SqlStore) -> StoreResult<Vec<RunnerInfo>> {
             })
         })
         .collect()
+}
+
+/// The earliest time after `now` at which a queued run of `environment`
+/// waiting for a failure retry becomes leasable (one seek on the
+/// `runs_retry_due` index), so a long-polling lease can wake then.
+pub(crate) async fn next_retry_at(
+    s: &SqlStore,
+    environment: &str,
+    now: DateTime<Utc>,
+) -> StoreResult<Option<DateTime<Utc>>> {
+    let at: Option<i64> = sqlx::query_scalar(
+        "SELECT MIN(not_before) FROM runs WHERE status = 'queued' AND environment = $1 \
+         AND not_before IS NOT NULL AND not_before > $2",
+    )
+    .bind(environment)
+    .bind(ms(now))
+    .fetch_one(&s.reader)
+    .await
+    .map_err(db::err)?;
+    db::ts_opt(at)
 }

@@ -41,16 +41,40 @@ pub(crate) async fn create_run(s: &SqlStore, run: NewRun) -> StoreResult<(Run, b
             return Ok((existing, false));
         }
     }
-    let owned: Option<i64> =
-        sqlx::query_scalar("SELECT id FROM versions WHERE id = $1 AND app_id = $2")
-            .bind(run.version_id)
-            .bind(run.app_id)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db::err)?;
-    if owned.is_none() {
-        return Err(StoreError::NotFound("version"));
-    }
+    let id = insert_run(&mut tx, &run, key.as_deref(), None).await?;
+    let created = db::load_run(&mut tx, id).await?;
+    tx.commit().await.map_err(db::err)?;
+    Ok((created, true))
+}
+
+/// Inserts a queued run and returns its id: runs created by hand and by a
+/// schedule's tick (`tick`: the schedule id and the tick in milliseconds,
+/// unique per schedule) go through here alike. The caller holds the app
+/// lock (run numbers) and has checked the environment.
+pub(crate) async fn insert_run(
+    tx: &mut crate::Tx,
+    run: &NewRun,
+    key: Option<&str>,
+    tick: Option<(i64, i64)>,
+) -> StoreResult<i64> {
+    // The version's failure-retry settings are the run's unless it has its own.
+    let version = sqlx::query(
+        "SELECT retries, retry_delay_ms FROM versions WHERE id = $1 AND app_id = $2",
+    )
+    .bind(run.version_id)
+    .bind(run.app_id)
+    .fetch_optional(&mut **tx)
+    .await
+    .map_err(db::err)?
+    .ok_or(StoreError::NotFound("version"))?;
+    let failure_retries = match run.failure_retries {
+        Some(n) => n,
+        None => get::<i64>(&version, "retries")?,
+    };
+    let retry_delay_ms = match run.retry_delay_ms {
+        Some(d) => d,
+        None => get::<i64>(&version, "retry_delay_ms")?,
+    };
     let run_no: i64 =
         sqlx::query_scalar("SELECT COALESCE(MAX(run_no), 0) + 1 FROM runs WHERE app_id = $1")
             .bind(run.app_id)
@@ -59,8 +83,10 @@ pub(crate) async fn create_run(s: &SqlStore, run: NewRun) -> StoreResult<(Run, b
             .map_err(db::err)?;
     let id: i64 = sqlx::query_scalar(
         "INSERT INTO runs (team_id, app_id, version_id, run_no, environment, status, input, \
-         priority, max_retries, idempotency_key, queued_at) \
-         VALUES ($1, $2, $3, $4, $5, 'queued', $6, $7, $8, $9, $10) RETURNING id",
+         priority, max_retries, idempotency_key, queued_at, timeout_seconds, schedule_id, \
+         scheduled_for, failure_retries, retry_delay_ms) \
+         VALUES ($1, $2, $3, $4, $5, 'queued', $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) \
+         RETURNING id",
     )
     .bind(run.team_id)
     .bind(run.app_id)
@@ -72,7 +98,12 @@ pub(crate) async fn create_run(s: &SqlStore, run: NewRun) -> StoreResult<(Run, b
     .bind(run.max_retries)
     .bind(&key)
     .bind(ms(run.now))
-    .fetch_one(&mut *tx)
+    .bind(run.timeout_seconds)
+    .bind(tick.map(|t| t.0))
+    .bind(tick.map(|t| t.1))
+    .bind(failure_retries)
+    .bind(retry_delay_ms)
+    .fetch_one(&mut **tx)
     .await
     .map_err(db::unique(|| format!("run {run_no} already exists")))?;
     let created = db::load_run(&mut tx, id).await?;

@@ -259,3 +259,10 @@ impl Store for SqlStore {
         stats::runners_online(self).await
     }
 }
+    async fn next_retry_at(
+        &self,
+        environment: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<DateTime<Utc>>> {
+        runner::next_retry_at(self, environment, now).await
+    }

@@ -20,6 +20,7 @@ pub mod lease;
 pub mod races;
 pub mod reaper;
 pub mod runs;
+pub mod retries;
 pub mod teams;
 
 use crate::{
@@ -95,6 +96,16 @@ macro_rules! conformance_tests {
                 // `None`: the backend is not available here (e.g. no
                 // PostgreSQL configured); the factory said so and why.
                 let Some((store, guard)) = $factory().await else {
+            retries::failed_attempt_requeues_until_the_budget_is_spent,
+            retries::no_budget_fails_at_once,
+            retries::version_defaults_and_run_overrides,
+            retries::cancels_and_expiries_are_not_failure_retries,
+            retries::waiting_run_lets_others_pass,
+            schedules::schedules_create_list_get_update_delete,
+            schedules::schedules_are_team_scoped,
+            schedules::fire_tick_is_idempotent,
+            schedules::racing_fires_create_one_run,
+            schedules::towerfile_schedules_follow_deploys,
                     return;
                 };
                 $crate::conformance::$module::$name(store).await;
@@ -172,6 +183,9 @@ pub struct Fixture {
     pub team: Team,
     pub admin_token_id: i64,
     pub app: AppRecord,
+        retries: 0,
+        retry_delay_ms: 2000,
+        schedules: None,
     pub version: VersionRecord,
 }
 
@@ -245,6 +259,9 @@ impl Fixture {
         self.store.create_run(self.new_run(secs)).await.unwrap().0
     }
 
+            timeout_seconds: None,
+            failure_retries: None,
+            retry_delay_ms: None,
     /// Queues a run after letting `edit` change its parameters.
     pub async fn run_with(&self, secs: i64, edit: impl FnOnce(&mut NewRun)) -> Run {
         let mut r = self.new_run(secs);

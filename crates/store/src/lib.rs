@@ -160,6 +160,14 @@ pub struct RunLabels {
     pub team: String,
     pub app: String,
     pub environment: String,
+    /// Failure retries of the version's runs (the Towerfile's `retries`).
+    pub retries: i64,
+    /// First failure-retry delay in ms (the Towerfile's `retry_delay`).
+    pub retry_delay_ms: i64,
+    /// The Towerfile's schedules, applied in the version's transaction: the
+    /// app's `towerfile` schedules become exactly this set. `None` (no
+    /// Towerfile in the upload) leaves them alone.
+    pub schedules: Option<Vec<minitower_core::towerfile::ScheduleSpec>>,
 }
 
 /// What a result or reap did, with the timings the histograms need.
@@ -188,6 +196,12 @@ pub struct Reaped {
     /// `Queued` (retried), `Dead` or `Cancelled`.
     pub run_status: RunStatus,
     pub finished: Option<Finished>,
+    /// The run's own attempt timeout; `None`: the version's.
+    pub timeout_seconds: Option<i64>,
+    /// The run's own failure retries; `None`: the version's `retries`.
+    pub failure_retries: Option<i64>,
+    /// The run's own first failure-retry delay (ms); `None`: the version's.
+    pub retry_delay_ms: Option<i64>,
 }
 
 /// A lease plus what the server's metrics need.
@@ -225,6 +239,16 @@ pub trait Store: Send + Sync + 'static {
     /// backend needs it). Calls after close may fail.
     async fn close(&self) {}
 
+    /// Set when a failed attempt requeued the run for a failure retry.
+    pub retry: Option<Retrying>,
+}
+
+/// A run a failed attempt put back in the queue, waiting for its retry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Retrying {
+    pub labels: RunLabels,
+    /// The run's `not_before`: it is not leased earlier.
+    pub not_before: DateTime<Utc>,
     // ---- teams and tokens ----
 
     /// Creates a team and its first admin token in one transaction.
@@ -455,3 +479,12 @@ mod tests {
         ));
     }
 }
+    /// When the next queued run of `environment` that waits for a failure
+    /// retry becomes leasable (its `not_before`, the earliest one after
+    /// `now`); `None` when none waits.
+    async fn next_retry_at(
+        &self,
+        environment: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<DateTime<Utc>>>;
+

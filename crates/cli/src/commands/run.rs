@@ -93,6 +93,12 @@ pub async fn run(ctx: &Ctx, args: RunArgs) -> CliResult<()> {
         priority: args.priority,
         max_retries: args.max_retries,
         environment: args.environment.clone(),
+        retries: args.retries,
+        retry_delay: args
+            .retry_delay
+            .clone()
+            .map(minitower_core::api::RetryDelaySpec::Text),
+        ..Default::default()
     };
     let (run, created) = match client
         .create_run(&args.app, &req, args.idempotency_key.as_deref())

@@ -137,6 +137,16 @@ pub async fn lease(
                 if changed.is_err() {
                     return Ok(StatusCode::NO_CONTENT.into_response());
                 }
+        // A run waiting for its failure retry wakes this call when it is due
+        // (nothing else announces that moment).
+        let mut wake_at = deadline;
+        if deadline > tokio::time::Instant::now() {
+            let now = st.now();
+            if let Some(at) = st.store.next_retry_at(&runner.environment, now).await? {
+                let until = (at - now).to_std().unwrap_or_default();
+                wake_at = wake_at.min(tokio::time::Instant::now() + until);
+            }
+        }
             }
         }
     }
@@ -283,6 +293,10 @@ pub async fn artifact(
 ) -> ApiResult<Response> {
     let id = parse_id(&run, "run")?;
     let sha = st
+    if let Some(r) = &outcome.retry {
+        st.metrics
+            .failure_retry_scheduled(&r.labels.team, &r.labels.app);
+    }
         .store
         .leased_artifact(runner.runner_id, id, &lease)
         .await?;

@@ -58,9 +58,90 @@ pub async fn create_run(
                 ApiError::conflict(format!("app {slug:?} has no version yet: upload one first"))
             }
         })?;
-    let mut input = req
-        .input
-        .unwrap_or_else(|| Value::Object(Default::default()));
+    let input = checked_input(
+        &st,
+        &version,
+        req.input
+            .unwrap_or_else(|| Value::Object(Default::default())),
+    )?;
+    let timeout_seconds = req
+        .timeout
+        .as_ref()
+        .map(TimeoutSpec::seconds)
+        .transpose()
+        .map_err(ApiError::invalid_request)?;
+    let max_retries = req.max_retries.unwrap_or(DEFAULT_MAX_RETRIES);
+    if !(0..=MAX_RETRIES_CAP).contains(&max_retries) {
+        return Err(ApiError::invalid_request(format!(
+            "max_retries must be from 0 to {MAX_RETRIES_CAP}"
+        )));
+    }
+    let priority = req.priority.unwrap_or(0);
+    if !(-1_000_000..=1_000_000).contains(&priority) {
+        return Err(ApiError::invalid_request(
+            "priority must be from -1000000 to 1000000",
+        ));
+    }
+    let environment = req.environment.unwrap_or_else(|| "default".to_string());
+    minitower_core::validate::slug(&environment)
+        .map_err(|e| ApiError::invalid_request(format!("environment: {e}")))?;
+    // Failure retries: the run's own, else the version's (read by the store).
+    let failure_retries = req
+        .retries
+        .map(|n| minitower_core::retry::validate_retries(n).map(i64::from))
+        .transpose()
+        .map_err(|e| ApiError::invalid_request(e.to_string()))?;
+    let retry_delay_ms = req
+        .retry_delay
+        .as_ref()
+        .map(RetryDelaySpec::millis)
+        .transpose()
+        .map_err(ApiError::invalid_request)?;
+    let (run, created) = st
+        .store
+        .create_run(NewRun {
+            team_id: auth.team.id,
+            app_id: app.id,
+            version_id: version.id,
+            environment: environment.clone(),
+            input,
+            priority,
+            max_retries,
+            idempotency_key,
+            timeout_seconds,
+            failure_retries,
+            retry_delay_ms,
+            now: st.now(),
+        })
+        .await?;
+    if created {
+        st.metrics.run_created(&auth.team.slug, &slug);
+        st.notifier.queue_changed(&environment);
+    }
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok(RunIdExt::attach(
+        run.id,
+        (status, Json(run)).into_response(),
+    ))
+}
+
+/// Fills in schema defaults for missing top-level properties.
+/// Retries after a lost runner when the request names none (runs started
+/// by a schedule get the same).
+pub const DEFAULT_MAX_RETRIES: i64 = 2;
+
+/// A run's input as the version takes it: a JSON object, with the schema's
+/// defaults filled in, valid against the version's parameters. Runs created
+/// by hand and by a schedule's tick are checked here alike.
+pub fn checked_input(
+    st: &crate::state::AppState,
+    version: &minitower_store::VersionRecord,
+    mut input: Value,
+) -> ApiResult<Value> {
     if !input.is_object() {
         return Err(ApiError::invalid_input(
             "input must be a JSON object (it is passed to the script as MINITOWER_INPUT)",
@@ -87,51 +168,9 @@ pub async fn create_run(
             )));
         }
     }
-    let max_retries = req.max_retries.unwrap_or(2);
-    if !(0..=MAX_RETRIES_CAP).contains(&max_retries) {
-        return Err(ApiError::invalid_request(format!(
-            "max_retries must be from 0 to {MAX_RETRIES_CAP}"
-        )));
-    }
-    let priority = req.priority.unwrap_or(0);
-    if !(-1_000_000..=1_000_000).contains(&priority) {
-        return Err(ApiError::invalid_request(
-            "priority must be from -1000000 to 1000000",
-        ));
-    }
-    let environment = req.environment.unwrap_or_else(|| "default".to_string());
-    minitower_core::validate::slug(&environment)
-        .map_err(|e| ApiError::invalid_request(format!("environment: {e}")))?;
-    let (run, created) = st
-        .store
-        .create_run(NewRun {
-            team_id: auth.team.id,
-            app_id: app.id,
-            version_id: version.id,
-            environment: environment.clone(),
-            input,
-            priority,
-            max_retries,
-            idempotency_key,
-            now: st.now(),
-        })
-        .await?;
-    if created {
-        st.metrics.run_created(&auth.team.slug, &slug);
-        st.notifier.queue_changed(&environment);
-    }
-    let status = if created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
-    Ok(RunIdExt::attach(
-        run.id,
-        (status, Json(run)).into_response(),
-    ))
+    Ok(input)
 }
 
-/// Fills in schema defaults for missing top-level properties.
 fn apply_defaults(input: &mut Value, schema: &Value) {
     let (Some(obj), Some(props)) = (
         input.as_object_mut(),
