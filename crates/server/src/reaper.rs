@@ -36,7 +36,7 @@ pub async fn reap_once(st: &AppState) -> StoreResult<ReapReport> {
                 _ => {}
             }
             tracing::info!(run_id = r.labels.run_id, attempt_no = r.attempt_no, outcome = %r.run_status, "lease expired");
-            st.attempt_ended(r.labels.run_id, &r.labels.environment, r.finished.as_ref());
+            st.run_transitioned(r.labels.run_id, &r.labels.environment, r.finished.as_ref());
         }
         if (n as i64) < BATCH {
             break;

@@ -160,20 +160,26 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     /// Cancelled at shutdown so long-polls and streams end promptly.
     pub shutdown: CancellationToken,
+    /// Seals and opens secret values (`MINITOWER_SECRETS_KEY` or key file).
+    pub keys: Arc<crate::secrets_crypto::KeyRing>,
     bootstrap_hash: [u8; 32],
     registration_hash: [u8; 32],
     touched: Mutex<HashMap<i64, Instant>>,
+    refused: Mutex<HashMap<i64, (Instant, String)>>,
 }
+
+/// How often the same refusal of a token is written at most.
+const REFUSAL_EVERY: Duration = Duration::from_secs(1);
 
 /// How often a token's `last_used_at` is written at most.
 const TOUCH_EVERY: Duration = Duration::from_secs(60);
 
 impl AppState {
-    /// What follows an attempt's end, in one place for results, hand-backs
-    /// and the reaper's expiries: the finished-run metrics, and wake-ups for
-    /// the lease calls that may now take the freed slot (or the requeued
-    /// run) and for the run's watchers.
-    pub fn attempt_ended(
+    /// What follows a run's transition, in one place for results,
+    /// hand-backs, the reaper's expiries and cancels: the finished-run
+    /// metrics, and wake-ups for the lease calls that may now take the freed
+    /// slot (or the requeued run) and for the run's watchers.
+    pub fn run_transitioned(
         &self,
         run_id: i64,
         environment: &str,
@@ -195,6 +201,7 @@ impl AppState {
         objects: Arc<dyn Objects>,
         clock: Arc<dyn Clock>,
         shutdown: CancellationToken,
+        keys: Arc<crate::secrets_crypto::KeyRing>,
     ) -> Self {
         let bootstrap_hash = sha256(config.bootstrap_token.as_bytes());
         let registration_hash = sha256(config.registration_token().as_bytes());
@@ -208,9 +215,11 @@ impl AppState {
             login: crate::throttle::LoginGuard::new(),
             clock,
             shutdown,
+            keys,
             bootstrap_hash,
             registration_hash,
             touched: Mutex::new(HashMap::new()),
+            refused: Mutex::new(HashMap::new()),
         }
     }
 
@@ -227,6 +236,28 @@ impl AppState {
     /// Constant-time check of the runner registration secret.
     pub fn is_registration_token(&self, presented: &str) -> bool {
         ct_eq(&sha256(presented.as_bytes()), &self.registration_hash)
+    }
+
+    /// Records a refused use of a token in its audit (`last_refused_at`,
+    /// `last_refusal`). Throttled like uses, except that a new reason is
+    /// always written, so a flood of refusals is not a flood of writes.
+    pub async fn token_refused(&self, token_id: i64, reason: &str) {
+        let write = {
+            let mut map = self.refused.lock().unwrap();
+            let now = Instant::now();
+            match map.get(&token_id) {
+                Some((t, r)) if now.duration_since(*t) < REFUSAL_EVERY && r == reason => false,
+                _ => {
+                    map.insert(token_id, (now, reason.to_string()));
+                    true
+                }
+            }
+        };
+        if write {
+            if let Err(e) = self.store.refuse_token(token_id, reason, self.now()).await {
+                tracing::warn!(error = %e, "could not record a token refusal");
+            }
+        }
     }
 
     /// Whether this token's last use should be written now (throttled so

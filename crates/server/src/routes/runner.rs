@@ -122,7 +122,14 @@ pub async fn lease(
                 params(&st),
             )
             .await?;
-        if let Some(l) = leased {
+        if let Some(mut l) = leased {
+            match crate::lease_secrets::for_run(&st, l.lease.run_id).await? {
+                Ok(secrets) => l.lease.secrets = secrets,
+                Err(why) => {
+                    fail_undeliverable(&st, &runner, &l, &hash_token(&lease_token), why).await?;
+                    continue;
+                }
+            }
             let wait_s = (st.now() - l.queued_at).num_milliseconds() as f64 / 1000.0;
             st.metrics
                 .run_leased(&l.labels.team, &l.labels.app, &l.labels.environment, wait_s);
@@ -130,13 +137,6 @@ pub async fn lease(
             let id = l.lease.run_id;
             return Ok(RunIdExt::attach(id, Json(l.lease).into_response()));
         }
-        tokio::select! {
-            _ = tokio::time::sleep_until(deadline) => return Ok(StatusCode::NO_CONTENT.into_response()),
-            _ = st.shutdown.cancelled() => return Ok(StatusCode::NO_CONTENT.into_response()),
-            changed = wake.changed() => {
-                if changed.is_err() {
-                    return Ok(StatusCode::NO_CONTENT.into_response());
-                }
         // A run waiting for its failure retry wakes this call when it is due
         // (nothing else announces that moment).
         let mut wake_at = deadline;
@@ -147,9 +147,45 @@ pub async fn lease(
                 wake_at = wake_at.min(tokio::time::Instant::now() + until);
             }
         }
+        tokio::select! {
+            _ = tokio::time::sleep_until(wake_at) => {
+                if wake_at >= deadline {
+                    return Ok(StatusCode::NO_CONTENT.into_response());
+                }
+            }
+            _ = st.shutdown.cancelled() => return Ok(StatusCode::NO_CONTENT.into_response()),
+            changed = wake.changed() => {
+                if changed.is_err() {
+                    return Ok(StatusCode::NO_CONTENT.into_response());
+                }
             }
         }
     }
+}
+
+/// Fails a leased run whose secrets cannot be delivered, before any runner
+/// sees it (see [`crate::lease_secrets`]).
+async fn fail_undeliverable(
+    st: &State,
+    runner: &minitower_store::RunnerIdentity,
+    l: &minitower_store::Leased,
+    lease_hash: &str,
+    why: crate::lease_secrets::Undeliverable,
+) -> ApiResult<()> {
+    let mut message = why.0;
+    truncate_utf8(&mut message, MAX_ERROR_BYTES);
+    let req = ResultRequest {
+        status: minitower_core::status::ResultStatus::Failed,
+        exit_code: None,
+        error_message: Some(message),
+    };
+    let id = l.lease.run_id;
+    let outcome = st
+        .store
+        .complete_attempt(runner.runner_id, id, lease_hash, &req, st.now())
+        .await?;
+    st.run_transitioned(id, &l.labels.environment, outcome.finished.as_ref());
+    Ok(())
 }
 
 /// Acknowledges the lease: `leased -> running`.
@@ -256,7 +292,11 @@ pub async fn result(
         .store
         .complete_attempt(runner.runner_id, id, &lease, &req, st.now())
         .await?;
-    st.attempt_ended(id, &runner.environment, outcome.finished.as_ref());
+    st.run_transitioned(id, &runner.environment, outcome.finished.as_ref());
+    if let Some(r) = &outcome.retry {
+        st.metrics
+            .failure_retry_scheduled(&r.labels.team, &r.labels.app);
+    }
     Ok(RunIdExt::attach(id, Json(outcome.ack).into_response()))
 }
 
@@ -277,7 +317,7 @@ pub async fn release(
         .store
         .release_attempt(runner.runner_id, id, &lease, st.now())
         .await?;
-    st.attempt_ended(id, &runner.environment, outcome.finished.as_ref());
+    st.run_transitioned(id, &runner.environment, outcome.finished.as_ref());
     Ok(RunIdExt::attach(id, Json(outcome.ack).into_response()))
 }
 
@@ -293,10 +333,6 @@ pub async fn artifact(
 ) -> ApiResult<Response> {
     let id = parse_id(&run, "run")?;
     let sha = st
-    if let Some(r) = &outcome.retry {
-        st.metrics
-            .failure_retry_scheduled(&r.labels.team, &r.labels.app);
-    }
         .store
         .leased_artifact(runner.runner_id, id, &lease)
         .await?;

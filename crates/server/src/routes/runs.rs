@@ -113,7 +113,8 @@ pub async fn create_run(
             retry_delay_ms,
             now: st.now(),
         })
-        .await?;
+        .await
+        .map_err(crate::routes::environments::unknown_environment(&environment))?;
     if created {
         st.metrics.run_created(&auth.team.slug, &slug);
         st.notifier.queue_changed(&environment);
@@ -129,7 +130,6 @@ pub async fn create_run(
     ))
 }
 
-/// Fills in schema defaults for missing top-level properties.
 /// Retries after a lost runner when the request names none (runs started
 /// by a schedule get the same).
 pub const DEFAULT_MAX_RETRIES: i64 = 2;
@@ -171,6 +171,7 @@ pub fn checked_input(
     Ok(input)
 }
 
+/// Fills in schema defaults for missing top-level properties.
 fn apply_defaults(input: &mut Value, schema: &Value) {
     let (Some(obj), Some(props)) = (
         input.as_object_mut(),
@@ -361,23 +362,24 @@ pub async fn cancel(
 ) -> ApiResult<Response> {
     let id = parse_id(&run, "run")?;
     let run = st.store.cancel_run(auth.team.id, id, st.now()).await?;
-    st.notifier.run_changed(id);
-    if run.status == RunStatus::Cancelled {
-        if let Some(finished_at) = run.finished_at {
-            st.metrics.run_finished(&minitower_store::Finished {
-                labels: minitower_store::RunLabels {
-                    run_id: id,
-                    team: auth.team.slug.clone(),
-                    app: run.app.clone(),
-                    environment: run.environment.clone(),
-                },
-                status: run.status,
-                queued_at: run.queued_at,
-                started_at: run.started_at,
-                finished_at,
-            });
-        }
-    }
+    // A queued run (one waiting for its retry too) ends here and now; a
+    // leased or running one ends when its runner answers or its lease passes.
+    let finished = match (run.status, run.finished_at) {
+        (RunStatus::Cancelled, Some(finished_at)) => Some(minitower_store::Finished {
+            labels: minitower_store::RunLabels {
+                run_id: id,
+                team: auth.team.slug.clone(),
+                app: run.app.clone(),
+                environment: run.environment.clone(),
+            },
+            status: run.status,
+            queued_at: run.queued_at,
+            started_at: run.started_at,
+            finished_at,
+        }),
+        _ => None,
+    };
+    st.run_transitioned(id, &run.environment, finished.as_ref());
     Ok(RunIdExt::attach(id, Json(run).into_response()))
 }
 
