@@ -232,8 +232,76 @@ impl Client {
         let body = CreateTokenRequest {
             name: Some(name.into()),
             role,
+            expires_in: None,
+            expires_at: None,
+            scope: None,
         };
         self.post("/api/v1/tokens", &body).await
+    }
+
+    /// Mints a token with every option (expiry, scope).
+    pub async fn create_token_with(&self, req: &CreateTokenRequest) -> ClientResult<CreatedToken> {
+        self.post("/api/v1/tokens", req).await
+    }
+
+    // ---- environments and secrets ----
+
+    /// The team's environments with their online runners.
+    pub async fn list_environments(&self) -> ClientResult<Vec<Environment>> {
+        Ok(self
+            .get::<EnvironmentList>("/api/v1/environments")
+            .await?
+            .environments)
+    }
+
+    /// Adds an environment.
+    pub async fn create_environment(&self, name: &str) -> ClientResult<Environment> {
+        let body = CreateEnvironmentRequest { name: name.into() };
+        self.post("/api/v1/environments", &body).await
+    }
+
+    /// Deletes an environment (refused for `default` and while runs use it).
+    pub async fn delete_environment(&self, name: &str) -> ClientResult<()> {
+        Self::send(self.req(Method::DELETE, &format!("/api/v1/environments/{name}")))
+            .await
+            .map(|_| ())
+    }
+
+    /// Names, versions and times of an environment's secrets (no values).
+    pub async fn list_secrets(&self, environment: &str) -> ClientResult<SecretList> {
+        Self::json(
+            self.req(Method::GET, "/api/v1/secrets")
+                .query(&[("environment", environment)]),
+        )
+        .await
+    }
+
+    /// Sets a secret's value (a new version).
+    pub async fn put_secret(
+        &self,
+        name: &str,
+        environment: &str,
+        value: &str,
+    ) -> ClientResult<SecretInfo> {
+        let body = PutSecretRequest {
+            value: value.to_string(),
+        };
+        Self::json(
+            self.req(Method::PUT, &format!("/api/v1/secrets/{name}"))
+                .query(&[("environment", environment)])
+                .json(&body),
+        )
+        .await
+    }
+
+    /// Deletes a secret of an environment.
+    pub async fn delete_secret(&self, name: &str, environment: &str) -> ClientResult<()> {
+        Self::send(
+            self.req(Method::DELETE, &format!("/api/v1/secrets/{name}"))
+                .query(&[("environment", environment)]),
+        )
+        .await
+        .map(|_| ())
     }
 
     /// Tokens of the team.

@@ -113,6 +113,15 @@ pub struct CreateTokenRequest {
     pub name: Option<String>,
     #[serde(default)]
     pub role: Option<Role>,
+    /// Lifetime from now, e.g. `30d`, `12h` (a bare number is seconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_in: Option<String>,
+    /// Or an absolute expiry (not both).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<DateTime<Utc>>,
+    /// A scope narrower than member (the token is then a member token).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<TokenScope>,
 }
 
 /// A freshly minted token; the secret is shown this once.
@@ -122,6 +131,10 @@ pub struct CreatedToken {
     pub name: String,
     pub role: Role,
     pub token: String,
+    #[serde(default)]
+    pub expires_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<TokenScope>,
 }
 
 /// A token as listed (never the secret).
@@ -132,9 +145,17 @@ pub struct TokenInfo {
     pub role: Role,
     pub created_at: DateTime<Utc>,
     pub last_used_at: Option<DateTime<Utc>>,
-    /// When the token stops working (login tokens); `null` until revoked.
+    /// When the token stops working; `null` until revoked.
     #[serde(default)]
     pub expires_at: Option<DateTime<Utc>>,
+    /// The token's scope, when narrower than its role.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<TokenScope>,
+    /// When the token was last refused (expired, out of scope) and why.
+    #[serde(default)]
+    pub last_refused_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub last_refusal: Option<String>,
 }
 
 /// `GET /api/v1/tokens`.
@@ -312,6 +333,10 @@ pub struct RunDetail {
     #[serde(flatten)]
     pub run: Run,
     pub attempts: Vec<Attempt>,
+    /// True when the run is queued and no online runner serves its
+    /// environment: it waits until one comes.
+    #[serde(default)]
+    pub waiting_for_runner: bool,
 }
     /// The schedule that started the run; `null` when triggered by hand.
     #[serde(default)]
@@ -442,6 +467,12 @@ pub struct Lease {
     /// script passes it to an external store to reject a stale writer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fencing_token: Option<i64>,
+    /// The secrets the version's Towerfile declares (`[app] secrets`), from
+    /// the run's environment, for the runner to set as environment
+    /// variables and mask in the output. Left out when there are none.
+    #[serde(default, skip_serializing_if = "LeaseSecrets::is_empty")]
+    #[schema(value_type = std::collections::BTreeMap<String, String>)]
+    pub secrets: LeaseSecrets,
 }
 
 /// Answer of start and heartbeat.

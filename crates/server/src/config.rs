@@ -91,6 +91,22 @@ pub struct ServerConfig {
     /// Bearer token `GET /metrics` asks for; without one it is open.
     #[arg(long, env = "MINITOWER_METRICS_TOKEN", hide_env_values = true)]
     pub metrics_token: Option<String>,
+
+    /// Key that seals secrets at rest: base64 of 32 random bytes. Every
+    /// replica needs the same one. Without it the key file is used.
+    #[arg(long, env = "MINITOWER_SECRETS_KEY", hide_env_values = true)]
+    pub secrets_key: Option<String>,
+
+    /// Older keys that only open stored secrets (comma-separated base64),
+    /// kept until every secret is re-sealed under the new key.
+    #[arg(long, env = "MINITOWER_SECRETS_OLD_KEYS", hide_env_values = true)]
+    pub secrets_old_keys: Option<String>,
+
+    /// Key file used without `MINITOWER_SECRETS_KEY`; created with one random
+    /// key (mode 0600) at first start. Default: `secrets.key` in the SQLite
+    /// database's directory.
+    #[arg(long, env = "MINITOWER_SECRETS_KEY_FILE")]
+    pub secrets_key_file: Option<PathBuf>,
 }
 
 fn named_duration(var: &'static str, s: &str) -> Result<Duration, String> {
@@ -154,6 +170,9 @@ impl ServerConfig {
             log_format: LogFormat::Text,
             login_token_ttl: Duration::from_secs(12 * 3600),
             metrics_token: None,
+            secrets_key: None,
+            secrets_old_keys: None,
+            secrets_key_file: Some(data_dir.join("secrets.key")),
         }
     }
 
@@ -250,6 +269,19 @@ impl ServerConfig {
                     .trim_start_matches("sqlite:"),
             ),
             _ => self.db_path.clone(),
+        }
+    }
+
+    /// The secrets key file (see [`ServerConfig::secrets_key_file`]).
+    pub fn key_file(&self) -> PathBuf {
+        match &self.secrets_key_file {
+            Some(p) => p.clone(),
+            None => self
+                .sqlite_path()
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new("."))
+                .join("secrets.key"),
         }
     }
 

@@ -112,6 +112,8 @@ pub struct TeamAuth {
     pub token_id: i64,
     pub team: Team,
     pub role: Role,
+    /// Narrower than the role when set (checked in the extractor).
+    pub scope: Option<minitower_core::api::TokenScope>,
 }
 
 impl<S> FromRequestParts<S> for TeamAuth
@@ -129,10 +131,20 @@ where
             .token_by_hash(&hash_token(token))
             .await?
             .ok_or_else(|| ApiError::unauthorized("unknown or revoked team token"))?;
-        if ident.expires_at.is_some_and(|at| at <= st.now()) {
-            return Err(ApiError::unauthorized(
-                "team token expired; log in again for a new one",
-            ));
+        let now = st.now();
+        if let Some(at) = ident.expires_at.filter(|at| *at <= now) {
+            let at = minitower_core::api::format_ts(&at);
+            st.token_refused(ident.token_id, &format!("expired at {at}"))
+                .await;
+            return Err(ApiError::unauthorized(format!(
+                "team token expired at {at}; log in again or create a new token"
+            )));
+        }
+        if let Some(scope) = &ident.scope {
+            if let Err(why) = crate::scope::allows(&st, parts, ident.team.id, scope).await {
+                st.token_refused(ident.token_id, &why).await;
+                return Err(ApiError::forbidden(why));
+            }
         }
         if st.should_touch(ident.token_id) {
             if let Err(e) = st.store.touch_token(ident.token_id, st.now()).await {
@@ -143,6 +155,7 @@ where
             token_id: ident.token_id,
             team: ident.team,
             role: ident.role,
+            scope: ident.scope,
         })
     }
 }

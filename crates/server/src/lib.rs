@@ -6,6 +6,7 @@ pub mod config;
 pub mod error;
 pub mod events;
 pub mod extract;
+pub mod lease_secrets;
 pub mod metrics;
 pub mod objects;
 pub mod objects_s3;
@@ -13,6 +14,8 @@ pub mod openapi;
 pub mod password;
 pub mod reaper;
 pub mod routes;
+pub mod scope;
+pub mod scheduler;
 pub mod secrets_crypto;
 pub mod state;
 pub mod telemetry;
@@ -38,6 +41,8 @@ pub enum StartupError {
     Config(#[from] config::ConfigError),
     #[error("database: {0}")]
     Store(#[from] minitower_store::StoreError),
+    #[error("secrets key: {0}")]
+    Secrets(#[from] secrets_crypto::SecretsError),
     #[error("{context}: {source}")]
     Io {
         context: String,
@@ -96,6 +101,11 @@ impl Application {
         clock: Arc<dyn Clock>,
     ) -> Result<Application, StartupError> {
         config.validate()?;
+        let keys = Arc::new(secrets_crypto::KeyRing::load(
+            config.secrets_key.as_deref(),
+            config.secrets_old_keys.as_deref(),
+            &config.key_file(),
+        )?);
         let store = open_store(&config).await?;
         let objects: Arc<dyn Objects> = objects_s3::open_objects(&config)?;
         let local_addr = listener.local_addr().map_err(io_err("listener address"))?;
@@ -105,6 +115,7 @@ impl Application {
             objects,
             clock,
             CancellationToken::new(),
+            keys,
         ));
         Ok(Application {
             state,

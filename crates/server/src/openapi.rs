@@ -1,6 +1,6 @@
 //! The OpenAPI document, generated from the handlers' annotations.
 
-use crate::routes::{apps, runner, runs, stream, teams};
+use crate::routes::{apps, environments, runner, runs, schedules, stream, teams};
 use minitower_core::api::*;
 use minitower_core::status::{AttemptStatus, ResultStatus, RunStatus};
 use utoipa::openapi::path::{Operation, ParameterIn};
@@ -18,6 +18,10 @@ use utoipa::{Modify, OpenApi};
         apps::create_app, apps::list_apps, apps::get_app, apps::create_version, apps::list_versions, apps::get_version,
         runs::create_run, runs::list_app_runs, runs::list_runs, runs::summary, runs::stats, runs::get_run,
         runs::cancel, runs::get_logs, stream::stream_logs,
+        schedules::list_schedules, schedules::create_schedule, schedules::get_schedule,
+        schedules::update_schedule, schedules::delete_schedule,
+        environments::list_environments, environments::create_environment, environments::delete_environment,
+        environments::list_secrets, environments::put_secret, environments::delete_secret,
         runner::register, runner::lease, runner::start, runner::heartbeat, runner::release, runner::offline, runner::post_logs, runner::result,
         runner::artifact, runner::list_runners,
     ),
@@ -28,6 +32,9 @@ use utoipa::{Modify, OpenApi};
         StreamEnd, RegisterRunnerRequest, RegisteredRunner, LeaseRequest, Lease, AttemptState, NewLogLine,
         LogBatch, LogBatchAck, ResultRequest, ResultAck, RunnerStatus, RunnerInfo, RunnerList, RunStatus,
         AttemptStatus, ResultStatus,
+        Schedule, ScheduleList, ScheduleSource, CreateScheduleRequest, UpdateScheduleRequest, TimeoutSpec,
+        CreateEnvironmentRequest, Environment, EnvironmentList, SecretInfo, SecretList, PutSecretRequest,
+        ScopeAction, TokenScope, LeaseSecrets,
     )),
     modifiers(&Security, &CommonErrors)
 )]
@@ -104,6 +111,14 @@ fn add_common_errors(path: &str, op: &mut Operation) {
     }
     if secured && path.starts_with("/api/v1/admin/") {
         want.push(("403", "the token is not an admin token"));
+    }
+    let team_secured = op.security.as_ref().is_some_and(|s| {
+        serde_json::to_value(s)
+            .map(|v| v.to_string().contains("\"team\""))
+            .unwrap_or(false)
+    });
+    if team_secured {
+        want.push(("403", "the token's scope does not allow this call"));
     }
     if has_path {
         want.push(("404", "no such object"));

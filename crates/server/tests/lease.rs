@@ -156,6 +156,7 @@ async fn lease_order_and_environment() {
         )
         .await
         .unwrap();
+    team.create_environment("gpu").await.unwrap();
     let (gpu, _) = team
         .create_run(
             "hello",

@@ -14,7 +14,7 @@ pub struct Dialect {
     /// How a read-only, one-snapshot transaction begins.
     pub begin_snapshot: Option<&'static str>,
     /// Whether row-locking clauses (`FOR UPDATE`, `FOR NO KEY UPDATE`,
-    /// `SKIP LOCKED`) and `COLLATE "C"` are kept. SQLite has neither: its
+    /// `FOR KEY SHARE`, `SKIP LOCKED`) and `COLLATE "C"` are kept. SQLite has neither: its
     /// single writer serializes transactions and its default collation is
     /// already bytewise.
     pub row_locks: bool,
@@ -35,9 +35,10 @@ pub struct Dialect {
 
 /// The clauses [`Dialect::row_locks`] governs, longest first so that
 /// `FOR UPDATE SKIP LOCKED` goes as a whole.
-const LOCK_CLAUSES: [&str; 4] = [
+const LOCK_CLAUSES: [&str; 5] = [
     " FOR UPDATE SKIP LOCKED",
     " FOR NO KEY UPDATE",
+    " FOR KEY SHARE",
     " FOR UPDATE",
     " COLLATE \"C\"",
 ];

@@ -24,6 +24,7 @@ mod apps;
 mod attempts;
 mod db;
 mod dialect;
+mod environments;
 mod reaper;
 mod runner;
 mod runs;

@@ -26,6 +26,7 @@ pub(crate) async fn create_run(s: &SqlStore, run: NewRun) -> StoreResult<(Run, b
     if !lock_app(s, &mut tx, run.team_id, run.app_id).await? {
         return Err(StoreError::NotFound("version"));
     }
+    crate::environments::hold_environment(s, &mut tx, run.team_id, &run.environment).await?;
     let key = s.dialect.text_opt(run.idempotency_key.as_deref());
     if let Some(key) = &key {
         let first: Option<i64> =
@@ -149,11 +150,17 @@ pub(crate) async fn get_run(
                 error_message: get(r, "error_message")?,
                 started_at: db::time(r, "started_at")?,
                 finished_at: db::time_opt(r, "finished_at")?,
+    let waiting_for_runner = run.status == RunStatus::Queued
+        && !crate::environments::served(&mut tx, &run.environment).await?;
             })
         })
         .collect::<StoreResult<Vec<_>>>()?;
     tx.commit().await.map_err(db::err)?;
-    Ok(Some(RunDetail { run, attempts }))
+    Ok(Some(RunDetail {
+        run,
+        attempts,
+        waiting_for_runner,
+    }))
 }
 
 pub(crate) async fn list_runs(

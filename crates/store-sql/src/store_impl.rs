@@ -1,11 +1,11 @@
 //! The [`Store`] trait, delegating each method to the module that owns it.
 
-use crate::{apps, attempts, db, reaper, runner, runs, stats, teams, SqlStore};
+use crate::{apps, attempts, db, environments, reaper, runner, runs, stats, teams, SqlStore};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use minitower_core::api::{
-    App, AttemptState, LogLine, NewLogLine, ResultRequest, Role, Run, RunDetail, RunStats,
-    RunnerInfo, Team, TokenInfo, Version,
+    App, AttemptState, Environment, LogLine, NewLogLine, ResultRequest, Role, Run, RunDetail,
+    RunStats, RunnerInfo, SecretInfo, Team, TokenInfo, Version,
 };
 use minitower_core::status::RunStatus;
 use minitower_store::{
@@ -14,6 +14,7 @@ use minitower_store::{
 };
 use std::collections::BTreeMap;
 
+use minitower_store::{NewSecret, RunSecrets, TokenOptions};
 #[async_trait]
 impl Store for SqlStore {
     async fn ping(&self) -> StoreResult<()> {
@@ -53,9 +54,9 @@ impl Store for SqlStore {
         role: Role,
         token_hash: &str,
         now: DateTime<Utc>,
-        expires_at: Option<DateTime<Utc>>,
+        opts: TokenOptions,
     ) -> StoreResult<TokenInfo> {
-        teams::create_token(self, team_id, name, role, token_hash, now, expires_at).await
+        teams::create_token(self, team_id, name, role, token_hash, now, opts).await
     }
     async fn token_by_hash(&self, token_hash: &str) -> StoreResult<Option<TokenIdentity>> {
         if token_hash.contains('\0') {
@@ -68,6 +69,14 @@ impl Store for SqlStore {
     }
     async fn list_tokens(&self, team_id: i64) -> StoreResult<Vec<TokenInfo>> {
         teams::list_tokens(self, team_id).await
+    async fn refuse_token(
+        &self,
+        token_id: i64,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        teams::refuse_token(self, token_id, reason, now).await
+    }
     }
     async fn revoke_token(
         &self,
@@ -80,6 +89,47 @@ impl Store for SqlStore {
 
     async fn create_app(
         &self,
+    async fn create_environment(
+        &self,
+        team_id: i64,
+        name: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Environment> {
+        environments::create_environment(self, team_id, name, now).await
+    }
+    async fn list_environments(&self, team_id: i64) -> StoreResult<Vec<Environment>> {
+        environments::list_environments(self, team_id).await
+    }
+    async fn environment_exists(&self, team_id: i64, name: &str) -> StoreResult<bool> {
+        if name.contains('\0') {
+            return Ok(false);
+        }
+        environments::environment_exists(self, team_id, name).await
+    }
+    async fn delete_environment(&self, team_id: i64, name: &str) -> StoreResult<()> {
+        environments::delete_environment(self, team_id, name).await
+    }
+    async fn secret_version(
+        &self,
+        team_id: i64,
+        environment: &str,
+        name: &str,
+    ) -> StoreResult<Option<i64>> {
+        environments::secret_version(self, team_id, environment, name).await
+    }
+    async fn put_secret(&self, secret: NewSecret<'_>) -> StoreResult<SecretInfo> {
+        environments::put_secret(self, secret).await
+    }
+    async fn list_secrets(&self, team_id: i64, environment: &str) -> StoreResult<Vec<SecretInfo>> {
+        environments::list_secrets(self, team_id, environment).await
+    }
+    async fn delete_secret(&self, team_id: i64, environment: &str, name: &str) -> StoreResult<()> {
+        environments::delete_secret(self, team_id, environment, name).await
+    }
+    async fn run_secrets(&self, run_id: i64) -> StoreResult<RunSecrets> {
+        environments::run_secrets(self, run_id).await
+    }
+
         team_id: i64,
         slug: &str,
         description: Option<&str>,
@@ -212,6 +262,13 @@ impl Store for SqlStore {
     ) -> StoreResult<(i64, bool)> {
         attempts::append_logs(self, runner_id, run_id, lease_token_hash, lines, now).await
     }
+    async fn next_retry_at(
+        &self,
+        environment: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<DateTime<Utc>>> {
+        runner::next_retry_at(self, environment, now).await
+    }
     async fn complete_attempt(
         &self,
         runner_id: i64,
@@ -259,10 +316,3 @@ impl Store for SqlStore {
         stats::runners_online(self).await
     }
 }
-    async fn next_retry_at(
-        &self,
-        environment: &str,
-        now: DateTime<Utc>,
-    ) -> StoreResult<Option<DateTime<Utc>>> {
-        runner::next_retry_at(self, environment, now).await
-    }

@@ -3,8 +3,8 @@
 use crate::db::{self, get, ms};
 use crate::SqlStore;
 use chrono::{DateTime, Utc};
-use minitower_core::api::{Role, Team, TokenInfo};
-use minitower_store::{StoreError, StoreResult, TokenIdentity};
+use minitower_core::api::{Role, Team, TokenInfo, TokenScope};
+use minitower_store::{StoreError, StoreResult, TokenIdentity, TokenOptions};
 use sqlx::any::AnyRow;
 
 fn role(row: &AnyRow) -> StoreResult<Role> {
@@ -20,6 +20,14 @@ fn team(row: &AnyRow) -> StoreResult<Team> {
     })
 }
 
+fn scope(row: &AnyRow) -> StoreResult<Option<TokenScope>> {
+    let text: Option<String> = get(row, "scope")?;
+    text.map(|t| {
+        serde_json::from_str(&t).map_err(|e| StoreError::Database(format!("tokens.scope: {e}")))
+    })
+    .transpose()
+}
+
 fn token_info(row: &AnyRow) -> StoreResult<TokenInfo> {
     Ok(TokenInfo {
         id: get(row, "id")?,
@@ -28,6 +36,9 @@ fn token_info(row: &AnyRow) -> StoreResult<TokenInfo> {
         created_at: db::time(row, "created_at")?,
         last_used_at: db::time_opt(row, "last_used_at")?,
         expires_at: db::time_opt(row, "expires_at")?,
+        scope: scope(row)?,
+        last_refused_at: db::time_opt(row, "last_refused_at")?,
+        last_refusal: get(row, "last_refusal")?,
     })
 }
 
@@ -64,6 +75,14 @@ pub(crate) async fn create_team(
     .fetch_one(&mut *tx)
     .await
     .map_err(db::unique(|| "token hash already in use".to_string()))?;
+    crate::environments::insert_environment(
+        s,
+        &mut tx,
+        team_id,
+        crate::environments::DEFAULT_ENVIRONMENT,
+        now,
+    )
+    .await?;
     tx.commit().await.map_err(db::err)?;
     Ok((
         Team {
@@ -98,10 +117,14 @@ pub(crate) async fn create_token(
     role: Role,
     token_hash: &str,
     now: DateTime<Utc>,
-    expires_at: Option<DateTime<Utc>>,
+    opts: TokenOptions,
 ) -> StoreResult<TokenInfo> {
     let now = db::ts(ms(now))?;
-    let expires_at = expires_at.map(|t| db::ts(ms(t))).transpose()?;
+    let expires_at = opts.expires_at.map(|t| db::ts(ms(t))).transpose()?;
+    let scope_text = opts
+        .scope
+        .as_ref()
+        .map(|s| serde_json::to_string(s).expect("a scope serializes"));
     let mut tx = s.write().await?;
     let exists: Option<i64> = sqlx::query_scalar("SELECT id FROM teams WHERE id = $1")
         .bind(team_id)
@@ -112,8 +135,8 @@ pub(crate) async fn create_token(
         return Err(StoreError::NotFound("team"));
     }
     let id: i64 = sqlx::query_scalar(
-        "INSERT INTO tokens (team_id, name, role, token_hash, created_at, expires_at) \
-         VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+        "INSERT INTO tokens (team_id, name, role, token_hash, created_at, expires_at, scope) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
     )
     .bind(team_id)
     .bind(s.dialect.text(name).as_ref())
@@ -121,6 +144,7 @@ pub(crate) async fn create_token(
     .bind(token_hash)
     .bind(ms(now))
     .bind(expires_at.map(ms))
+    .bind(scope_text)
     .fetch_one(&mut *tx)
     .await
     .map_err(db::unique(|| "token hash already in use".to_string()))?;
@@ -132,6 +156,9 @@ pub(crate) async fn create_token(
         created_at: now,
         last_used_at: None,
         expires_at,
+        scope: opts.scope,
+        last_refused_at: None,
+        last_refusal: None,
     })
 }
 
@@ -140,7 +167,7 @@ pub(crate) async fn token_by_hash(
     token_hash: &str,
 ) -> StoreResult<Option<TokenIdentity>> {
     let row = sqlx::query(
-        "SELECT k.id, k.role, k.last_used_at, k.expires_at, \
+        "SELECT k.id, k.role, k.last_used_at, k.expires_at, k.scope, \
                 t.id AS team_id, t.slug AS team_slug, t.name AS team_name \
          FROM tokens k JOIN teams t ON t.id = k.team_id \
          WHERE k.token_hash = $1 AND k.revoked_at IS NULL",
@@ -156,6 +183,7 @@ pub(crate) async fn token_by_hash(
             role: role(&r)?,
             last_used_at: db::time_opt(&r, "last_used_at")?,
             expires_at: db::time_opt(&r, "expires_at")?,
+            scope: scope(&r)?,
         })
     })
     .transpose()
@@ -175,9 +203,37 @@ pub(crate) async fn touch_token(
     Ok(())
 }
 
+/// Longest refusal reason kept.
+const MAX_REFUSAL: usize = 500;
+
+pub(crate) async fn refuse_token(
+    s: &SqlStore,
+    token_id: i64,
+    reason: &str,
+    now: DateTime<Utc>,
+) -> StoreResult<()> {
+    let mut reason = reason.to_string();
+    if reason.len() > MAX_REFUSAL {
+        let mut cut = MAX_REFUSAL;
+        while !reason.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        reason.truncate(cut);
+    }
+    sqlx::query("UPDATE tokens SET last_refused_at = $1, last_refusal = $2 WHERE id = $3")
+        .bind(ms(now))
+        .bind(s.dialect.text(&reason).as_ref())
+        .bind(token_id)
+        .execute(&s.writer)
+        .await
+        .map_err(db::err)?;
+    Ok(())
+}
+
 pub(crate) async fn list_tokens(s: &SqlStore, team_id: i64) -> StoreResult<Vec<TokenInfo>> {
     let rows = sqlx::query(
-        "SELECT id, name, role, created_at, last_used_at, expires_at FROM tokens \
+        "SELECT id, name, role, created_at, last_used_at, expires_at, scope, last_refused_at, \
+                last_refusal FROM tokens \
          WHERE team_id = $1 AND revoked_at IS NULL ORDER BY id",
     )
     .bind(team_id)

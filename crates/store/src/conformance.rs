@@ -15,6 +15,7 @@
 //! dir, a database to drop, or `()`), or `None` to skip the test. The calling crate needs `tokio` (with the
 //! multi-threaded runtime) as a dev-dependency.
 
+pub mod environments;
 pub mod handback;
 pub mod lease;
 pub mod races;
@@ -25,7 +26,7 @@ pub mod teams;
 
 use crate::{
     AppRecord, LeaseParams, Leased, NewRun, NewVersion, RunnerIdentity, Store, StoreError,
-    StoreResult, VersionRecord,
+    StoreResult, TokenOptions, VersionRecord,
 };
 use chrono::{DateTime, TimeZone, Utc};
 use minitower_core::api::{AttemptState, NewLogLine, ResultRequest, Role, Run, RunDetail, Team};
@@ -52,6 +53,13 @@ macro_rules! conformance_tests {
             teams::team_isolation,
             teams::nul_in_a_looked_up_key_is_not_found,
             runs::create_run_fields_and_numbering,
+            environments::default_exists_and_names_are_per_team,
+            environments::runs_need_an_existing_environment,
+            environments::delete_refused_while_active_or_default,
+            environments::online_runners_and_waiting_runs,
+            environments::secrets_versions_and_isolation,
+            environments::run_secrets_of_the_runs_environment,
+            environments::token_scope_and_refusal_audit,
             runs::idempotency_key_returns_first_run,
             runs::list_runs_filters_and_pages,
             runs::summary_counts_every_status,
@@ -267,9 +275,25 @@ impl Fixture {
         let mut r = self.new_run(secs);
         edit(&mut r);
         self.store.create_run(r).await.unwrap().0
+        self.environment(&r.environment).await;
     }
 
     /// Registers a runner.
+    /// Makes sure the fixture team has the environment `name`.
+    pub async fn environment(&self, name: &str) {
+        if !self
+            .store
+            .environment_exists(self.team.id, name)
+            .await
+            .unwrap()
+        {
+            self.store
+                .create_environment(self.team.id, name, t(0))
+                .await
+                .unwrap();
+        }
+    }
+
     pub async fn runner(&self, env: &str, max_concurrency: i64) -> RunnerIdentity {
         register(&self.store, &unique("runner"), env, max_concurrency).await
     }

@@ -12,8 +12,8 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use minitower_core::api::{
-    App, AttemptState, Lease, LogLine, NewLogLine, ResultAck, ResultRequest, Role, Run, RunDetail,
-    RunStats, RunnerInfo, Team, TokenInfo, Version,
+    App, AttemptState, Environment, Lease, LogLine, NewLogLine, ResultAck, ResultRequest, Role,
+    Run, RunDetail, RunStats, RunnerInfo, SecretInfo, Team, TokenInfo, TokenScope, Version,
 };
 use minitower_core::status::{RunStatus, TransitionError};
 use serde_json::Value;
@@ -97,6 +97,51 @@ pub struct TokenIdentity {
 /// A runner resolved from its token hash.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RunnerIdentity {
+    /// A scope narrower than the role, when the token has one.
+    pub scope: Option<TokenScope>,
+}
+
+/// Options of a new token beyond its name, role and hash.
+#[derive(Debug, Clone, Default)]
+pub struct TokenOptions {
+    /// `None` for a token that lives until revoked.
+    pub expires_at: Option<DateTime<Utc>>,
+    pub scope: Option<TokenScope>,
+}
+
+/// A stored secret: what lists show plus the sealed value (never plain).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SealedSecret {
+    pub info: SecretInfo,
+    /// `v1.<key id>.<base64>`; opens only for this team, environment, name
+    /// and version.
+    pub sealed_value: String,
+    pub key_id: String,
+}
+
+/// A secret value to store, sealed by the caller for `version`.
+#[derive(Debug, Clone)]
+pub struct NewSecret<'a> {
+    pub team_id: i64,
+    pub environment: &'a str,
+    pub name: &'a str,
+    /// The version the value was sealed for: 1 for a new secret, else the
+    /// stored version + 1. Anything else is a `Conflict` (a racing write).
+    pub version: i64,
+    pub sealed_value: &'a str,
+    pub key_id: &'a str,
+    pub now: DateTime<Utc>,
+}
+
+/// What the server needs to deliver a leased run's secrets.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunSecrets {
+    pub team_id: i64,
+    pub environment: String,
+    /// The version's Towerfile text, which declares the secrets it needs.
+    pub towerfile: Option<String>,
+    /// Every secret of the run's team and environment (sealed).
+    pub secrets: Vec<SealedSecret>,
     pub runner_id: i64,
     pub name: String,
     pub environment: String,
@@ -264,8 +309,7 @@ pub struct Retrying {
     ) -> StoreResult<(Team, i64)>;
     /// The team and its password hash, for login.
     async fn team_login_info(&self, slug: &str) -> StoreResult<Option<(Team, Option<String>)>>;
-    /// Adds a token to a team and returns its id; `expires_at` `None` for a
-    /// token that lives until revoked.
+    /// Adds a token to a team (expiry and scope in `opts`).
     async fn create_token(
         &self,
         team_id: i64,
@@ -273,7 +317,7 @@ pub struct Retrying {
         role: Role,
         token_hash: &str,
         now: DateTime<Utc>,
-        expires_at: Option<DateTime<Utc>>,
+        opts: TokenOptions,
     ) -> StoreResult<TokenInfo>;
     /// Resolves a (non-revoked) team token, expired ones included (with
     /// their `expires_at`, so callers can say why they refuse).
@@ -285,6 +329,13 @@ pub struct Retrying {
     /// Revokes a token of this team; `NotFound` when it is not the team's.
     async fn revoke_token(
         &self,
+    /// Records a refused use of a token (expired, out of scope) and why.
+    async fn refuse_token(
+        &self,
+        token_id: i64,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()>;
         team_id: i64,
         token_id: i64,
         now: DateTime<Utc>,
@@ -295,6 +346,43 @@ pub struct Retrying {
     /// Creates an app; duplicate slug in the team -> `Conflict`.
     async fn create_app(
         &self,
+    // ---- environments and secrets (store-sql environments.rs) ----
+
+    /// Adds an environment to a team; a duplicate name is a `Conflict`.
+    async fn create_environment(
+        &self,
+        team_id: i64,
+        name: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Environment>;
+    /// A team's environments by name, each with the online runners whose
+    /// label is its name.
+    async fn list_environments(&self, team_id: i64) -> StoreResult<Vec<Environment>>;
+    /// Whether the team has this environment.
+    async fn environment_exists(&self, team_id: i64, name: &str) -> StoreResult<bool>;
+    /// Deletes an environment and its secrets. `NotFound` when the team has
+    /// none by that name; `Conflict` for `default` and while runs of the
+    /// team are active (queued, leased, running, cancelling) in it.
+    async fn delete_environment(&self, team_id: i64, name: &str) -> StoreResult<()>;
+    /// The stored version of a secret, `None` when it is not set.
+    async fn secret_version(
+        &self,
+        team_id: i64,
+        environment: &str,
+        name: &str,
+    ) -> StoreResult<Option<i64>>;
+    /// Stores a sealed secret value (see [`NewSecret::version`]).
+    /// `NotFound("environment")` when the team has no such environment.
+    async fn put_secret(&self, secret: NewSecret<'_>) -> StoreResult<SecretInfo>;
+    /// Secrets of a team's environment by name (never values).
+    /// `NotFound("environment")` when the team has no such environment.
+    async fn list_secrets(&self, team_id: i64, environment: &str) -> StoreResult<Vec<SecretInfo>>;
+    /// Deletes a secret; `NotFound("secret")` when it is not set.
+    async fn delete_secret(&self, team_id: i64, environment: &str, name: &str) -> StoreResult<()>;
+    /// The sealed secrets of a run's team and environment and the Towerfile
+    /// of its version (no team check: the caller holds the run's lease).
+    async fn run_secrets(&self, run_id: i64) -> StoreResult<RunSecrets>;
+
         team_id: i64,
         slug: &str,
         description: Option<&str>,
@@ -444,6 +532,15 @@ pub struct Retrying {
     // ---- reaper and metrics ----
 
     /// Expires up to `limit` attempts whose lease ended before `now` and
+    /// When the next queued run of `environment` that waits for a failure
+    /// retry becomes leasable (its `not_before`, the earliest one after
+    /// `now`); `None` when none waits.
+    async fn next_retry_at(
+        &self,
+        environment: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<DateTime<Utc>>>;
+
     /// requeues, kills or cancels their runs. Each expiry is applied once,
     /// even when several reapers race.
     async fn reap_expired(&self, now: DateTime<Utc>, limit: i64) -> StoreResult<Vec<Reaped>>;
@@ -479,12 +576,3 @@ mod tests {
         ));
     }
 }
-    /// When the next queued run of `environment` that waits for a failure
-    /// retry becomes leasable (its `not_before`, the earliest one after
-    /// `now`); `None` when none waits.
-    async fn next_retry_at(
-        &self,
-        environment: &str,
-        now: DateTime<Utc>,
-    ) -> StoreResult<Option<DateTime<Utc>>>;
-

@@ -1,7 +1,8 @@
 //! `[app] secrets = ["DB_PASSWORD"]`: the secrets an app needs, by the
 //! environment variable name the runner sets them under. The server checks
-//! at run creation that each exists in the run's environment (a missing one
-//! fails the run at once, naming it); the values never pass through here.
+//! at lease time that each exists in the run's environment (a missing one
+//! fails the run at once, naming it; see the server's `lease_secrets`); the
+//! values never pass through here.
 
 use super::{AppSection, Cx, Res};
 use toml_edit::{Item, TableLike};

@@ -3,6 +3,7 @@
 //! framework error that is not already JSON.
 
 pub mod apps;
+pub mod environments;
 pub mod runner;
 pub mod runs;
 pub mod stream;
@@ -35,6 +36,10 @@ impl RunIdExt {
 }
 
 /// Builds the whole HTTP surface.
+/// Largest body of a secret write: the value (64 KiB) JSON-escaped, bounded
+/// before parsing.
+const SECRET_BODY_LIMIT: usize = 512 * 1024;
+
 pub fn router(state: State) -> Router {
     let body_limit = usize::try_from(state.config.max_request_body_size).unwrap_or(usize::MAX);
     let api = Router::new()
@@ -51,6 +56,21 @@ pub fn router(state: State) -> Router {
             axum::routing::delete(teams::revoke_token),
         )
         .route("/api/v1/apps", post(apps::create_app).get(apps::list_apps))
+        .route(
+            "/api/v1/environments",
+            post(environments::create_environment).get(environments::list_environments),
+        )
+        .route(
+            "/api/v1/environments/{name}",
+            axum::routing::delete(environments::delete_environment),
+        )
+        .route("/api/v1/secrets", get(environments::list_secrets))
+        .route(
+            "/api/v1/secrets/{name}",
+            axum::routing::put(environments::put_secret)
+                .layer(DefaultBodyLimit::max(SECRET_BODY_LIMIT))
+                .delete(environments::delete_secret),
+        )
         .route("/api/v1/apps/{app}", get(apps::get_app))
         .route(
             "/api/v1/apps/{app}/versions",

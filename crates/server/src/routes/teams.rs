@@ -107,7 +107,10 @@ pub async fn login(
             Role::Admin,
             &hash_token(&token),
             now,
-            Some(expires_at),
+            minitower_store::TokenOptions {
+                expires_at: Some(expires_at),
+                scope: None,
+            },
         )
         .await?;
     Ok(Json(TeamWithToken { team, token }))
@@ -149,6 +152,15 @@ pub async fn create_token(
         (Role::Admin, None) => Role::Member,
         (Role::Member, _) => Role::Member,
     };
+    let now = st.now();
+    let expires_at = token_expiry(&req, now)?;
+    let scope = req.scope.clone().map(crate::scope::validate).transpose()?;
+    if scope.is_some() && role == Role::Admin {
+        return Err(ApiError::invalid_request(
+            "scope: a scoped token is a member token; leave role out or set it to member",
+        ));
+    }
+    // A scoped token never gets here: token calls are outside every scope.
     let secret = new_secret("mtt");
     let info = st
         .store
@@ -157,8 +169,11 @@ pub async fn create_token(
             name,
             role,
             &hash_token(&secret),
-            st.now(),
-            None,
+            now,
+            minitower_store::TokenOptions {
+                expires_at,
+                scope: scope.clone(),
+            },
         )
         .await?;
     Ok((
@@ -168,8 +183,56 @@ pub async fn create_token(
             name: info.name,
             role: info.role,
             token: secret,
+            expires_at: info.expires_at,
+            scope: info.scope,
         }),
     ))
+}
+
+/// Longest token lifetime: ten years.
+const MAX_TOKEN_LIFETIME_DAYS: i64 = 3650;
+
+/// The expiry a token request asks for: `expires_in` (a duration such as
+/// `30d`) or `expires_at` (RFC 3339), not both; at least a minute ahead and
+/// at most ten years.
+fn token_expiry(
+    req: &CreateTokenRequest,
+    now: chrono::DateTime<chrono::Utc>,
+) -> ApiResult<Option<chrono::DateTime<chrono::Utc>>> {
+    let at = match (&req.expires_in, req.expires_at) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::invalid_request(
+                "expires_in: give expires_in or expires_at, not both",
+            ))
+        }
+        (None, None) => return Ok(None),
+        (Some(text), None) => {
+            let d = validate::duration(text)
+                .map_err(|e| ApiError::invalid_request(format!("expires_in: {e} (e.g. 30d, 12h)")))?;
+            let d = chrono::Duration::from_std(d)
+                .ok()
+                .filter(|d| *d <= chrono::Duration::days(MAX_TOKEN_LIFETIME_DAYS))
+                .ok_or_else(|| ApiError::invalid_request("expires_in: at most 3650 days"))?;
+            now + d
+        }
+        (None, Some(at)) => at,
+    };
+    let field = if req.expires_in.is_some() {
+        "expires_in"
+    } else {
+        "expires_at"
+    };
+    if at < now + chrono::Duration::minutes(1) {
+        return Err(ApiError::invalid_request(format!(
+            "{field}: the token must live at least one minute"
+        )));
+    }
+    if at > now + chrono::Duration::days(MAX_TOKEN_LIFETIME_DAYS) {
+        return Err(ApiError::invalid_request(format!(
+            "{field}: at most 3650 days from now"
+        )));
+    }
+    Ok(Some(at))
 }
 
 /// Tokens of the team (never the secrets).

@@ -8,6 +8,7 @@ use minitower_core::status::{AttemptStatus, RunStatus};
 pub async fn create_run_fields_and_numbering(store: Arc<dyn Store>) {
     let f = Fixture::new(store.clone()).await;
     let (other, other_v) = f.app("other").await;
+    f.environment("gpu").await;
     let (run, created) = store
         .create_run(NewRun {
             input: json!({"name": "x", "n": [1, 2]}),

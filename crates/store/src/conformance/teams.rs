@@ -61,14 +61,28 @@ pub async fn tokens_create_list_touch_revoke(store: Arc<dyn Store>) {
     let f = Fixture::new(store.clone()).await;
     let other = Fixture::with_team(store.clone(), "beta").await;
     let member = store
-        .create_token(f.team.id, "ci", MEMBER, "ci-hash", t(5), None)
+        .create_token(
+            f.team.id,
+            "ci",
+            MEMBER,
+            "ci-hash",
+            t(5),
+            TokenOptions::default(),
+        )
         .await
         .unwrap();
     assert_eq!((member.name.as_str(), member.role), ("ci", Role::Member));
     assert_eq!(member.created_at, t(5));
     assert_conflict(
         store
-            .create_token(f.team.id, "dup", MEMBER, "ci-hash", t(5), None)
+            .create_token(
+                f.team.id,
+                "dup",
+                MEMBER,
+                "ci-hash",
+                t(5),
+                TokenOptions::default(),
+            )
             .await,
     );
 
@@ -114,7 +128,10 @@ pub async fn tokens_expire(store: Arc<dyn Store>) {
             Role::Admin,
             "login-hash",
             t(10),
-            Some(t(3600)),
+            TokenOptions {
+                expires_at: Some(t(3600)),
+                scope: None,
+            },
         )
         .await
         .unwrap();
@@ -130,7 +147,17 @@ pub async fn tokens_expire(store: Arc<dyn Store>) {
     // Milliseconds survive the round trip on every backend.
     let precise = t(0) + chrono::Duration::milliseconds(1_234_567);
     store
-        .create_token(f.team.id, "ms", MEMBER, "ms-hash", t(11), Some(precise))
+        .create_token(
+            f.team.id,
+            "ms",
+            MEMBER,
+            "ms-hash",
+            t(11),
+            TokenOptions {
+                expires_at: Some(precise),
+                scope: None,
+            },
+        )
         .await
         .unwrap();
     let who = store.token_by_hash("ms-hash").await.unwrap().unwrap();
