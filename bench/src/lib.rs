@@ -41,6 +41,9 @@ pub enum Scenario {
     /// SIGKILL, PostgreSQL restarts) judged by ground truth: a measurement
     /// of correctness, not of speed.
     Chaos,
+    /// `dispatch` on PostgreSQL (a private instance): one replica, then two
+    /// on the same database; not in `all`.
+    DispatchPg,
     /// `latency` and `burst`, then the same workload through RQ (fork and
     /// spawn workers, private Redis), with MiniTower/RQ ratios; not in `all`.
     Compare,
@@ -159,7 +162,7 @@ pub struct Options {
     /// chaos: seconds to wait after the faults for every run to end.
     #[arg(long, default_value_t = 180)]
     pub chaos_settle: u64,
-    /// chaos: directory with PostgreSQL's initdb, postgres and pg_isready
+    /// chaos, dispatch-pg: directory with PostgreSQL's initdb, postgres and pg_isready
     /// (default: the newest /usr/lib/postgresql/*/bin).
     #[arg(long)]
     pub pg_bin_dir: Option<PathBuf>,
@@ -227,6 +230,7 @@ pub async fn run(opts: &Options) -> Result<Report> {
             Scenario::Memory => vec![scenarios::memory::run(opts, &shared).await?],
             Scenario::Chaos => scenarios::chaos::run(opts).await?,
             Scenario::Compare => vec![scenarios::compare::run(opts).await?],
+            Scenario::DispatchPg => scenarios::dispatch_pg::run(opts).await?,
             Scenario::All => unreachable!(),
         };
         let busy = procs::busy_percent(jiffies, procs::machine_jiffies());

@@ -115,10 +115,11 @@ fn pair(
 }
 
 /// Pushes `runs` runs of `app` through the protocol: `creators` tasks create
-/// runs (at most `inflight` created and not yet completed), one task per
-/// runner client leases, starts, sends one log line and reports success.
+/// runs (at most `inflight` created and not yet completed; creator `i` uses
+/// `admins[i % admins.len()]`, one per replica), one task per runner client
+/// leases, starts, sends one log line and reports success.
 pub async fn drive(
-    admin: &Client,
+    admins: &[Client],
     runners: &[Client],
     app: &str,
     runs: usize,
@@ -134,9 +135,9 @@ pub async fn drive(
     let t0 = Instant::now();
     let mut set: JoinSet<Result<(Calls, usize)>> = JoinSet::new();
 
-    for _ in 0..creators.max(1) {
+    for i in 0..creators.max(1) {
         let (admin, sem, next, map, e2e) = (
-            admin.clone(),
+            admins[i % admins.len()].clone(),
             sem.clone(),
             next.clone(),
             map.clone(),
@@ -274,7 +275,7 @@ async fn measure(opts: &Options, stack: &Stack, shared: &mut Shared) -> Result<S
     if opts.dispatch_warmup > 0 {
         eprintln!("[dispatch] warm-up: {} runs", opts.dispatch_warmup);
         drive(
-            &stack.admin,
+            std::slice::from_ref(&stack.admin),
             &runners,
             app,
             opts.dispatch_warmup,
@@ -296,7 +297,7 @@ async fn measure(opts: &Options, stack: &Stack, shared: &mut Shared) -> Result<S
         procs::load_average()
     );
     let out = drive(
-        &stack.admin,
+        std::slice::from_ref(&stack.admin),
         &runners,
         app,
         opts.dispatch_runs,

@@ -59,7 +59,7 @@ async fn measure(opts: &Options, stack: &mut Stack, shared: &Shared) -> Result<S
                 dispatch::register_runners(&stack.server.url, opts.dispatch_runners, "mem").await?;
             procs::reset_peak(stack.server.proc.pid())?;
             dispatch::drive(
-                &stack.admin,
+                std::slice::from_ref(&stack.admin),
                 &runners,
                 "noop",
                 n,

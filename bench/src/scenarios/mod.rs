@@ -5,6 +5,7 @@ pub mod chaos;
 pub mod compare;
 pub mod deps;
 pub mod dispatch;
+pub mod dispatch_pg;
 pub mod latency;
 pub mod memory;
 pub mod scale;
