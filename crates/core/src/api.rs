@@ -204,6 +204,12 @@ pub struct Version {
     /// Extra import folders (packed under `modules/`) from the Towerfile.
     #[serde(default)]
     pub import_paths: Vec<String>,
+    /// Failure retries of its runs (the Towerfile's `retries`, default 0).
+    #[serde(default)]
+    pub retries: i64,
+    /// First failure-retry delay in milliseconds (`retry_delay`, default 2 s).
+    #[serde(default)]
+    pub retry_delay_ms: i64,
 }
 
 /// `GET /api/v1/apps/{app}/versions`.
@@ -225,12 +231,6 @@ pub struct CreateRunRequest {
     )]
     pub version_no: Option<i64>,
     /// Higher runs are leased first (default 0).
-    /// Failure retries of its runs (the Towerfile's `retries`, default 0).
-    #[serde(default)]
-    pub retries: i64,
-    /// First failure-retry delay in milliseconds (`retry_delay`, default 2 s).
-    #[serde(default)]
-    pub retry_delay_ms: i64,
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
@@ -250,6 +250,23 @@ pub struct CreateRunRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(pattern = "^[a-z][a-z0-9-]{0,62}$")]
     pub environment: Option<String>,
+    /// This run's attempt timeout instead of the version's: whole seconds
+    /// or a duration such as `"30s"` or `"10m"` (1 s to 7 days).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<TimeoutSpec>,
+    /// Failure retries of this run instead of the version's `retries`
+    /// (0 to 100): a failed attempt queues the run again.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "integral::opt_i64"
+    )]
+    #[schema(minimum = 0, maximum = 100)]
+    pub retries: Option<i64>,
+    /// The first failure-retry delay instead of the version's: seconds or
+    /// a duration such as `"2s"` (more than 0, at most 1 h).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_delay: Option<RetryDelaySpec>,
 }
 
 /// Integers in request bodies: JSON Schema counts `3.0` as an integer, so
@@ -271,23 +288,6 @@ pub mod integral {
             Some(f) if f.fract() == 0.0 && (-LIMIT..LIMIT).contains(&f) => Ok(Some(f as i64)),
             _ => Err(serde::de::Error::custom(format!(
                 "expected an integer, got {n}"
-    /// This run's attempt timeout instead of the version's: whole seconds
-    /// or a duration such as `"30s"` or `"10m"` (1 s to 7 days).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub timeout: Option<TimeoutSpec>,
-    /// Failure retries of this run instead of the version's `retries`
-    /// (0 to 100): a failed attempt queues the run again.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "integral::opt_i64"
-    )]
-    #[schema(minimum = 0, maximum = 100)]
-    pub retries: Option<i64>,
-    /// The first failure-retry delay instead of the version's: seconds or
-    /// a duration such as `"2s"` (more than 0, at most 1 h).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub retry_delay: Option<RetryDelaySpec>,
             ))),
         }
     }
@@ -313,6 +313,30 @@ pub struct Run {
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
     pub environment: String,
+    /// The schedule that started the run; `null` when triggered by hand.
+    #[serde(default)]
+    pub schedule_id: Option<i64>,
+    /// The tick it was started for (set with `schedule_id`).
+    #[serde(default)]
+    pub scheduled_for: Option<DateTime<Utc>>,
+    /// The run's own attempt timeout; `null`: the version's.
+    #[serde(default)]
+    pub timeout_seconds: Option<i64>,
+    /// Failure retries the run may make (a failed attempt queues it again);
+    /// separate from `max_retries`, which only lost runners spend.
+    #[serde(default)]
+    pub failure_retries: i64,
+    /// Failure retries made so far.
+    #[serde(default)]
+    pub failure_retry_count: i64,
+    /// The first failure-retry delay in milliseconds; later ones double
+    /// (with jitter, capped at 1 h).
+    #[serde(default)]
+    pub retry_delay_ms: i64,
+    /// A queued run is not leased before this time (it waits for a failure
+    /// retry); `null` when it never waited.
+    #[serde(default)]
+    pub not_before: Option<DateTime<Utc>>,
 }
 
 /// One attempt in a run's history.
@@ -338,30 +362,6 @@ pub struct RunDetail {
     #[serde(default)]
     pub waiting_for_runner: bool,
 }
-    /// The schedule that started the run; `null` when triggered by hand.
-    #[serde(default)]
-    pub schedule_id: Option<i64>,
-    /// The tick it was started for (set with `schedule_id`).
-    #[serde(default)]
-    pub scheduled_for: Option<DateTime<Utc>>,
-    /// The run's own attempt timeout; `null`: the version's.
-    #[serde(default)]
-    pub timeout_seconds: Option<i64>,
-    /// Failure retries the run may make (a failed attempt queues it again);
-    /// separate from `max_retries`, which only lost runners spend.
-    #[serde(default)]
-    pub failure_retries: i64,
-    /// Failure retries made so far.
-    #[serde(default)]
-    pub failure_retry_count: i64,
-    /// The first failure-retry delay in milliseconds; later ones double
-    /// (with jitter, capped at 1 h).
-    #[serde(default)]
-    pub retry_delay_ms: i64,
-    /// A queued run is not leased before this time (it waits for a failure
-    /// retry); `null` when it never waited.
-    #[serde(default)]
-    pub not_before: Option<DateTime<Utc>>,
 
 /// Run lists.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]

@@ -8,7 +8,7 @@ use crate::db::{self, get, ms};
 use crate::runner::seen;
 use crate::SqlStore;
 use chrono::{DateTime, Utc};
-use minitower_core::api::{AttemptState, NewLogLine, ResultAck, ResultRequest};
+use minitower_core::api::{AttemptState, NewLogLine, ResultAck, ResultRequest, RunEvent};
 use minitower_core::status::{self, AttemptStatus, Ending, RecordedResult, RunStatus};
 use minitower_store::{
     Finished, LeaseParams, ResultOutcome, Retrying, RunLabels, StoreError, StoreResult,
@@ -153,6 +153,7 @@ pub(crate) async fn start_attempt(
         .await
         .map_err(db::err)?;
         db::cas(done.rows_affected(), "start run")?;
+        crate::webhooks::run_event(&mut tx, run_id, RunEvent::Started, now).await?;
         labels = Some(db::labels(&mut tx, run_id).await?);
     }
     seen(&mut tx, runner_id, now).await?;
@@ -426,6 +427,12 @@ pub(crate) async fn end_attempt(
     }
     .map_err(db::err)?;
     db::cas(done.rows_affected(), "end attempt")?;
+    let event = match e.run {
+        RunStatus::Queued if e.retry_after.is_some() => RunEvent::Retrying,
+        RunStatus::Queued => RunEvent::Requeued,
+        other => RunEvent::of(other),
+    };
+    crate::webhooks::run_event(&mut tx, run_id, event, now).await?;
     let labels = db::labels(&mut tx, run_id).await?;
     tx.commit().await.map_err(db::err)?;
     let finished = if e.run.is_terminal() {

@@ -32,6 +32,7 @@ mod stats;
 mod store_impl;
 mod teams;
 
+mod webhooks;
 pub use dialect::Dialect;
 
 use minitower_store::{StoreError, StoreResult};

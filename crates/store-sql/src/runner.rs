@@ -181,6 +181,7 @@ pub(crate) async fn lease(
         .await
         .map_err(db::err)?;
     db::cas(done.rows_affected(), "lease run")?;
+    crate::webhooks::run_event(&mut tx, run_id, minitower_core::api::RunEvent::Leased, now).await?;
     let attempt_status = t.attempt.unwrap_or(AttemptStatus::Leased);
     let expires = db::expiry(now, params.ttl);
     let attempt_no: i64 = sqlx::query_scalar(
@@ -237,6 +238,8 @@ pub(crate) async fn lease(
         fencing_token: Some(attempt_no),
         // Filled by the server, which holds the key (see routes/runner.rs).
         secrets: Default::default(),
+        // Filled by the server when the lease also starts the attempt.
+        started: None,
     };
     Ok(Some(Leased {
         lease,

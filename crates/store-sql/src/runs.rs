@@ -4,7 +4,7 @@ use crate::apps::lock_app;
 use crate::db::{self, get, ms, run_from_row, RUN_SELECT};
 use crate::SqlStore;
 use chrono::{DateTime, Utc};
-use minitower_core::api::{Attempt, LogLine, Run, RunDetail};
+use minitower_core::api::{Attempt, LogLine, Run, RunDetail, RunEvent};
 use minitower_core::status::{self, AttemptStatus, RunStatus};
 use minitower_store::{NewRun, RunFilter, StoreError, StoreResult};
 
@@ -59,15 +59,14 @@ pub(crate) async fn insert_run(
     tick: Option<(i64, i64)>,
 ) -> StoreResult<i64> {
     // The version's failure-retry settings are the run's unless it has its own.
-    let version = sqlx::query(
-        "SELECT retries, retry_delay_ms FROM versions WHERE id = $1 AND app_id = $2",
-    )
-    .bind(run.version_id)
-    .bind(run.app_id)
-    .fetch_optional(&mut **tx)
-    .await
-    .map_err(db::err)?
-    .ok_or(StoreError::NotFound("version"))?;
+    let version =
+        sqlx::query("SELECT retries, retry_delay_ms FROM versions WHERE id = $1 AND app_id = $2")
+            .bind(run.version_id)
+            .bind(run.app_id)
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(db::err)?
+            .ok_or(StoreError::NotFound("version"))?;
     let failure_retries = match run.failure_retries {
         Some(n) => n,
         None => get::<i64>(&version, "retries")?,
@@ -79,7 +78,7 @@ pub(crate) async fn insert_run(
     let run_no: i64 =
         sqlx::query_scalar("SELECT COALESCE(MAX(run_no), 0) + 1 FROM runs WHERE app_id = $1")
             .bind(run.app_id)
-            .fetch_one(&mut *tx)
+            .fetch_one(&mut **tx)
             .await
             .map_err(db::err)?;
     let id: i64 = sqlx::query_scalar(
@@ -97,7 +96,7 @@ pub(crate) async fn insert_run(
     .bind(run.input.to_string())
     .bind(run.priority)
     .bind(run.max_retries)
-    .bind(&key)
+    .bind(key)
     .bind(ms(run.now))
     .bind(run.timeout_seconds)
     .bind(tick.map(|t| t.0))
@@ -107,9 +106,9 @@ pub(crate) async fn insert_run(
     .fetch_one(&mut **tx)
     .await
     .map_err(db::unique(|| format!("run {run_no} already exists")))?;
-    let created = db::load_run(&mut tx, id).await?;
-    tx.commit().await.map_err(db::err)?;
-    Ok((created, true))
+    // The `run.queued` webhook event commits with the run.
+    crate::webhooks::run_event(&mut **tx, id, RunEvent::Queued, ms(run.now)).await?;
+    Ok(id)
 }
 
 pub(crate) async fn get_run(
@@ -150,11 +149,11 @@ pub(crate) async fn get_run(
                 error_message: get(r, "error_message")?,
                 started_at: db::time(r, "started_at")?,
                 finished_at: db::time_opt(r, "finished_at")?,
-    let waiting_for_runner = run.status == RunStatus::Queued
-        && !crate::environments::served(&mut tx, &run.environment).await?;
             })
         })
         .collect::<StoreResult<Vec<_>>>()?;
+    let waiting_for_runner = run.status == RunStatus::Queued
+        && !crate::environments::served(&mut tx, &run.environment).await?;
     tx.commit().await.map_err(db::err)?;
     Ok(Some(RunDetail {
         run,
@@ -247,6 +246,7 @@ pub(crate) async fn cancel_run(
                 set_attempt_status(&mut tx, attempt_id, old, new).await?;
             }
         }
+        crate::webhooks::run_event(&mut tx, run_id, RunEvent::of(t.run), ms(now)).await?;
     }
     let run = db::load_run(&mut tx, run_id).await?;
     tx.commit().await.map_err(db::err)?;

@@ -1,5 +1,7 @@
 //! The [`Store`] trait, delegating each method to the module that owns it.
 
+use crate::schedules;
+use crate::webhooks;
 use crate::{apps, attempts, db, environments, reaper, runner, runs, stats, teams, SqlStore};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -7,11 +9,15 @@ use minitower_core::api::{
     App, AttemptState, Environment, LogLine, NewLogLine, ResultRequest, Role, Run, RunDetail,
     RunStats, RunnerInfo, SecretInfo, Team, TokenInfo, Version,
 };
+use minitower_core::api::{Webhook, WebhookDelivery};
 use minitower_core::status::RunStatus;
 use minitower_store::{
     AppRecord, LeaseParams, Leased, NewRun, NewVersion, PendingCount, Reaped, ResultOutcome,
     RunFilter, RunLabels, RunnerIdentity, Store, StoreResult, TokenIdentity, VersionRecord,
 };
+use minitower_store::{ClaimedEvent, DeliveryRecord, NewWebhook, WebhookUpdate};
+use minitower_store::{FireOutcome, FireTick, NewSchedule, ScheduleRecord, ScheduleUpdate};
+use minitower_store::{NewSecret, RunSecrets, TokenOptions};
 use std::collections::BTreeMap;
 
 use minitower_store::{NewSecret, RunSecrets, TokenOptions};
@@ -259,8 +265,59 @@ impl Store for SqlStore {
         lease_token_hash: &str,
         lines: &[NewLogLine],
         now: DateTime<Utc>,
-    ) -> StoreResult<(i64, bool)> {
-        attempts::append_logs(self, runner_id, run_id, lease_token_hash, lines, now).await
+    async fn create_webhook(&self, w: NewWebhook) -> StoreResult<Webhook> {
+        webhooks::create_webhook(self, w).await
+    }
+    async fn list_webhooks(&self, team_id: i64) -> StoreResult<Vec<Webhook>> {
+        webhooks::list_webhooks(self, team_id).await
+    }
+    async fn get_webhook(&self, team_id: i64, id: i64) -> StoreResult<Option<Webhook>> {
+        webhooks::get_webhook(self, team_id, id).await
+    }
+    async fn update_webhook(
+        &self,
+        team_id: i64,
+        id: i64,
+        update: WebhookUpdate,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Webhook> {
+        webhooks::update_webhook(self, team_id, id, update, now).await
+    }
+    async fn delete_webhook(&self, team_id: i64, id: i64) -> StoreResult<()> {
+        webhooks::delete_webhook(self, team_id, id).await
+    }
+    async fn list_webhook_deliveries(
+        &self,
+        team_id: i64,
+        id: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<WebhookDelivery>> {
+        webhooks::list_deliveries(self, team_id, id, limit).await
+    }
+    async fn enqueue_test_event(
+        &self,
+        team_id: i64,
+        id: i64,
+        now: DateTime<Utc>,
+    ) -> StoreResult<i64> {
+        webhooks::enqueue_test_event(self, team_id, id, now).await
+    }
+    async fn claim_webhook_events(
+        &self,
+        now: DateTime<Utc>,
+        limit: i64,
+        claim_ttl: std::time::Duration,
+    ) -> StoreResult<Vec<ClaimedEvent>> {
+        webhooks::claim(self, now, limit, claim_ttl).await
+    }
+    async fn record_webhook_delivery(&self, d: DeliveryRecord) -> StoreResult<bool> {
+        webhooks::record(self, d).await
+    }
+    async fn webhook_outbox_depth(&self) -> StoreResult<i64> {
+        webhooks::outbox_depth(self).await
+    }
+    async fn next_webhook_due(&self) -> StoreResult<Option<DateTime<Utc>>> {
+        webhooks::next_due(self).await
     }
     async fn next_retry_at(
         &self,
@@ -268,6 +325,9 @@ impl Store for SqlStore {
         now: DateTime<Utc>,
     ) -> StoreResult<Option<DateTime<Utc>>> {
         runner::next_retry_at(self, environment, now).await
+    }
+    ) -> StoreResult<(i64, bool)> {
+        attempts::append_logs(self, runner_id, run_id, lease_token_hash, lines, now).await
     }
     async fn complete_attempt(
         &self,

@@ -21,7 +21,10 @@ pub mod lease;
 pub mod races;
 pub mod reaper;
 pub mod runs;
+pub mod runs;
+pub mod schedules;
 pub mod retries;
+pub mod webhooks;
 pub mod teams;
 
 use crate::{
@@ -99,6 +102,10 @@ macro_rules! conformance_tests {
     };
     (@each $factory:path; $($module:ident :: $name:ident),* $(,)?) => {
         $(
+            webhooks::webhooks_create_list_update_delete_per_team,
+            webhooks::run_transitions_write_filtered_events,
+            webhooks::claims_records_and_retries,
+            webhooks::racing_claims_take_each_event_once,
             #[::tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn $name() {
                 // `None`: the backend is not available here (e.g. no
@@ -181,6 +188,9 @@ pub fn new_version(sha: &str) -> NewVersion {
         timeout_seconds: 60,
         params_schema: Some(json!({"type": "object"})),
         towerfile: Some("[app]\nname = \"hello\"\n".to_string()),
+        retries: 0,
+        retry_delay_ms: 2000,
+        schedules: None,
         import_paths: vec!["modules/shared".to_string()],
     }
 }
@@ -191,9 +201,6 @@ pub struct Fixture {
     pub team: Team,
     pub admin_token_id: i64,
     pub app: AppRecord,
-        retries: 0,
-        retry_delay_ms: 2000,
-        schedules: None,
     pub version: VersionRecord,
 }
 
@@ -257,6 +264,9 @@ impl Fixture {
             input: json!({"name": "MiniTower"}),
             priority: 0,
             max_retries: 2,
+            timeout_seconds: None,
+            failure_retries: None,
+            retry_delay_ms: None,
             idempotency_key: None,
             now: t(secs),
         }
@@ -267,9 +277,6 @@ impl Fixture {
         self.store.create_run(self.new_run(secs)).await.unwrap().0
     }
 
-            timeout_seconds: None,
-            failure_retries: None,
-            retry_delay_ms: None,
     /// Queues a run after letting `edit` change its parameters.
     pub async fn run_with(&self, secs: i64, edit: impl FnOnce(&mut NewRun)) -> Run {
         let mut r = self.new_run(secs);

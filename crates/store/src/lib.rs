@@ -15,6 +15,7 @@ use minitower_core::api::{
     App, AttemptState, Environment, Lease, LogLine, NewLogLine, ResultAck, ResultRequest, Role,
     Run, RunDetail, RunStats, RunnerInfo, SecretInfo, Team, TokenInfo, TokenScope, Version,
 };
+use minitower_core::api::{Webhook, WebhookDelivery};
 use minitower_core::status::{RunStatus, TransitionError};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -22,6 +23,10 @@ use std::time::Duration;
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
+mod schedules;
+pub use schedules::{FireOutcome, FireTick, NewSchedule, ScheduleRecord, ScheduleUpdate};
+mod webhooks;
+pub use webhooks::{ClaimedEvent, DeliveryRecord, NewWebhook, WebhookUpdate};
 
 /// Errors every backend maps its failures to; the server maps these to HTTP.
 #[derive(Debug, thiserror::Error)]
@@ -158,6 +163,14 @@ pub struct NewVersion {
     pub params_schema: Option<Value>,
     pub towerfile: Option<String>,
     pub import_paths: Vec<String>,
+    /// Failure retries of the version's runs (the Towerfile's `retries`).
+    pub retries: i64,
+    /// First failure-retry delay in ms (the Towerfile's `retry_delay`).
+    pub retry_delay_ms: i64,
+    /// The Towerfile's schedules, applied in the version's transaction: the
+    /// app's `towerfile` schedules become exactly this set. `None` (no
+    /// Towerfile in the upload) leaves them alone.
+    pub schedules: Option<Vec<minitower_core::towerfile::ScheduleSpec>>,
 }
 
 /// A version with the internal ids the server needs to create runs.
@@ -186,6 +199,12 @@ pub struct NewRun {
     pub priority: i64,
     pub max_retries: i64,
     pub idempotency_key: Option<String>,
+    /// The run's own attempt timeout; `None`: the version's.
+    pub timeout_seconds: Option<i64>,
+    /// The run's own failure retries; `None`: the version's `retries`.
+    pub failure_retries: Option<i64>,
+    /// The run's own first failure-retry delay (ms); `None`: the version's.
+    pub retry_delay_ms: Option<i64>,
     pub now: DateTime<Utc>,
 }
 
@@ -205,14 +224,6 @@ pub struct RunLabels {
     pub team: String,
     pub app: String,
     pub environment: String,
-    /// Failure retries of the version's runs (the Towerfile's `retries`).
-    pub retries: i64,
-    /// First failure-retry delay in ms (the Towerfile's `retry_delay`).
-    pub retry_delay_ms: i64,
-    /// The Towerfile's schedules, applied in the version's transaction: the
-    /// app's `towerfile` schedules become exactly this set. `None` (no
-    /// Towerfile in the upload) leaves them alone.
-    pub schedules: Option<Vec<minitower_core::towerfile::ScheduleSpec>>,
 }
 
 /// What a result or reap did, with the timings the histograms need.
@@ -231,6 +242,16 @@ pub struct ResultOutcome {
     pub ack: ResultAck,
     /// Set when this call finished the run (not on an idempotent repeat).
     pub finished: Option<Finished>,
+    /// Set when a failed attempt requeued the run for a failure retry.
+    pub retry: Option<Retrying>,
+}
+
+/// A run a failed attempt put back in the queue, waiting for its retry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Retrying {
+    pub labels: RunLabels,
+    /// The run's `not_before`: it is not leased earlier.
+    pub not_before: DateTime<Utc>,
 }
 
 /// Outcome of one reaped attempt.
@@ -241,12 +262,6 @@ pub struct Reaped {
     /// `Queued` (retried), `Dead` or `Cancelled`.
     pub run_status: RunStatus,
     pub finished: Option<Finished>,
-    /// The run's own attempt timeout; `None`: the version's.
-    pub timeout_seconds: Option<i64>,
-    /// The run's own failure retries; `None`: the version's `retries`.
-    pub failure_retries: Option<i64>,
-    /// The run's own first failure-retry delay (ms); `None`: the version's.
-    pub retry_delay_ms: Option<i64>,
 }
 
 /// A lease plus what the server's metrics need.
@@ -284,16 +299,6 @@ pub trait Store: Send + Sync + 'static {
     /// backend needs it). Calls after close may fail.
     async fn close(&self) {}
 
-    /// Set when a failed attempt requeued the run for a failure retry.
-    pub retry: Option<Retrying>,
-}
-
-/// A run a failed attempt put back in the queue, waiting for its retry.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Retrying {
-    pub labels: RunLabels,
-    /// The run's `not_before`: it is not leased earlier.
-    pub not_before: DateTime<Utc>,
     // ---- teams and tokens ----
 
     /// Creates a team and its first admin token in one transaction.
@@ -324,11 +329,6 @@ pub struct Retrying {
     async fn token_by_hash(&self, token_hash: &str) -> StoreResult<Option<TokenIdentity>>;
     /// Records use of a token (callers throttle this).
     async fn touch_token(&self, token_id: i64, now: DateTime<Utc>) -> StoreResult<()>;
-    /// Tokens of a team that are not revoked, oldest first.
-    async fn list_tokens(&self, team_id: i64) -> StoreResult<Vec<TokenInfo>>;
-    /// Revokes a token of this team; `NotFound` when it is not the team's.
-    async fn revoke_token(
-        &self,
     /// Records a refused use of a token (expired, out of scope) and why.
     async fn refuse_token(
         &self,
@@ -336,16 +336,16 @@ pub struct Retrying {
         reason: &str,
         now: DateTime<Utc>,
     ) -> StoreResult<()>;
+    /// Tokens of a team that are not revoked, oldest first.
+    async fn list_tokens(&self, team_id: i64) -> StoreResult<Vec<TokenInfo>>;
+    /// Revokes a token of this team; `NotFound` when it is not the team's.
+    async fn revoke_token(
+        &self,
         team_id: i64,
         token_id: i64,
         now: DateTime<Utc>,
     ) -> StoreResult<()>;
 
-    // ---- apps and versions ----
-
-    /// Creates an app; duplicate slug in the team -> `Conflict`.
-    async fn create_app(
-        &self,
     // ---- environments and secrets (store-sql environments.rs) ----
 
     /// Adds an environment to a team; a duplicate name is a `Conflict`.
@@ -383,6 +383,11 @@ pub struct Retrying {
     /// of its version (no team check: the caller holds the run's lease).
     async fn run_secrets(&self, run_id: i64) -> StoreResult<RunSecrets>;
 
+    // ---- apps and versions ----
+
+    /// Creates an app; duplicate slug in the team -> `Conflict`.
+    async fn create_app(
+        &self,
         team_id: i64,
         slug: &str,
         description: Option<&str>,
@@ -442,7 +447,103 @@ pub struct Retrying {
     /// Status of a run and whether it is terminal, for streams (no team check).
     async fn run_status(&self, run_id: i64) -> StoreResult<Option<RunStatus>>;
 
+    // ---- webhooks (store-sql webhooks.rs) ----
+
+    /// Adds an endpoint; `NotFound("app")` for an app the team does not have.
+    async fn create_webhook(&self, w: NewWebhook) -> StoreResult<Webhook>;
+    /// A team's endpoints, oldest first.
+    async fn list_webhooks(&self, team_id: i64) -> StoreResult<Vec<Webhook>>;
+    /// One endpoint of the team.
+    async fn get_webhook(&self, team_id: i64, id: i64) -> StoreResult<Option<Webhook>>;
+    /// Changes an endpoint; `NotFound("webhook")` when it is not the team's.
+    async fn update_webhook(
+        &self,
+        team_id: i64,
+        id: i64,
+        update: WebhookUpdate,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Webhook>;
+    /// Deletes an endpoint with its pending events and delivery history.
+    async fn delete_webhook(&self, team_id: i64, id: i64) -> StoreResult<()>;
+    /// An endpoint's delivery attempts, newest first (at most `limit`).
+    async fn list_webhook_deliveries(
+        &self,
+        team_id: i64,
+        id: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<WebhookDelivery>>;
+    /// Queues a `webhook.test` event for one endpoint (enabled or not) and
+    /// returns its outbox id.
+    async fn enqueue_test_event(
+        &self,
+        team_id: i64,
+        id: i64,
+        now: DateTime<Utc>,
+    ) -> StoreResult<i64>;
+    /// Claims up to `limit` due events of enabled endpoints (each row by one
+    /// claimer: `SKIP LOCKED` where there are row locks) and makes each due
+    /// again at `now + claim_ttl` unless its attempt is recorded first.
+    async fn claim_webhook_events(
+        &self,
+        now: DateTime<Utc>,
+        limit: i64,
+        claim_ttl: Duration,
+    ) -> StoreResult<Vec<ClaimedEvent>>;
+    /// Records one attempt and moves the event on (delivered, due again,
+    /// or failed). `false` when the claim is no longer current (the claim
+    /// ran out and another deliverer took the event): nothing is written.
+    async fn record_webhook_delivery(&self, d: DeliveryRecord) -> StoreResult<bool>;
+    /// Events waiting for delivery, across teams (the outbox-depth gauge).
+    async fn webhook_outbox_depth(&self) -> StoreResult<i64>;
+    /// When the next pending event is due (the deliverer sleeps until then).
+    async fn next_webhook_due(&self) -> StoreResult<Option<DateTime<Utc>>>;
+
+    // ---- schedules ----
+
+    /// Adds a schedule; its first due tick is the first after `now`.
+    /// `NotFound` for an app or pinned version the team does not have.
+    async fn create_schedule(&self, schedule: NewSchedule) -> StoreResult<ScheduleRecord>;
+    /// The app's schedules, oldest first.
+    async fn list_schedules(&self, team_id: i64, app_id: i64) -> StoreResult<Vec<ScheduleRecord>>;
+    /// One schedule of the team.
+    async fn get_schedule(&self, team_id: i64, id: i64) -> StoreResult<Option<ScheduleRecord>>;
+    /// Changes a schedule. A new cron, zone or a resume counts ticks from
+    /// `now` (ticks before it never fire); a pause clears the due tick.
+    async fn update_schedule(
+        &self,
+        team_id: i64,
+        id: i64,
+        update: ScheduleUpdate,
+        now: DateTime<Utc>,
+    ) -> StoreResult<ScheduleRecord>;
+    /// Deletes a schedule of the team (its runs stay, keeping its id).
+    async fn delete_schedule(&self, team_id: i64, id: i64) -> StoreResult<()>;
+    /// Enabled schedules whose next tick is at or before `now`, most
+    /// overdue first, at most `limit`; and the earliest due tick of any
+    /// enabled schedule after them (when the scheduler should look again).
+    async fn due_schedules(
+        &self,
+        now: DateTime<Utc>,
+        limit: i64,
+    ) -> StoreResult<(Vec<ScheduleRecord>, Option<DateTime<Utc>>)>;
+    /// Creates the tick's run and records the tick in one transaction. The
+    /// unique `(schedule_id, scheduled_for)` of runs makes a tick fire at
+    /// most once across replicas and restarts.
+    async fn fire_schedule_tick(&self, fire: FireTick) -> StoreResult<FireOutcome>;
+    /// Records a tick as processed without a run (no version to run, input
+    /// the version refuses); `false` when it was already processed.
+    async fn skip_schedule_tick(&self, schedule_id: i64, tick: DateTime<Utc>) -> StoreResult<bool>;
+
     // ---- runners ----
+
+    /// When the next queued run of `environment` that waits for a failure
+    /// retry becomes leasable (its `not_before`, the earliest one after
+    /// `now`); `None` when none waits.
+    async fn next_retry_at(
+        &self,
+        environment: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<DateTime<Utc>>>;
 
     /// Registers a runner or rotates the token of an existing name.
     async fn register_runner(
@@ -532,15 +633,6 @@ pub struct Retrying {
     // ---- reaper and metrics ----
 
     /// Expires up to `limit` attempts whose lease ended before `now` and
-    /// When the next queued run of `environment` that waits for a failure
-    /// retry becomes leasable (its `not_before`, the earliest one after
-    /// `now`); `None` when none waits.
-    async fn next_retry_at(
-        &self,
-        environment: &str,
-        now: DateTime<Utc>,
-    ) -> StoreResult<Option<DateTime<Utc>>>;
-
     /// requeues, kills or cancels their runs. Each expiry is applied once,
     /// even when several reapers race.
     async fn reap_expired(&self, now: DateTime<Utc>, limit: i64) -> StoreResult<Vec<Reaped>>;

@@ -135,6 +135,27 @@ pub async fn cancel(ctx: &Ctx, id: i64) -> CliResult<()> {
         println!("Run {id} is {}.", r.status);
     }
     Ok(())
+/// "attempt 2 of 4 (1 failure retry of 3 used), retry at …": where the
+/// run stands in its failure-retry budget, and when a waiting run goes next.
+fn attempt_line(r: &minitower_core::api::Run, attempts: usize) -> String {
+    let waiting = r.status == minitower_core::RunStatus::Queued
+        && r.not_before.is_some_and(|t| t > chrono::Utc::now());
+    // A waiting run's next attempt is the one that counts.
+    let n = attempts + usize::from(waiting);
+    let mut line = format!(
+        "{} of {} ({} of {} failure retries used, first delay {})",
+        n.max(1),
+        1 + r.failure_retries,
+        r.failure_retry_count,
+        r.failure_retries,
+        output::duration(chrono::Duration::milliseconds(r.retry_delay_ms)),
+    );
+    if let (true, Some(at)) = (waiting, r.not_before) {
+        line.push_str(&format!(", retry at {}", output::local_ago(&at)));
+    }
+    line
+}
+
 }
 
 pub async fn apps(ctx: &Ctx) -> CliResult<()> {
