@@ -21,10 +21,7 @@ use std::collections::BTreeMap;
 pub struct Undeliverable(pub String);
 
 /// The declared secrets of a leased run, opened, or why it must fail.
-pub async fn for_run(
-    st: &State,
-    run_id: i64,
-) -> StoreResult<Result<LeaseSecrets, Undeliverable>> {
+pub async fn for_run(st: &State, run_id: i64) -> StoreResult<Result<LeaseSecrets, Undeliverable>> {
     let rs = st.store.run_secrets(run_id).await?;
     let declared = match rs.towerfile.as_deref() {
         None => Vec::new(),
@@ -52,7 +49,11 @@ pub async fn for_run(
         ))));
     }
     let mut out = BTreeMap::new();
-    for s in rs.secrets.iter().filter(|s| declared.contains(&s.info.name)) {
+    for s in rs
+        .secrets
+        .iter()
+        .filter(|s| declared.contains(&s.info.name))
+    {
         let at = SecretRef {
             team_id: rs.team_id,
             environment: env,

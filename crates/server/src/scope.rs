@@ -89,7 +89,12 @@ pub async fn allows(
                 .collect::<Vec<_>>()
         })
         .unwrap_or_default();
-    let param = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+    let param = |name: &str| {
+        params
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    };
     let target = if let Some(a) = param("app") {
         Some(a)
     } else if let Some(run) = param("run") {
@@ -124,7 +129,10 @@ mod tests {
 
     #[test]
     fn actions_of_routes() {
-        assert_eq!(action(&Method::GET, "/api/v1/runs/{run}"), Some(ScopeAction::Read));
+        assert_eq!(
+            action(&Method::GET, "/api/v1/runs/{run}"),
+            Some(ScopeAction::Read)
+        );
         assert_eq!(
             action(&Method::POST, "/api/v1/apps/{app}/runs"),
             Some(ScopeAction::Trigger)
@@ -143,7 +151,11 @@ mod tests {
         })
         .unwrap();
         assert_eq!(s.actions, vec![ScopeAction::Read, ScopeAction::Trigger]);
-        assert!(validate(TokenScope { app: None, actions: vec![] }).is_err());
+        assert!(validate(TokenScope {
+            app: None,
+            actions: vec![]
+        })
+        .is_err());
         assert!(validate(TokenScope {
             app: Some("Bad App".into()),
             actions: vec![ScopeAction::Read]

@@ -168,10 +168,7 @@ pub async fn put_secret(
     }
     let team_id = auth.team.id;
     for _ in 0..PUT_ATTEMPTS {
-        let stored = st
-            .store
-            .secret_version(team_id, env, &name)
-            .await?;
+        let stored = st.store.secret_version(team_id, env, &name).await?;
         let version = stored.unwrap_or(0) + 1;
         let at = SecretRef {
             team_id,

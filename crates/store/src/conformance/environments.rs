@@ -148,7 +148,10 @@ pub async fn delete_refused_while_active_or_default(store: Arc<dyn Store>) {
         .unwrap();
     assert_conflict(store.delete_environment(f.team.id, "nightly").await);
     store.delete_schedule(f.team.id, schedule.id).await.unwrap();
-    store.delete_environment(f.team.id, "nightly").await.unwrap();
+    store
+        .delete_environment(f.team.id, "nightly")
+        .await
+        .unwrap();
     // The finished run keeps its environment name; the secrets are gone.
     assert_eq!(f.get(run.id).await.run.environment, "prod");
     f.environment("prod").await;
