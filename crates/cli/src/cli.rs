@@ -81,6 +81,12 @@ pub enum Command {
     /// List runners (admin tokens only).
     Runners,
     /// Show the server, its health and who the token belongs to.
+    /// Create, list and delete the team's environments.
+    #[command(subcommand)]
+    Environments(EnvironmentsCmd),
+    /// Set, list and delete secrets of an environment (values never shown).
+    #[command(subcommand)]
+    Secrets(SecretsCmd),
     Status,
     /// Start a complete local MiniTower (server + runner) in one process.
     ///
@@ -232,6 +238,16 @@ pub enum TokensCmd {
     /// Revoke a token at once.
     Revoke {
         /// Token id (see `tokens list`).
+        /// Lifetime, e.g. 30d, 12h (default: until revoked).
+        #[arg(long, value_name = "DURATION")]
+        expires_in: Option<String>,
+        /// Limit the token to one app (with --actions; for CI systems).
+        #[arg(long, value_name = "APP")]
+        app: Option<String>,
+        /// Limit the token to these actions: read, trigger, cancel, deploy
+        /// (comma-separated; makes it a scoped member token).
+        #[arg(long, value_delimiter = ',', value_enum)]
+        actions: Vec<ActionArg>,
         id: i64,
     },
 }
@@ -242,6 +258,108 @@ pub struct DevArgs {
     #[arg(long, default_value = ".minitower", value_name = "DIR")]
     pub data_dir: PathBuf,
     /// Address to listen on.
+/// What a scoped token may do.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum ActionArg {
+    Read,
+    Trigger,
+    Cancel,
+    Deploy,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EnvironmentsCmd {
+    /// Add an environment to the team.
+    Create {
+        /// Environment name (lowercase letters, digits, '-').
+        name: String,
+    },
+    /// List the environments with their online runners.
+    List,
+    /// Delete an environment and its secrets (refused while runs or schedules use it).
+    Delete {
+        /// Environment name.
+        name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SecretsCmd {
+    /// Set a secret: the value is read from stdin when it is not a terminal,
+    /// else prompted for without echo (never from the command line).
+    Set {
+        /// Environment variable name the runner sets it under.
+        name: String,
+        /// Environment of the secret.
+        #[arg(long, short = 'e', default_value = "default")]
+        environment: String,
+    },
+    /// List an environment's secrets: names, versions and update times.
+    List {
+        /// Environment of the secrets.
+        #[arg(long, short = 'e', default_value = "default")]
+        environment: String,
+    },
+    /// Delete a secret of an environment.
+    Delete {
+        /// Secret name.
+        name: String,
+        /// Environment of the secret.
+        #[arg(long, short = 'e', default_value = "default")]
+        environment: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SchedulesCmd {
+    /// Schedule runs of APP by a cron expression.
+    ///
+    /// 5 fields (minute hour day-of-month month day-of-week), 6 with a
+    /// leading seconds field, or an alias such as @hourly, read in --timezone.
+    Create(ScheduleCreateArgs),
+    /// List APP's schedules with their next fire times.
+    List(AppRef),
+    /// Pause a schedule: no tick fires until it is resumed.
+    Pause(ScheduleRef),
+    /// Resume a schedule; ticks missed while paused do not fire.
+    Resume(ScheduleRef),
+    /// Delete a schedule (runs it started keep its id).
+    Delete(ScheduleRef),
+}
+
+#[derive(Debug, Args)]
+pub struct ScheduleCreateArgs {
+    /// App slug.
+    pub app: String,
+    /// Cron expression, e.g. "0 9 * * 1-5" or @daily.
+    #[arg(long)]
+    pub cron: String,
+    /// IANA time zone the expression is read in (default UTC).
+    #[arg(long, value_name = "ZONE")]
+    pub timezone: Option<String>,
+    /// Input parameter KEY=VALUE (repeatable; merged over --input).
+    #[arg(short = 'p', long = "param", value_name = "KEY=VALUE")]
+    pub params: Vec<String>,
+    /// Whole input as a JSON object.
+    #[arg(long, value_name = "JSON")]
+    pub input: Option<String>,
+    /// Pin a version (default: the latest when each tick fires).
+    #[arg(long, value_name = "N")]
+    pub version: Option<i64>,
+    /// Runner environment of its runs (default: default).
+    #[arg(long, value_name = "ENV")]
+    pub environment: Option<String>,
+    /// Create it paused.
+    #[arg(long)]
+    pub paused: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ScheduleRef {
+    /// Schedule id (see `schedules list APP`).
+    pub id: i64,
+}
+
     #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR")]
     pub listen: String,
     /// Do not deploy the bundled examples.

@@ -53,6 +53,7 @@ async fn run_reports_real_progress_and_waiting_without_runner() {
     assert!(!out.stderr.contains("no runner online"), "{}", out.stderr);
 
     // No runner serves environment `gpu`: say so instead of waiting silently.
+    cli.run(&["environments", "create", "gpu"]).await.expect(0);
     let mut child = cli
         .command(&["run", "hello", "--environment", "gpu"])
         .stdout(std::process::Stdio::null())

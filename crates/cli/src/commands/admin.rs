@@ -4,26 +4,47 @@ use super::Ctx;
 use crate::cli::{RoleArg, TokensCmd};
 use crate::error::{CliError, CliResult};
 use crate::output::{self, opt, print_json, Table};
-use minitower_core::api::{Role, RunnerStatus};
+use minitower_core::api::{format_ts, CreateTokenRequest, Role, RunnerStatus};
 use serde_json::json;
 
 pub async fn tokens(ctx: &Ctx, cmd: TokensCmd) -> CliResult<()> {
     let client = ctx.client()?;
     match cmd {
-        TokensCmd::Create { name, role } => {
+        TokensCmd::Create {
+            name,
+            role,
+            expires_in,
+            app,
+            actions,
+        } => {
             let role = role.map(|r| match r {
                 RoleArg::Admin => Role::Admin,
                 RoleArg::Member => Role::Member,
             });
-            let t = client.create_token(&name, role).await?;
+            let t = client
+                .create_token_with(&CreateTokenRequest {
+                    name: Some(name),
+                    role,
+                    expires_in,
+                    expires_at: None,
+                    scope: super::access::scope(app, actions)?,
+                })
+                .await?;
             if ctx.json() {
                 print_json(&t);
             } else {
                 println!(
-                    "Created {} token {:?} (id {}). Its secret is shown only now:",
+                    "Created {} token {:?} (id {}{}{}). Its secret is shown only now:",
                     t.role.as_str(),
                     t.name,
-                    t.id
+                    t.id,
+                    t.expires_at
+                        .map(|at| format!(", expires {}", format_ts(&at)))
+                        .unwrap_or_default(),
+                    t.scope
+                        .as_ref()
+                        .map(|s| format!(", scope: {}", s.describe()))
+                        .unwrap_or_default(),
                 );
                 println!("{}", t.token);
             }
@@ -34,14 +55,32 @@ pub async fn tokens(ctx: &Ctx, cmd: TokensCmd) -> CliResult<()> {
                 print_json(&json!({ "tokens": tokens }));
                 return Ok(());
             }
-            let mut t = Table::new(&["ID", "NAME", "ROLE", "CREATED", "LAST USED"]);
+            let mut t = Table::new(&[
+                "ID",
+                "NAME",
+                "ROLE",
+                "SCOPE",
+                "CREATED",
+                "EXPIRES",
+                "LAST USED",
+                "LAST REFUSED",
+            ]);
             for k in &tokens {
                 t.row(vec![
                     k.id.to_string(),
                     k.name.clone(),
                     k.role.as_str().into(),
+                    opt(k.scope.as_ref().map(|s| s.describe())),
                     output::ago(&k.created_at),
+                    opt(k.expires_at.as_ref().map(format_ts)),
                     opt(k.last_used_at.as_ref().map(output::ago)),
+                    opt(k.last_refused_at.as_ref().map(|at| {
+                        format!(
+                            "{} ({})",
+                            output::ago(at),
+                            k.last_refusal.as_deref().unwrap_or("")
+                        )
+                    })),
                 ]);
             }
             t.print_or("No tokens.");

@@ -1,5 +1,6 @@
 //! One module per group of commands, all sharing [`Ctx`].
 
+pub mod access;
 pub mod admin;
 pub mod deploy;
 pub mod inspect;
@@ -134,6 +135,8 @@ pub async fn dispatch(ctx: &mut Ctx, command: Command) -> CliResult<()> {
         Command::Tokens(t) => admin::tokens(ctx, t).await,
         Command::Runners => admin::runners(ctx).await,
         Command::Status => admin::status(ctx).await,
+        Command::Environments(c) => access::environments(ctx, c).await,
+        Command::Secrets(c) => access::secrets(ctx, c).await,
         Command::Dev(a) => crate::dev::dev(ctx, a).await,
         Command::Completions(a) => scaffold::completions(a.shell),
         Command::Init(a) => scaffold::init(ctx, a),

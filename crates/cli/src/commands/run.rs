@@ -194,17 +194,16 @@ impl Progress {
 }
 
 /// Polls the run while it waits to start; warns once when no runner of its
-/// environment is online (only admin tokens may list runners; for others
-/// the check is skipped).
+/// environment is online (the run detail's `waiting_for_runner`).
 async fn watch_start(client: Client, run: Run, progress: std::sync::Arc<Progress>) {
     let mut warned = false;
-    let mut can_list_runners = true;
     let mut checks = 0u32;
     loop {
         let Ok(detail) = client.get_run(run.id).await else {
             tokio::time::sleep(Duration::from_secs(1)).await;
             continue;
         };
+        let waiting = detail.waiting_for_runner;
         let r = detail.run;
         if !matches!(r.status, RunStatus::Queued | RunStatus::Leased) {
             let waited = r.started_at.map(|s| s - r.queued_at);
@@ -213,24 +212,14 @@ async fn watch_start(client: Client, run: Run, progress: std::sync::Arc<Progress
             }
             return;
         }
-        // First after about a second in the queue, then every few seconds.
-        if can_list_runners && !warned && checks % 10 == 3 {
-            match client.list_runners().await {
-                Ok(runners) => {
-                    let online = runners.iter().any(|x| {
-                        x.environment == r.environment
-                            && x.status == minitower_core::api::RunnerStatus::Online
-                    });
-                    if !online {
-                        say(format_args!(
-                            "Note: no runner online for environment {:?}; the run waits in the queue until one starts.",
-                            r.environment
-                        ));
-                        warned = true;
-                    }
-                }
-                Err(_) => can_list_runners = false,
-            }
+        // After about a second in the queue, so a runner about to take it
+        // is not reported missing.
+        if !warned && checks >= 3 && waiting {
+            say(format_args!(
+                "Note: no runner online for environment {:?}; the run waits in the queue until one starts.",
+                r.environment
+            ));
+            warned = true;
         }
         checks += 1;
         tokio::time::sleep(Duration::from_millis(300)).await;
