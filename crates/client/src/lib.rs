@@ -383,6 +383,106 @@ impl Client {
         self.get(&format!("/api/v1/apps/{slug}/versions/{v}")).await
     }
 
+    // ---- schedules ----
+
+    /// Schedules of an app, oldest first.
+    pub async fn list_schedules(&self, slug: &str) -> ClientResult<Vec<Schedule>> {
+        Ok(self
+            .get::<ScheduleList>(&format!("/api/v1/apps/{slug}/schedules"))
+            .await?
+            .schedules)
+    }
+
+    /// Creates a schedule of an app.
+    pub async fn create_schedule(
+        &self,
+        slug: &str,
+        req: &CreateScheduleRequest,
+    ) -> ClientResult<Schedule> {
+        self.post(&format!("/api/v1/apps/{slug}/schedules"), req)
+            .await
+    }
+
+    /// One schedule.
+    pub async fn get_schedule(&self, id: i64) -> ClientResult<Schedule> {
+        self.get(&format!("/api/v1/schedules/{id}")).await
+    }
+
+    /// Changes a schedule (absent fields stay); `enabled` pauses or resumes.
+    pub async fn update_schedule(
+        &self,
+        id: i64,
+        req: &UpdateScheduleRequest,
+    ) -> ClientResult<Schedule> {
+        Self::json(
+            self.req(Method::PATCH, &format!("/api/v1/schedules/{id}"))
+                .json(req),
+        )
+        .await
+    }
+
+    /// Deletes a schedule.
+    pub async fn delete_schedule(&self, id: i64) -> ClientResult<()> {
+        Self::send(self.req(Method::DELETE, &format!("/api/v1/schedules/{id}")))
+            .await
+            .map(|_| ())
+    }
+
+    // ---- webhooks ----
+
+    /// The team's webhook endpoints.
+    pub async fn list_webhooks(&self) -> ClientResult<Vec<Webhook>> {
+        Ok(self.get::<WebhookList>("/api/v1/webhooks").await?.webhooks)
+    }
+
+    /// Adds an endpoint; the answer holds its signing secret (shown once).
+    pub async fn create_webhook(&self, req: &CreateWebhookRequest) -> ClientResult<CreatedWebhook> {
+        self.post("/api/v1/webhooks", req).await
+    }
+
+    /// One endpoint.
+    pub async fn get_webhook(&self, id: i64) -> ClientResult<Webhook> {
+        self.get(&format!("/api/v1/webhooks/{id}")).await
+    }
+
+    /// Changes an endpoint (absent fields stay).
+    pub async fn update_webhook(
+        &self,
+        id: i64,
+        req: &UpdateWebhookRequest,
+    ) -> ClientResult<Webhook> {
+        Self::json(
+            self.req(Method::PATCH, &format!("/api/v1/webhooks/{id}"))
+                .json(req),
+        )
+        .await
+    }
+
+    /// Deletes an endpoint.
+    pub async fn delete_webhook(&self, id: i64) -> ClientResult<()> {
+        Self::send(self.req(Method::DELETE, &format!("/api/v1/webhooks/{id}")))
+            .await
+            .map(|_| ())
+    }
+
+    /// An endpoint's delivery attempts, newest first.
+    pub async fn webhook_deliveries(
+        &self,
+        id: i64,
+        limit: Option<i64>,
+    ) -> ClientResult<Vec<WebhookDelivery>> {
+        let path = match limit {
+            Some(n) => format!("/api/v1/webhooks/{id}/deliveries?limit={n}"),
+            None => format!("/api/v1/webhooks/{id}/deliveries"),
+        };
+        Ok(self.get::<WebhookDeliveryList>(&path).await?.deliveries)
+    }
+
+    /// Queues a `webhook.test` event for the endpoint.
+    pub async fn test_webhook(&self, id: i64) -> ClientResult<QueuedEvent> {
+        Self::json(self.req(Method::POST, &format!("/api/v1/webhooks/{id}/test"))).await
+    }
+
     // ---- runs ----
 
     /// Queues a run; returns the run and whether it was newly created
@@ -509,8 +609,20 @@ impl Client {
 
     /// Asks for work, long-polling up to `wait` (at most 30 s). `None` = nothing to do.
     pub async fn lease(&self, wait: Duration) -> ClientResult<Option<Lease>> {
+        self.lease_with(wait, false).await
+    }
+
+    /// [`Client::lease`] that also acknowledges the lease in the same call
+    /// (`leased -> running`): `Lease::started` is then set. A server without
+    /// this fast path leaves it `None`, and the caller calls [`Client::start`].
+    pub async fn lease_and_start(&self, wait: Duration) -> ClientResult<Option<Lease>> {
+        self.lease_with(wait, true).await
+    }
+
+    async fn lease_with(&self, wait: Duration, start: bool) -> ClientResult<Option<Lease>> {
         let body = LeaseRequest {
             wait_seconds: Some(wait.as_secs_f64()),
+            start,
         };
         let rb = self
             .req(Method::POST, "/api/v1/runs/lease")
@@ -556,6 +668,22 @@ impl Client {
         Self::json(
             self.leased(Method::POST, run_id, "result", lease_token)
                 .json(req),
+        )
+        .await
+    }
+
+    /// Reports the attempt's outcome together with its last log lines, stored
+    /// first in the same call. Only for a server that announced the fast
+    /// path (`Lease::started` set): an older one would ignore `logs`.
+    pub async fn result_with_logs(
+        &self,
+        run_id: i64,
+        lease_token: &str,
+        report: &ResultReport,
+    ) -> ClientResult<ResultAck> {
+        Self::json(
+            self.leased(Method::POST, run_id, "result", lease_token)
+                .json(report),
         )
         .await
     }

@@ -434,6 +434,12 @@ pub struct RegisteredRunner {
 pub struct LeaseRequest {
     #[serde(default)]
     pub wait_seconds: Option<f64>,
+    /// Acknowledge the lease in the same call (`leased -> running`, as
+    /// `POST /runs/{run}/start` does): the answer then carries `started`.
+    /// A server without this fast path ignores it and leaves `started` out,
+    /// and the runner calls `start` itself.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub start: bool,
 }
 
 /// Everything a runner needs to execute one attempt.
@@ -473,10 +479,16 @@ pub struct Lease {
     #[serde(default, skip_serializing_if = "LeaseSecrets::is_empty")]
     #[schema(value_type = std::collections::BTreeMap<String, String>)]
     pub secrets: LeaseSecrets,
+    /// Set when the lease was asked for with `start: true` and the attempt
+    /// is already `running`: the answer `start` would have given. Its
+    /// presence also tells the runner that this server takes a result with
+    /// the attempt's last log lines (`logs` in the result body).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started: Option<AttemptState>,
 }
 
 /// Answer of start and heartbeat.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct AttemptState {
     pub status: AttemptStatus,
     pub run_status: RunStatus,
@@ -518,6 +530,47 @@ pub struct ResultRequest {
     pub exit_code: Option<i32>,
     #[serde(default)]
     pub error_message: Option<String>,
+}
+
+/// Body of `POST /api/v1/runs/{run}/result` as the server reads it: a
+/// [`ResultRequest`] that may also carry the attempt's last log lines, stored
+/// in the same call before the result (the fast path that spares a
+/// separate `logs` call at the end of every run).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ResultReport {
+    pub status: ResultStatus,
+    #[serde(default)]
+    pub exit_code: Option<i32>,
+    #[serde(default)]
+    pub error_message: Option<String>,
+    /// Log lines not yet sent, as in a `logs` batch (same limits; seqs
+    /// already stored are ignored, so a repeated result is harmless).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub logs: Vec<NewLogLine>,
+}
+
+impl ResultReport {
+    /// The result with `logs` attached.
+    pub fn new(result: &ResultRequest, logs: Vec<NewLogLine>) -> ResultReport {
+        ResultReport {
+            status: result.status,
+            exit_code: result.exit_code,
+            error_message: result.error_message.clone(),
+            logs,
+        }
+    }
+
+    /// The result and the log lines, apart.
+    pub fn split(self) -> (ResultRequest, Vec<NewLogLine>) {
+        (
+            ResultRequest {
+                status: self.status,
+                exit_code: self.exit_code,
+                error_message: self.error_message,
+            },
+            self.logs,
+        )
+    }
 }
 
 /// Answer to a result.

@@ -22,7 +22,7 @@ use crate::supervisor::client::{self as sup, Ending, Supervised};
 use crate::workspace::Workspace;
 use crate::RunnerConfig;
 use minitower_client::Client;
-use minitower_core::api::{Lease, ResultRequest};
+use minitower_core::api::{Lease, NewLogLine, ResultReport, ResultRequest};
 use minitower_core::ResultStatus;
 use nix::sys::signal::Signal;
 use std::path::PathBuf;
@@ -73,19 +73,49 @@ struct Prepared {
     env: PyEnv,
 }
 
+/// When the lease call was sent and when its answer arrived.
+#[derive(Debug, Clone, Copy)]
+pub struct LeaseCall {
+    pub sent: Instant,
+    pub answered: Instant,
+}
+
 /// Runs one leased attempt to its end; never fails, problems become the result.
 pub async fn run(
     shared: Arc<Shared>,
     session: Arc<Session>,
     slot: usize,
     lease: Lease,
-    answered: Instant,
+    call: LeaseCall,
 ) {
     let run_id = lease.run_id;
     let (_, client) = session.client().await;
     tracing::info!(run_id, attempt = lease.attempt_no, app = %lease.app, version = lease.version_no, "leased");
-    let signals = Signals::new(lease::lease_ttl(&lease));
-    let keeper = LeaseKeeper::start(session.clone(), &lease, answered, signals.clone());
+    let ttl = lease::lease_ttl(&lease);
+    let signals = Signals::new(ttl);
+    // A lease answered already started (the fast path) needs no `start`
+    // call. The server extended the lease after the call was sent, so its
+    // send time bounds the fencing deadline as a start's would; after a long
+    // poll that bound is too early to be of use, and a heartbeat sent at
+    // once sets the deadline instead.
+    let started = lease.started.clone();
+    let quick = call.answered.duration_since(call.sent) < lease::margin_for(ttl);
+    if let Some(state) = &started {
+        if quick {
+            signals.fence.acked(call.sent);
+        }
+        if state.cancel_requested {
+            signals.cancel.cancel();
+        }
+    }
+    let beat_now = started.is_some() && !quick;
+    let keeper = LeaseKeeper::start(
+        session.clone(),
+        &lease,
+        call.answered,
+        signals.clone(),
+        beat_now,
+    );
     let target = Target {
         session: session.clone(),
         run_id,
@@ -105,7 +135,10 @@ pub async fn run(
         _ = signals.fenced.cancelled() => Outcome::Fenced,
         _ = signals.cancel.cancelled() => report(ResultStatus::Cancelled, None, Some("cancelled before the process started".into())),
         _ = shared.force.cancelled() => Outcome::Release("runner shut down before the run started"),
-        (started, prepared) = async { tokio::join!(ack_start(&session, &lease, &signals), prepare(&shared, &client, &lease, &sink)) } => {
+        (started, prepared) = async { tokio::join!(
+            async { started.is_some() || ack_start(&session, &lease, &signals).await },
+            prepare(&shared, &client, &lease, &sink),
+        ) } => {
             match (started, prepared) {
                 (false, _) | (true, Err(SetupError::LeaseGone)) => {
                     signals.fenced.cancel();
@@ -134,8 +167,15 @@ pub async fn run(
             );
         }
         Outcome::Report(result) => {
-            if shipper.finish().await && !signals.fenced.is_cancelled() {
-                send_result(&session, &lease, &result, &signals).await;
+            // A server with the fast path takes the last log lines with the
+            // result; an older one gets them as a batch first.
+            let tail = if lease.started.is_some() {
+                shipper.finish_with_tail().await
+            } else {
+                shipper.finish().await.then(Vec::new)
+            };
+            if let Some(tail) = tail.filter(|_| !signals.fenced.is_cancelled()) {
+                send_result(&session, &lease, &result, tail, &signals).await;
             }
         }
         Outcome::Release(why) => {
@@ -443,16 +483,29 @@ fn exit_outcome(e: &Ending) -> Outcome {
 /// Sends the result until acknowledged, refused as already decided (409) or
 /// fenced. A 401 (the runner token was rotated, e.g. by a second process
 /// with the same name) registers again and retries with the new token.
-async fn send_result(session: &Session, lease: &Lease, result: &ResultRequest, signals: &Signals) {
+async fn send_result(
+    session: &Session,
+    lease: &Lease,
+    result: &ResultRequest,
+    tail: Vec<NewLogLine>,
+    signals: &Signals,
+) {
     let run_id = lease.run_id;
     let delays = Delays::new(Duration::from_millis(100), Duration::from_secs(5));
+    let report = (!tail.is_empty()).then(|| ResultReport::new(result, tail));
+    let report = report.as_ref();
     let answer = retry::call(
         session,
         &signals.fenced,
         delays,
         "result",
         run_id,
-        |client| async move { client.result(run_id, &lease.lease_token, result).await },
+        |client| async move {
+            match report {
+                Some(r) => client.result_with_logs(run_id, &lease.lease_token, r).await,
+                None => client.result(run_id, &lease.lease_token, result).await,
+            }
+        },
     )
     .await;
     match answer {
@@ -503,7 +556,7 @@ async fn release(session: &Session, lease: &Lease, why: &'static str, signals: &
                 exit_code: None,
                 error_message: Some(why.into()),
             };
-            send_result(session, lease, &result, signals).await
+            send_result(session, lease, &result, Vec::new(), signals).await
         }
         Err(CallError::Refused(e)) => {
             tracing::warn!(run_id, error = %e, "could not hand the run back; its lease will expire")

@@ -102,11 +102,14 @@ const MAX_INTERVAL: Duration = Duration::from_secs(5);
 
 impl LeaseKeeper {
     /// Starts heartbeating; `answered` is when the lease answer arrived.
+    /// `beat_now` sends the first heartbeat at once instead of an interval
+    /// later (to set the fencing deadline when nothing else will).
     pub fn start(
         session: Arc<Session>,
         lease: &Lease,
         answered: Instant,
         signals: Signals,
+        beat_now: bool,
     ) -> LeaseKeeper {
         let stop = CancellationToken::new();
         let task = tokio::spawn(keep(
@@ -114,6 +117,7 @@ impl LeaseKeeper {
             lease.run_id,
             lease.lease_token.clone(),
             answered,
+            beat_now,
             signals,
             stop.clone(),
         ));
@@ -155,6 +159,7 @@ async fn keep(
     run_id: i64,
     token: String,
     answered: Instant,
+    beat_now: bool,
     signals: Signals,
     stop: CancellationToken,
 ) {
@@ -162,7 +167,11 @@ async fn keep(
     let interval = interval_for(ttl);
     let lenient = answered + ttl;
     let mut changes = signals.fence.subscribe();
-    let mut next = answered + interval;
+    let mut next = if beat_now {
+        answered
+    } else {
+        answered + interval
+    };
     let mut backoff = Delays::new(Duration::from_millis(200), interval);
     loop {
         let deadline = signals.fence.deadline().unwrap_or(lenient);

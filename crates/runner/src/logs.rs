@@ -31,7 +31,25 @@ const BATCH_BYTES: usize = 2 << 20;
 
 enum Msg {
     Line { stream: &'static str, line: String },
-    Finish(oneshot::Sender<bool>),
+    Finish(Finish),
+}
+
+/// How the attempt's output ends.
+enum Finish {
+    /// Send everything; true once all of it was acknowledged.
+    Ship(oneshot::Sender<bool>),
+    /// Send all but what fits in one batch, and hand that last batch over
+    /// to go with the result; `None` when the attempt got fenced first.
+    Hand(oneshot::Sender<Option<Vec<NewLogLine>>>),
+}
+
+impl Finish {
+    fn fenced(self) {
+        match self {
+            Finish::Ship(tx) => drop(tx.send(false)),
+            Finish::Hand(tx) => drop(tx.send(None)),
+        }
+    }
 }
 
 /// Where an attempt's output goes; cheap to clone.
@@ -106,11 +124,24 @@ impl LogShipper {
     pub async fn finish(self) -> bool {
         let (tx, rx) = oneshot::channel();
         if let Some(s) = &self.sink.tx {
-            let _ = s.send(Msg::Finish(tx));
+            let _ = s.send(Msg::Finish(Finish::Ship(tx)));
         }
         let delivered = rx.await.unwrap_or(false);
         let _ = self.task.await;
         delivered
+    }
+
+    /// Sends everything queued so far except a last batch, which it returns
+    /// for the result to carry (one call instead of a batch and a result);
+    /// `None` when the attempt got fenced first.
+    pub async fn finish_with_tail(self) -> Option<Vec<NewLogLine>> {
+        let (tx, rx) = oneshot::channel();
+        if let Some(s) = &self.sink.tx {
+            let _ = s.send(Msg::Finish(Finish::Hand(tx)));
+        }
+        let tail = rx.await.unwrap_or(None);
+        let _ = self.task.await;
+        tail
     }
 
     /// Stops without sending anything more (the attempt is fenced).
@@ -143,11 +174,20 @@ async fn ship(
     let mut pending: VecDeque<Pending> = VecDeque::new();
     let mut inflight: Option<(usize, Inflight)> = None;
     let mut retry_at: Option<Instant> = None;
-    let mut finishing: Option<oneshot::Sender<bool>> = None;
+    let mut finishing: Option<Finish> = None;
     let mut rx_open = true;
     let mut backoff = Delays::new(Duration::from_millis(100), Duration::from_secs(5));
     loop {
         let now = Instant::now();
+        if inflight.is_none()
+            && matches!(finishing, Some(Finish::Hand(_)))
+            && fits_one_batch(&pending)
+        {
+            if let Some(Finish::Hand(tx)) = finishing.take() {
+                let _ = tx.send(Some(pending.drain(..).map(|p| p.line).collect()));
+            }
+            return;
+        }
         if inflight.is_none() && !pending.is_empty() && retry_at.is_none_or(|t| now >= t) {
             let due = finishing.is_some()
                 || pending.len() >= BATCH_LINES
@@ -184,7 +224,7 @@ async fn ship(
             }
         }
         if pending.is_empty() && inflight.is_none() && (finishing.is_some() || !rx_open) {
-            if let Some(done) = finishing.take() {
+            if let Some(Finish::Ship(done)) = finishing.take() {
                 let _ = done.send(true);
             }
             return;
@@ -196,8 +236,8 @@ async fn ship(
         tokio::select! {
             biased;
             _ = signals.fenced.cancelled() => {
-                if let Some(done) = finishing.take() {
-                    let _ = done.send(false);
+                if let Some(f) = finishing.take() {
+                    f.fenced();
                 }
                 return;
             }
@@ -243,6 +283,16 @@ async fn ship(
             _ = sleep_until_opt(wake) => {}
         }
     }
+}
+
+/// Whether what is left goes in one batch (the last one, handed to the result).
+fn fits_one_batch(pending: &VecDeque<Pending>) -> bool {
+    pending.len() <= BATCH_LINES
+        && pending
+            .iter()
+            .map(|p| p.line.line.len() + 64)
+            .sum::<usize>()
+            <= BATCH_BYTES
 }
 
 /// Seq numbering and the byte budget of one attempt.

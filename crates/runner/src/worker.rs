@@ -28,13 +28,18 @@ pub async fn lease_loop(
         let (generation, client) = session.client().await;
         // A lease granted while this call is abandoned is not lost for good:
         // it expires and the run is retried.
+        let sent = Instant::now();
         let result = tokio::select! {
             _ = stop.cancelled() => break,
-            r = client.lease(LEASE_WAIT) => r,
+            r = client.lease_and_start(LEASE_WAIT) => r,
         };
         match result {
             Ok(Some(lease)) => {
-                attempt::run(shared.clone(), session.clone(), slot, lease, Instant::now()).await;
+                let call = attempt::LeaseCall {
+                    sent,
+                    answered: Instant::now(),
+                };
+                attempt::run(shared.clone(), session.clone(), slot, lease, call).await;
             }
             Ok(None) => {}
             Err(e) if e.status() == Some(401) => {

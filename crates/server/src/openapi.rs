@@ -1,6 +1,6 @@
 //! The OpenAPI document, generated from the handlers' annotations.
 
-use crate::routes::{apps, environments, runner, runs, schedules, stream, teams};
+use crate::routes::{apps, environments, runner, runs, schedules, stream, teams, webhooks};
 use minitower_core::api::*;
 use minitower_core::status::{AttemptStatus, ResultStatus, RunStatus};
 use utoipa::openapi::path::{Operation, ParameterIn};
@@ -24,17 +24,22 @@ use utoipa::{Modify, OpenApi};
         environments::list_secrets, environments::put_secret, environments::delete_secret,
         runner::register, runner::lease, runner::start, runner::heartbeat, runner::release, runner::offline, runner::post_logs, runner::result,
         runner::artifact, runner::list_runners,
+        webhooks::list_webhooks, webhooks::create_webhook, webhooks::get_webhook,
+        webhooks::update_webhook, webhooks::delete_webhook, webhooks::list_deliveries,
+        webhooks::send_test,
     ),
     components(schemas(
         ErrorEnvelope, ErrorBody, Health, Team, BootstrapTeamRequest, TeamWithToken, LoginRequest, Role, Me,
         CreateTokenRequest, CreatedToken, TokenInfo, TokenList, CreateAppRequest, App, AppList, Version,
         VersionList, CreateRunRequest, Run, Attempt, RunDetail, RunList, StatsBucket, RunStats, LogLine, LogList,
         StreamEnd, RegisterRunnerRequest, RegisteredRunner, LeaseRequest, Lease, AttemptState, NewLogLine,
-        LogBatch, LogBatchAck, ResultRequest, ResultAck, RunnerStatus, RunnerInfo, RunnerList, RunStatus,
+        LogBatch, LogBatchAck, ResultRequest, ResultReport, ResultAck, RunnerStatus, RunnerInfo, RunnerList, RunStatus,
         AttemptStatus, ResultStatus,
         Schedule, ScheduleList, ScheduleSource, CreateScheduleRequest, UpdateScheduleRequest, TimeoutSpec,
         CreateEnvironmentRequest, Environment, EnvironmentList, SecretInfo, SecretList, PutSecretRequest,
         ScopeAction, TokenScope, LeaseSecrets,
+        RetryDelaySpec, Webhook, WebhookList, CreatedWebhook, CreateWebhookRequest, UpdateWebhookRequest,
+        WebhookEvents, DeliveryOutcome, WebhookDelivery, WebhookDeliveryList, QueuedEvent, WebhookPayload,
     )),
     modifiers(&Security, &CommonErrors)
 )]

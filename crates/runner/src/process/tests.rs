@@ -21,6 +21,7 @@ fn lease(input: serde_json::Value, import_paths: Vec<String>) -> Lease {
         ttl_ms: Some(3000),
         fencing_token: Some(2),
         secrets: Default::default(),
+        started: None,
     }
 }
 

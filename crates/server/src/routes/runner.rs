@@ -133,6 +133,22 @@ pub async fn lease(
             let wait_s = (st.now() - l.queued_at).num_milliseconds() as f64 / 1000.0;
             st.metrics
                 .run_leased(&l.labels.team, &l.labels.app, &l.labels.environment, wait_s);
+            if req.start {
+                // The fast path: acknowledge in the same call. Should it
+                // fail, the lease still goes out without `started` and the
+                // runner acknowledges it itself, as with an older server.
+                let hash = hash_token(&lease_token);
+                match st
+                    .store
+                    .start_attempt(runner.runner_id, l.lease.run_id, &hash, params(&st))
+                    .await
+                {
+                    Ok((state, _)) => l.lease.started = Some(state),
+                    Err(e) => {
+                        tracing::warn!(run_id = l.lease.run_id, error = %e, "lease not started with its answer")
+                    }
+                }
+            }
             st.notifier.run_changed(l.lease.run_id);
             let id = l.lease.run_id;
             return Ok(RunIdExt::attach(id, Json(l.lease).into_response()));
@@ -235,27 +251,8 @@ pub async fn post_logs(
     JsonBody(batch): JsonBody<LogBatch>,
 ) -> ApiResult<Response> {
     let id = parse_id(&run, "run")?;
-    if batch.logs.len() > MAX_BATCH_LINES {
-        return Err(ApiError::invalid_request(format!(
-            "at most {MAX_BATCH_LINES} lines per batch"
-        )));
-    }
     let mut lines = batch.logs;
-    for l in &mut lines {
-        if l.seq < 1 {
-            return Err(ApiError::invalid_request("log seq must be >= 1"));
-        }
-        if l.stream.is_empty()
-            || l.stream.len() > 16
-            || !l.stream.bytes().all(|b| b.is_ascii_lowercase())
-        {
-            return Err(ApiError::invalid_request(format!(
-                "invalid stream name {:?}",
-                l.stream
-            )));
-        }
-        truncate_utf8(&mut l.line, MAX_LINE_BYTES);
-    }
+    check_lines(&mut lines)?;
     let (accepted, cancel_requested) = st
         .store
         .append_logs(runner.runner_id, id, &lease, &lines, st.now())
@@ -273,8 +270,37 @@ pub async fn post_logs(
     ))
 }
 
+/// The checks a batch of log lines passes before it is stored, whether it
+/// comes alone or with the result: size, seq, stream name; over-long lines
+/// are cut at a character boundary.
+fn check_lines(lines: &mut [NewLogLine]) -> ApiResult<()> {
+    if lines.len() > MAX_BATCH_LINES {
+        return Err(ApiError::invalid_request(format!(
+            "at most {MAX_BATCH_LINES} lines per batch"
+        )));
+    }
+    for l in lines {
+        if l.seq < 1 {
+            return Err(ApiError::invalid_request("log seq must be >= 1"));
+        }
+        if l.stream.is_empty()
+            || l.stream.len() > 16
+            || !l.stream.bytes().all(|b| b.is_ascii_lowercase())
+        {
+            return Err(ApiError::invalid_request(format!(
+                "invalid stream name {:?}",
+                l.stream
+            )));
+        }
+        truncate_utf8(&mut l.line, MAX_LINE_BYTES);
+    }
+    Ok(())
+}
+
 /// Reports the attempt's outcome; repeating the same result is harmless.
-#[utoipa::path(post, path = "/api/v1/runs/{run}/result", tag = "runner", params(("run" = i64, Path)), request_body = ResultRequest,
+/// The body may carry the attempt's last log lines (`logs`), stored first,
+/// so a run's end needs one call instead of a log batch and a result.
+#[utoipa::path(post, path = "/api/v1/runs/{run}/result", tag = "runner", params(("run" = i64, Path)), request_body = ResultReport,
     responses((status = 200, body = ResultAck), (status = 409, body = ErrorEnvelope), (status = 410, body = ErrorEnvelope)),
     security(("runner" = [])))]
 pub async fn result(
@@ -282,11 +308,28 @@ pub async fn result(
     RunnerAuth(runner): RunnerAuth,
     LeaseToken(lease): LeaseToken,
     Path(run): Path<String>,
-    JsonBody(mut req): JsonBody<ResultRequest>,
+    JsonBody(report): JsonBody<ResultReport>,
 ) -> ApiResult<Response> {
     let id = parse_id(&run, "run")?;
+    let (mut req, mut lines) = report.split();
     if let Some(m) = req.error_message.as_mut() {
         truncate_utf8(m, MAX_ERROR_BYTES);
+    }
+    check_lines(&mut lines)?;
+    if !lines.is_empty() {
+        let stored = st
+            .store
+            .append_logs(runner.runner_id, id, &lease, &lines, st.now())
+            .await;
+        match stored {
+            Ok((accepted, _)) if accepted > 0 => st.notifier.run_changed(id),
+            Ok(_) => {}
+            // Already ended by this same result, sent before and answered
+            // on a connection that was lost: its lines were stored with it.
+            // The result call below says whether it is a harmless repeat.
+            Err(minitower_store::StoreError::LeaseGone) => {}
+            Err(e) => return Err(e.into()),
+        }
     }
     let outcome = st
         .store
