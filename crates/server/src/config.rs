@@ -107,6 +107,16 @@ pub struct ServerConfig {
     /// database's directory.
     #[arg(long, env = "MINITOWER_SECRETS_KEY_FILE")]
     pub secrets_key_file: Option<PathBuf>,
+
+    /// First webhook retry delay; later ones grow from it (5 s, 30 s, 2 m,
+    /// 10 m, 30 m, then hourly, ~24 h in all at the default).
+    #[arg(long, env = "MINITOWER_WEBHOOK_RETRY_BASE", default_value = "5s", value_parser = parse_webhook_base)]
+    pub webhook_retry_base: Duration,
+
+    /// Lets webhook endpoints resolve to loopback, link-local or the
+    /// control plane's own addresses (refused by default).
+    #[arg(long, env = "MINITOWER_WEBHOOK_ALLOW_PRIVATE", default_value_t = false, action = clap::ArgAction::Set)]
+    pub webhook_allow_private: bool,
 }
 
 fn named_duration(var: &'static str, s: &str) -> Result<Duration, String> {
@@ -130,6 +140,9 @@ fn parse_lease_ttl(s: &str) -> Result<Duration, String> {
 }
 fn parse_expiry_interval(s: &str) -> Result<Duration, String> {
     named_duration("MINITOWER_EXPIRY_CHECK_INTERVAL", s)
+}
+fn parse_webhook_base(s: &str) -> Result<Duration, String> {
+    named_duration("MINITOWER_WEBHOOK_RETRY_BASE", s)
 }
 fn parse_login_ttl(s: &str) -> Result<Duration, String> {
     named_duration("MINITOWER_LOGIN_TOKEN_TTL", s)
@@ -173,6 +186,8 @@ impl ServerConfig {
             secrets_key: None,
             secrets_old_keys: None,
             secrets_key_file: Some(data_dir.join("secrets.key")),
+            webhook_retry_base: Duration::from_secs(5),
+            webhook_allow_private: false,
         }
     }
 

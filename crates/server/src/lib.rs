@@ -14,14 +14,15 @@ pub mod openapi;
 pub mod password;
 pub mod reaper;
 pub mod routes;
-pub mod scope;
 pub mod scheduler;
+pub mod scope;
 pub mod secrets_crypto;
 pub mod state;
 pub mod telemetry;
 pub mod throttle;
 pub mod ui;
 pub mod upload;
+pub mod webhooks;
 
 pub use config::{LogFormat, ServerConfig};
 pub use state::{AppState, Clock, ManualClock, SystemClock};
@@ -136,7 +137,7 @@ impl Application {
 
     /// Serves until `shutdown` resolves, then stops accepting, lets in-flight
     /// requests finish (streams and long-polls are told to end), stops the
-    /// reaper and closes the database.
+    /// reaper and the scheduler and closes the database.
     pub async fn run_until<F>(self, shutdown: F) -> Result<(), StartupError>
     where
         F: Future<Output = ()> + Send + 'static,
@@ -144,6 +145,8 @@ impl Application {
         let state = self.state;
         let events = events::start(state.clone()).await?;
         let reaper = tokio::spawn(reaper::run(state.clone()));
+        let scheduler = tokio::spawn(scheduler::run(state.clone()));
+        let deliverer = tokio::spawn(webhooks::run(state.clone()));
         let app = routes::router(state.clone());
         let token = state.shutdown.clone();
         tracing::info!(addr = %self.local_addr, "minitowerd listening");
@@ -163,6 +166,8 @@ impl Application {
             .await;
         state.shutdown.cancel();
         let _ = reaper.await;
+        let _ = scheduler.await;
+        let _ = deliverer.await;
         if let Some(events) = events {
             let _ = events.await;
         }

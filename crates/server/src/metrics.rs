@@ -39,6 +39,14 @@ struct AppStatusLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SkipLabels {
+    team: String,
+    app: String,
+    /// `missed` (a later tick was due), `no_version`, `invalid_input`.
+    reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct EnvLabels {
     environment: String,
 }
@@ -79,14 +87,6 @@ pub struct Metrics {
     total: HistFamily<AppStatusLabels>,
     runs_pending: Family<PendingLabels, Gauge>,
     runners_online: Family<EnvLabels, Gauge>,
-}
-
-impl Default for Metrics {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
     schedule_lag: HistFamily<AppLabels>,
     schedule_fired: Family<AppLabels, Counter>,
     schedule_skipped: Family<SkipLabels, Counter>,
@@ -98,6 +98,14 @@ impl Default for Metrics {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OutcomeLabels {
     outcome: String,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Metrics {
     /// Registers every family.
     pub fn new() -> Self {
@@ -117,6 +125,12 @@ impl Metrics {
             total: Family::new_with_constructor(run_hist),
             runs_pending: Family::default(),
             runners_online: Family::default(),
+            schedule_lag: Family::new_with_constructor(latency_hist),
+            schedule_fired: Family::default(),
+            schedule_skipped: Family::default(),
+            failure_retries: Family::default(),
+            webhook_deliveries: Family::default(),
+            webhook_outbox_depth: Gauge::default(),
             registry: Registry::default(),
         };
         r.register(
@@ -125,12 +139,6 @@ impl Metrics {
             m.http_requests.clone(),
         );
         r.register(
-            schedule_lag: Family::new_with_constructor(latency_hist),
-            schedule_fired: Family::default(),
-            schedule_skipped: Family::default(),
-            failure_retries: Family::default(),
-            webhook_deliveries: Family::default(),
-            webhook_outbox_depth: Gauge::default(),
             "minitower_http_request_duration_seconds",
             "Request latency",
             m.http_duration.clone(),
@@ -195,14 +203,6 @@ impl Metrics {
             "Current online runner count",
             m.runners_online.clone(),
         );
-        Metrics { registry: r, ..m }
-    }
-
-    /// Records one HTTP request.
-    pub fn observe_http(
-        &self,
-        method: &str,
-        path: &str,
         r.register(
             "minitower_schedule_lag_seconds",
             "Delay from a schedule tick to its run's creation (now - scheduled_for)",
@@ -233,6 +233,14 @@ impl Metrics {
             "Webhook events waiting for delivery",
             m.webhook_outbox_depth.clone(),
         );
+        Metrics { registry: r, ..m }
+    }
+
+    /// Records one HTTP request.
+    pub fn observe_http(
+        &self,
+        method: &str,
+        path: &str,
         status: u16,
         seconds: f64,
         req_bytes: u64,
@@ -284,14 +292,6 @@ impl Metrics {
             .inc();
     }
 
-    /// A runner registered.
-    pub fn runner_registered(&self, environment: &str) {
-        self.runners_registered
-            .get_or_create(&EnvLabels {
-                environment: environment.to_string(),
-            })
-            .inc();
-    }
     /// A schedule tick started a run `lag_seconds` after its time, after
     /// `missed` older ticks were skipped (the control plane was away).
     pub fn schedule_fired(&self, team: &str, app: &str, lag_seconds: f64, missed: u64) {
@@ -332,6 +332,14 @@ impl Metrics {
             .inc();
     }
 
+    /// A runner registered.
+    pub fn runner_registered(&self, environment: &str) {
+        self.runners_registered
+            .get_or_create(&EnvLabels {
+                environment: environment.to_string(),
+            })
+            .inc();
+    }
 
     /// A run reached a terminal state.
     pub fn run_finished(&self, f: &Finished) {
@@ -353,6 +361,8 @@ impl Metrics {
     pub async fn render(&self, store: &dyn Store) -> StoreResult<String> {
         let pending = store.pending_counts().await?;
         let online = store.runners_online().await?;
+        self.webhook_outbox_depth
+            .set(store.webhook_outbox_depth().await?);
         self.runs_pending.clear();
         for p in pending {
             self.runs_pending

@@ -6,8 +6,10 @@ pub mod apps;
 pub mod environments;
 pub mod runner;
 pub mod runs;
+pub mod schedules;
 pub mod stream;
 pub mod teams;
+pub mod webhooks;
 
 use crate::error::{code_for, envelope, ApiError};
 use crate::extract::State;
@@ -35,11 +37,11 @@ impl RunIdExt {
     }
 }
 
-/// Builds the whole HTTP surface.
 /// Largest body of a secret write: the value (64 KiB) JSON-escaped, bounded
 /// before parsing.
 const SECRET_BODY_LIMIT: usize = 512 * 1024;
 
+/// Builds the whole HTTP surface.
 pub fn router(state: State) -> Router {
     let body_limit = usize::try_from(state.config.max_request_body_size).unwrap_or(usize::MAX);
     let api = Router::new()
@@ -55,7 +57,6 @@ pub fn router(state: State) -> Router {
             "/api/v1/tokens/{id}",
             axum::routing::delete(teams::revoke_token),
         )
-        .route("/api/v1/apps", post(apps::create_app).get(apps::list_apps))
         .route(
             "/api/v1/environments",
             post(environments::create_environment).get(environments::list_environments),
@@ -71,6 +72,7 @@ pub fn router(state: State) -> Router {
                 .layer(DefaultBodyLimit::max(SECRET_BODY_LIMIT))
                 .delete(environments::delete_secret),
         )
+        .route("/api/v1/apps", post(apps::create_app).get(apps::list_apps))
         .route("/api/v1/apps/{app}", get(apps::get_app))
         .route(
             "/api/v1/apps/{app}/versions",
@@ -86,6 +88,31 @@ pub fn router(state: State) -> Router {
             "/api/v1/apps/{app}/runs",
             post(runs::create_run).get(runs::list_app_runs),
         )
+        .route(
+            "/api/v1/apps/{app}/schedules",
+            get(schedules::list_schedules).post(schedules::create_schedule),
+        )
+        .route(
+            "/api/v1/schedules/{id}",
+            get(schedules::get_schedule)
+                .patch(schedules::update_schedule)
+                .delete(schedules::delete_schedule),
+        )
+        .route(
+            "/api/v1/webhooks",
+            get(webhooks::list_webhooks).post(webhooks::create_webhook),
+        )
+        .route(
+            "/api/v1/webhooks/{id}",
+            get(webhooks::get_webhook)
+                .patch(webhooks::update_webhook)
+                .delete(webhooks::delete_webhook),
+        )
+        .route(
+            "/api/v1/webhooks/{id}/deliveries",
+            get(webhooks::list_deliveries),
+        )
+        .route("/api/v1/webhooks/{id}/test", post(webhooks::send_test))
         .route("/api/v1/runs", get(runs::list_runs))
         .route("/api/v1/runs/summary", get(runs::summary))
         .route("/api/v1/runs/stats", get(runs::stats))
