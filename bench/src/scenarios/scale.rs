@@ -89,6 +89,7 @@ async fn load(opts: &Options, db: &Path, objects: &Path) -> Result<Loaded> {
                     import_paths: Vec::new(),
                     retries: 0,
                     retry_delay_ms: 2000,
+                    schedules: None,
                 },
                 now,
             )

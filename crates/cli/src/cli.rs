@@ -75,18 +75,21 @@ pub enum Command {
     Apps,
     /// List the versions of an app, newest first.
     Versions(AppRef),
+    /// Create, list, pause, resume and delete an app's cron schedules.
+    #[command(subcommand)]
+    Schedules(SchedulesCmd),
     /// Create, list and revoke team tokens.
     #[command(subcommand)]
     Tokens(TokensCmd),
-    /// List runners (admin tokens only).
-    Runners,
-    /// Show the server, its health and who the token belongs to.
     /// Create, list and delete the team's environments.
     #[command(subcommand)]
     Environments(EnvironmentsCmd),
     /// Set, list and delete secrets of an environment (values never shown).
     #[command(subcommand)]
     Secrets(SecretsCmd),
+    /// List runners (admin tokens only).
+    Runners,
+    /// Show the server, its health and who the token belongs to.
     Status,
     /// Start a complete local MiniTower (server + runner) in one process.
     ///
@@ -176,6 +179,9 @@ pub struct RunArgs {
     /// First delay before a failure retry, e.g. 2s (later ones double).
     #[arg(long, value_name = "DURATION")]
     pub retry_delay: Option<String>,
+    /// This run's attempt timeout instead of the version's, e.g. 30s, 10m.
+    #[arg(long, value_name = "DURATION")]
+    pub timeout: Option<String>,
     /// Repeat-safe key: the same key returns the first run instead of starting another.
     #[arg(long, value_name = "KEY")]
     pub idempotency_key: Option<String>,
@@ -232,12 +238,6 @@ pub enum TokensCmd {
         /// Role of the token (members always get member tokens).
         #[arg(long, value_enum)]
         role: Option<RoleArg>,
-    },
-    /// List the team's tokens (never their secrets).
-    List,
-    /// Revoke a token at once.
-    Revoke {
-        /// Token id (see `tokens list`).
         /// Lifetime, e.g. 30d, 12h (default: until revoked).
         #[arg(long, value_name = "DURATION")]
         expires_in: Option<String>,
@@ -248,16 +248,16 @@ pub enum TokensCmd {
         /// (comma-separated; makes it a scoped member token).
         #[arg(long, value_delimiter = ',', value_enum)]
         actions: Vec<ActionArg>,
+    },
+    /// List the team's tokens (never their secrets).
+    List,
+    /// Revoke a token at once.
+    Revoke {
+        /// Token id (see `tokens list`).
         id: i64,
     },
 }
 
-#[derive(Debug, Args)]
-pub struct DevArgs {
-    /// Where the database, artifacts, runner workspaces and tokens live.
-    #[arg(long, default_value = ".minitower", value_name = "DIR")]
-    pub data_dir: PathBuf,
-    /// Address to listen on.
 /// What a scoped token may do.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 pub enum ActionArg {
@@ -360,6 +360,12 @@ pub struct ScheduleRef {
     pub id: i64,
 }
 
+#[derive(Debug, Args)]
+pub struct DevArgs {
+    /// Where the database, artifacts, runner workspaces and tokens live.
+    #[arg(long, default_value = ".minitower", value_name = "DIR")]
+    pub data_dir: PathBuf,
+    /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR")]
     pub listen: String,
     /// Do not deploy the bundled examples.

@@ -189,6 +189,9 @@ pub(crate) async fn create_version(
     .map_err(db::unique(|| {
         format!("version {version_no} already exists")
     }))?;
+    if let Some(specs) = &v.schedules {
+        crate::schedules::sync_towerfile(s, &mut tx, team_id, app_id, specs, now).await?;
+    }
     tx.commit().await.map_err(db::err)?;
     Ok(Version {
         version_no,
@@ -198,11 +201,11 @@ pub(crate) async fn create_version(
         params_schema: v.params_schema,
         created_at: now,
         import_paths: v.import_paths,
+        retries: v.retries,
+        retry_delay_ms: v.retry_delay_ms,
     })
 }
 
-        retries: v.retries,
-        retry_delay_ms: v.retry_delay_ms,
 pub(crate) async fn list_versions(
     s: &SqlStore,
     team_id: i64,

@@ -28,11 +28,12 @@ mod environments;
 mod reaper;
 mod runner;
 mod runs;
+mod schedules;
 mod stats;
 mod store_impl;
 mod teams;
-
 mod webhooks;
+
 pub use dialect::Dialect;
 
 use minitower_store::{StoreError, StoreResult};

@@ -20,7 +20,6 @@ use minitower_store::{FireOutcome, FireTick, NewSchedule, ScheduleRecord, Schedu
 use minitower_store::{NewSecret, RunSecrets, TokenOptions};
 use std::collections::BTreeMap;
 
-use minitower_store::{NewSecret, RunSecrets, TokenOptions};
 #[async_trait]
 impl Store for SqlStore {
     async fn ping(&self) -> StoreResult<()> {
@@ -73,8 +72,6 @@ impl Store for SqlStore {
     async fn touch_token(&self, token_id: i64, now: DateTime<Utc>) -> StoreResult<()> {
         teams::touch_token(self, token_id, now).await
     }
-    async fn list_tokens(&self, team_id: i64) -> StoreResult<Vec<TokenInfo>> {
-        teams::list_tokens(self, team_id).await
     async fn refuse_token(
         &self,
         token_id: i64,
@@ -83,6 +80,8 @@ impl Store for SqlStore {
     ) -> StoreResult<()> {
         teams::refuse_token(self, token_id, reason, now).await
     }
+    async fn list_tokens(&self, team_id: i64) -> StoreResult<Vec<TokenInfo>> {
+        teams::list_tokens(self, team_id).await
     }
     async fn revoke_token(
         &self,
@@ -93,8 +92,6 @@ impl Store for SqlStore {
         teams::revoke_token(self, team_id, token_id, now).await
     }
 
-    async fn create_app(
-        &self,
     async fn create_environment(
         &self,
         team_id: i64,
@@ -136,6 +133,8 @@ impl Store for SqlStore {
         environments::run_secrets(self, run_id).await
     }
 
+    async fn create_app(
+        &self,
         team_id: i64,
         slug: &str,
         description: Option<&str>,
@@ -209,6 +208,41 @@ impl Store for SqlStore {
         runs::run_status(self, run_id).await
     }
 
+    async fn create_schedule(&self, schedule: NewSchedule) -> StoreResult<ScheduleRecord> {
+        schedules::create_schedule(self, schedule).await
+    }
+    async fn list_schedules(&self, team_id: i64, app_id: i64) -> StoreResult<Vec<ScheduleRecord>> {
+        schedules::list_schedules(self, team_id, app_id).await
+    }
+    async fn get_schedule(&self, team_id: i64, id: i64) -> StoreResult<Option<ScheduleRecord>> {
+        schedules::get_schedule(self, team_id, id).await
+    }
+    async fn update_schedule(
+        &self,
+        team_id: i64,
+        id: i64,
+        update: ScheduleUpdate,
+        now: DateTime<Utc>,
+    ) -> StoreResult<ScheduleRecord> {
+        schedules::update_schedule(self, team_id, id, update, now).await
+    }
+    async fn delete_schedule(&self, team_id: i64, id: i64) -> StoreResult<()> {
+        schedules::delete_schedule(self, team_id, id).await
+    }
+    async fn due_schedules(
+        &self,
+        now: DateTime<Utc>,
+        limit: i64,
+    ) -> StoreResult<(Vec<ScheduleRecord>, Option<DateTime<Utc>>)> {
+        schedules::due_schedules(self, now, limit).await
+    }
+    async fn fire_schedule_tick(&self, fire: FireTick) -> StoreResult<FireOutcome> {
+        schedules::fire_schedule_tick(self, fire).await
+    }
+    async fn skip_schedule_tick(&self, schedule_id: i64, tick: DateTime<Utc>) -> StoreResult<bool> {
+        schedules::skip_schedule_tick(self, schedule_id, tick).await
+    }
+
     async fn register_runner(
         &self,
         name: &str,
@@ -231,40 +265,6 @@ impl Store for SqlStore {
     async fn runner_offline(&self, runner_id: i64) -> StoreResult<()> {
         runner::runner_offline(self, runner_id).await
     }
-    async fn lease(
-        &self,
-        runner: &RunnerIdentity,
-        lease_token: &str,
-        lease_token_hash: &str,
-        params: LeaseParams,
-    ) -> StoreResult<Option<Leased>> {
-        runner::lease(self, runner, lease_token, lease_token_hash, params).await
-    }
-    async fn start_attempt(
-        &self,
-        runner_id: i64,
-        run_id: i64,
-        lease_token_hash: &str,
-        params: LeaseParams,
-    ) -> StoreResult<(AttemptState, Option<RunLabels>)> {
-        attempts::start_attempt(self, runner_id, run_id, lease_token_hash, params).await
-    }
-    async fn heartbeat(
-        &self,
-        runner_id: i64,
-        run_id: i64,
-        lease_token_hash: &str,
-        params: LeaseParams,
-    ) -> StoreResult<AttemptState> {
-        attempts::heartbeat(self, runner_id, run_id, lease_token_hash, params).await
-    }
-    async fn append_logs(
-        &self,
-        runner_id: i64,
-        run_id: i64,
-        lease_token_hash: &str,
-        lines: &[NewLogLine],
-        now: DateTime<Utc>,
     async fn create_webhook(&self, w: NewWebhook) -> StoreResult<Webhook> {
         webhooks::create_webhook(self, w).await
     }
@@ -326,6 +326,40 @@ impl Store for SqlStore {
     ) -> StoreResult<Option<DateTime<Utc>>> {
         runner::next_retry_at(self, environment, now).await
     }
+    async fn lease(
+        &self,
+        runner: &RunnerIdentity,
+        lease_token: &str,
+        lease_token_hash: &str,
+        params: LeaseParams,
+    ) -> StoreResult<Option<Leased>> {
+        runner::lease(self, runner, lease_token, lease_token_hash, params).await
+    }
+    async fn start_attempt(
+        &self,
+        runner_id: i64,
+        run_id: i64,
+        lease_token_hash: &str,
+        params: LeaseParams,
+    ) -> StoreResult<(AttemptState, Option<RunLabels>)> {
+        attempts::start_attempt(self, runner_id, run_id, lease_token_hash, params).await
+    }
+    async fn heartbeat(
+        &self,
+        runner_id: i64,
+        run_id: i64,
+        lease_token_hash: &str,
+        params: LeaseParams,
+    ) -> StoreResult<AttemptState> {
+        attempts::heartbeat(self, runner_id, run_id, lease_token_hash, params).await
+    }
+    async fn append_logs(
+        &self,
+        runner_id: i64,
+        run_id: i64,
+        lease_token_hash: &str,
+        lines: &[NewLogLine],
+        now: DateTime<Utc>,
     ) -> StoreResult<(i64, bool)> {
         attempts::append_logs(self, runner_id, run_id, lease_token_hash, lines, now).await
     }

@@ -20,12 +20,11 @@ pub mod handback;
 pub mod lease;
 pub mod races;
 pub mod reaper;
-pub mod runs;
+pub mod retries;
 pub mod runs;
 pub mod schedules;
-pub mod retries;
-pub mod webhooks;
 pub mod teams;
+pub mod webhooks;
 
 use crate::{
     AppRecord, LeaseParams, Leased, NewRun, NewVersion, RunnerIdentity, Store, StoreError,
@@ -55,7 +54,6 @@ macro_rules! conformance_tests {
             teams::versions_are_numbered_per_app,
             teams::team_isolation,
             teams::nul_in_a_looked_up_key_is_not_found,
-            runs::create_run_fields_and_numbering,
             environments::default_exists_and_names_are_per_team,
             environments::runs_need_an_existing_environment,
             environments::delete_refused_while_active_or_default,
@@ -63,6 +61,7 @@ macro_rules! conformance_tests {
             environments::secrets_versions_and_isolation,
             environments::run_secrets_of_the_runs_environment,
             environments::token_scope_and_refusal_audit,
+            runs::create_run_fields_and_numbering,
             runs::idempotency_key_returns_first_run,
             runs::list_runs_filters_and_pages,
             runs::summary_counts_every_status,
@@ -98,29 +97,29 @@ macro_rules! conformance_tests {
             races::racing_reapers_expire_once,
             races::heartbeat_racing_reaper_has_one_winner,
             races::concurrent_creates_number_runs_uniquely,
-        );
-    };
-    (@each $factory:path; $($module:ident :: $name:ident),* $(,)?) => {
-        $(
-            webhooks::webhooks_create_list_update_delete_per_team,
-            webhooks::run_transitions_write_filtered_events,
-            webhooks::claims_records_and_retries,
-            webhooks::racing_claims_take_each_event_once,
-            #[::tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn $name() {
-                // `None`: the backend is not available here (e.g. no
-                // PostgreSQL configured); the factory said so and why.
-                let Some((store, guard)) = $factory().await else {
             retries::failed_attempt_requeues_until_the_budget_is_spent,
             retries::no_budget_fails_at_once,
             retries::version_defaults_and_run_overrides,
             retries::cancels_and_expiries_are_not_failure_retries,
             retries::waiting_run_lets_others_pass,
+            webhooks::webhooks_create_list_update_delete_per_team,
+            webhooks::run_transitions_write_filtered_events,
+            webhooks::claims_records_and_retries,
+            webhooks::racing_claims_take_each_event_once,
             schedules::schedules_create_list_get_update_delete,
             schedules::schedules_are_team_scoped,
             schedules::fire_tick_is_idempotent,
             schedules::racing_fires_create_one_run,
             schedules::towerfile_schedules_follow_deploys,
+        );
+    };
+    (@each $factory:path; $($module:ident :: $name:ident),* $(,)?) => {
+        $(
+            #[::tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $name() {
+                // `None`: the backend is not available here (e.g. no
+                // PostgreSQL configured); the factory said so and why.
+                let Some((store, guard)) = $factory().await else {
                     return;
                 };
                 $crate::conformance::$module::$name(store).await;
@@ -188,10 +187,10 @@ pub fn new_version(sha: &str) -> NewVersion {
         timeout_seconds: 60,
         params_schema: Some(json!({"type": "object"})),
         towerfile: Some("[app]\nname = \"hello\"\n".to_string()),
+        import_paths: vec!["modules/shared".to_string()],
         retries: 0,
         retry_delay_ms: 2000,
         schedules: None,
-        import_paths: vec!["modules/shared".to_string()],
     }
 }
 
@@ -264,10 +263,10 @@ impl Fixture {
             input: json!({"name": "MiniTower"}),
             priority: 0,
             max_retries: 2,
+            idempotency_key: None,
             timeout_seconds: None,
             failure_retries: None,
             retry_delay_ms: None,
-            idempotency_key: None,
             now: t(secs),
         }
     }
@@ -281,11 +280,10 @@ impl Fixture {
     pub async fn run_with(&self, secs: i64, edit: impl FnOnce(&mut NewRun)) -> Run {
         let mut r = self.new_run(secs);
         edit(&mut r);
-        self.store.create_run(r).await.unwrap().0
         self.environment(&r.environment).await;
+        self.store.create_run(r).await.unwrap().0
     }
 
-    /// Registers a runner.
     /// Makes sure the fixture team has the environment `name`.
     pub async fn environment(&self, name: &str) {
         if !self
@@ -301,6 +299,7 @@ impl Fixture {
         }
     }
 
+    /// Registers a runner.
     pub async fn runner(&self, env: &str, max_concurrency: i64) -> RunnerIdentity {
         register(&self.store, &unique("runner"), env, max_concurrency).await
     }

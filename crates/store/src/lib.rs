@@ -97,11 +97,6 @@ pub struct TokenIdentity {
     pub last_used_at: Option<DateTime<Utc>>,
     /// Past this time the token is refused (as expired, not unknown).
     pub expires_at: Option<DateTime<Utc>>,
-}
-
-/// A runner resolved from its token hash.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RunnerIdentity {
     /// A scope narrower than the role, when the token has one.
     pub scope: Option<TokenScope>,
 }
@@ -147,6 +142,11 @@ pub struct RunSecrets {
     pub towerfile: Option<String>,
     /// Every secret of the run's team and environment (sealed).
     pub secrets: Vec<SealedSecret>,
+}
+
+/// A runner resolved from its token hash.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunnerIdentity {
     pub runner_id: i64,
     pub name: String,
     pub environment: String,

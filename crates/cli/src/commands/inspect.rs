@@ -42,7 +42,7 @@ pub async fn runs(ctx: &Ctx, args: RunsArgs) -> CliResult<()> {
         return Ok(());
     }
     let mut t = Table::new(&[
-        "ID", "APP", "RUN", "VER", "STATUS", "QUEUED", "DURATION", "EXIT",
+        "ID", "APP", "RUN", "VER", "STATUS", "QUEUED", "DURATION", "EXIT", "SCHEDULE",
     ]);
     for r in &runs {
         t.row(vec![
@@ -54,6 +54,7 @@ pub async fn runs(ctx: &Ctx, args: RunsArgs) -> CliResult<()> {
             output::ago(&r.queued_at),
             run_duration(r),
             opt(r.exit_code),
+            opt(r.schedule_id),
         ]);
     }
     t.print_or("No runs.");
@@ -88,7 +89,17 @@ pub async fn show(ctx: &Ctx, id: i64) -> CliResult<()> {
     field("Input", r.input.to_string());
     field("Priority", r.priority.to_string());
     field("Retries", format!("{} of {}", r.retry_count, r.max_retries));
+    field("Attempt", attempt_line(r, d.attempts.len()));
     field("Environment", r.environment.clone());
+    if let (Some(id), Some(tick)) = (r.schedule_id, r.scheduled_for) {
+        field(
+            "Schedule",
+            format!("{id} (tick {})", output::local(&tick)),
+        );
+    }
+    if let Some(t) = r.timeout_seconds {
+        field("Timeout", format!("{t}s (this run's own)"));
+    }
     field("Queued", output::local_ago(&r.queued_at));
     field("Started", opt(r.started_at.as_ref().map(output::local_ago)));
     field(
@@ -124,17 +135,6 @@ pub async fn show(ctx: &Ctx, id: i64) -> CliResult<()> {
     Ok(())
 }
 
-pub async fn cancel(ctx: &Ctx, id: i64) -> CliResult<()> {
-    let client = ctx.client()?;
-    let r = client.cancel_run(id).await?;
-    if ctx.json() {
-        print_json(&r);
-    } else if r.status == RunStatus::Cancelling {
-        println!("Run {id} is cancelling: its runner stops it at the next heartbeat.");
-    } else {
-        println!("Run {id} is {}.", r.status);
-    }
-    Ok(())
 /// "attempt 2 of 4 (1 failure retry of 3 used), retry at …": where the
 /// run stands in its failure-retry budget, and when a waiting run goes next.
 fn attempt_line(r: &minitower_core::api::Run, attempts: usize) -> String {
@@ -156,6 +156,17 @@ fn attempt_line(r: &minitower_core::api::Run, attempts: usize) -> String {
     line
 }
 
+pub async fn cancel(ctx: &Ctx, id: i64) -> CliResult<()> {
+    let client = ctx.client()?;
+    let r = client.cancel_run(id).await?;
+    if ctx.json() {
+        print_json(&r);
+    } else if r.status == RunStatus::Cancelling {
+        println!("Run {id} is cancelling: its runner stops it at the next heartbeat.");
+    } else {
+        println!("Run {id} is {}.", r.status);
+    }
+    Ok(())
 }
 
 pub async fn apps(ctx: &Ctx) -> CliResult<()> {

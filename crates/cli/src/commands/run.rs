@@ -7,7 +7,7 @@ use crate::error::{CliError, CliResult};
 use crate::output::{self, print_json, print_json_line};
 use futures::StreamExt;
 use minitower_client::{Client, LogEvent};
-use minitower_core::api::{CreateRunRequest, LogLine, Run};
+use minitower_core::api::{CreateRunRequest, LogLine, Run, TimeoutSpec};
 use minitower_core::{params, RunStatus};
 use serde_json::{Map, Value};
 use std::io::Write;
@@ -51,18 +51,22 @@ pub fn build_input(input: Option<&str>, params: Map<String, Value>) -> CliResult
 /// value or an unknown name is refused before a run exists. Returns the
 /// typed values and the version they were checked against, which the run
 /// then pins (a deploy in between cannot change the rules under it).
-async fn typed_params(
+/// `schedules create` types its `-p` the same way.
+pub async fn typed_params(
     client: &Client,
-    args: &RunArgs,
+    app: &str,
+    version: Option<i64>,
+    params: &[String],
 ) -> CliResult<(Map<String, Value>, Option<i64>)> {
-    let pairs = parse_pairs(&args.params)?;
+    let pairs = parse_pairs(params)?;
     if pairs.is_empty() {
-        return Ok((Map::new(), args.version));
+        return Ok((Map::new(), version));
     }
-    let version = match client.get_version(&args.app, args.version).await {
+    let wanted = version;
+    let version = match client.get_version(app, wanted).await {
         Ok(v) => v,
-        Err(e) if e.status() == Some(404) && args.version.is_none() => {
-            return Err(did_you_mean(client, &args.app, e).await)
+        Err(e) if e.status() == Some(404) && wanted.is_none() => {
+            return Err(did_you_mean(client, app, e).await)
         }
         Err(e) => return Err(e.into()),
     };
@@ -85,7 +89,8 @@ pub async fn run(ctx: &Ctx, args: RunArgs) -> CliResult<()> {
     parse_pairs(&args.params)?;
     build_input(args.input.as_deref(), Map::new())?;
     let client = ctx.client()?;
-    let (typed, version_no) = typed_params(&client, &args).await?;
+    let (typed, version_no) =
+        typed_params(&client, &args.app, args.version, &args.params).await?;
     let input = build_input(args.input.as_deref(), typed)?;
     let req = CreateRunRequest {
         input,
@@ -98,6 +103,7 @@ pub async fn run(ctx: &Ctx, args: RunArgs) -> CliResult<()> {
             .retry_delay
             .clone()
             .map(minitower_core::api::RetryDelaySpec::Text),
+        timeout: args.timeout.clone().map(TimeoutSpec::Text),
         ..Default::default()
     };
     let (run, created) = match client
@@ -142,7 +148,7 @@ fn say(args: std::fmt::Arguments) {
 
 /// The 404 of `run APP` for an app that does not exist, with the closest
 /// existing slug when one is near.
-async fn did_you_mean(client: &Client, app: &str, e: minitower_client::ClientError) -> CliError {
+pub async fn did_you_mean(client: &Client, app: &str, e: minitower_client::ClientError) -> CliError {
     let Ok(apps) = client.list_apps().await else {
         return e.into();
     };

@@ -114,7 +114,9 @@ pub async fn create_run(
             now: st.now(),
         })
         .await
-        .map_err(crate::routes::environments::unknown_environment(&environment))?;
+        .map_err(crate::routes::environments::unknown_environment(
+            &environment,
+        ))?;
     if created {
         st.metrics.run_created(&auth.team.slug, &slug);
         st.notifier.queue_changed(&environment);
