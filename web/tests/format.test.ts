@@ -1,5 +1,14 @@
 import { describe, expect, it } from 'vitest'
-import { exitSummary, formatDuration, percent, relativeTime, runDuration, shortSha, versionLabel } from '../src/lib/format'
+import {
+  exitSummary,
+  formatDuration,
+  percent,
+  relativeTime,
+  runDuration,
+  shortSha,
+  versionLabel,
+  wallClock,
+} from '../src/lib/format'
 
 describe('format helpers', () => {
   const now = Date.parse('2026-11-22T10:00:00Z')
@@ -34,5 +43,15 @@ describe('format helpers', () => {
     expect(exitSummary({ exit_code: 1, error_message: 'boom' })).toBe('1 · boom')
     expect(exitSummary({ exit_code: null, error_message: 'lease expired' })).toBe('lease expired')
     expect(exitSummary({ exit_code: null, error_message: null })).toBe('—')
+  })
+})
+
+describe('wallClock', () => {
+  it('keeps a schedule time on its own zone\'s clock', () => {
+    expect(wallClock('2026-11-30T09:00:00+01:00')).toBe('2026-11-30 09:00:00 (+01:00)')
+    expect(wallClock('2026-07-01T09:00:00+02:00')).toBe('2026-07-01 09:00:00 (+02:00)')
+    expect(wallClock('2026-11-30T00:00:00Z')).toBe('2026-11-30 00:00:00 (UTC)')
+    expect(wallClock('2026-11-30T00:00:00.000Z')).toBe('2026-11-30 00:00:00 (UTC)')
+    expect(wallClock('not a time')).toBe('not a time')
   })
 })

@@ -2,6 +2,7 @@ import type {
   App,
   CreateRunBody,
   CreatedToken,
+  CreateScheduleBody,
   LogLine,
   LoginResponse,
   MeResponse,
@@ -10,6 +11,7 @@ import type {
   Runner,
   RunsSummary,
   RunStats,
+  Schedule,
   TokenInfo,
   Version,
 } from './types'
@@ -198,6 +200,20 @@ export class ApiClient {
   }
   revokeToken(id: number) {
     return this.request<void>(`/api/v1/tokens/${id}`, { method: 'DELETE' })
+  }
+
+  // --- schedules ---
+  listSchedules(slug: string) {
+    return this.request<{ schedules: Schedule[] }>(`/api/v1/apps/${enc(slug)}/schedules`).then((r) => r.schedules)
+  }
+  createSchedule(slug: string, body: CreateScheduleBody) {
+    return this.request<Schedule>(`/api/v1/apps/${enc(slug)}/schedules`, { json: body })
+  }
+  setScheduleEnabled(id: number, enabled: boolean) {
+    return this.request<Schedule>(`/api/v1/schedules/${id}`, { method: 'PATCH', json: { enabled } })
+  }
+  deleteSchedule(id: number) {
+    return this.request<void>(`/api/v1/schedules/${id}`, { method: 'DELETE' })
   }
 
   // --- apps and versions ---

@@ -101,7 +101,36 @@ export interface Run {
   started_at: string | null
   finished_at: string | null
   environment: string
+  /** The schedule that started the run; null when triggered by hand. */
+  schedule_id?: number | null
+  scheduled_for?: string | null
   attempts?: Attempt[]
+}
+
+export interface Schedule {
+  id: number
+  app: string
+  cron: string
+  timezone: string
+  input: Record<string, unknown>
+  version_no: number | null
+  environment: string
+  enabled: boolean
+  source: 'towerfile' | 'api'
+  created_at: string
+  updated_at: string
+  last_tick_at: string
+  /** The next five fire times (UTC); empty while paused. */
+  next_runs: string[]
+  /** The same instants with the schedule zone's offset. */
+  next_runs_local: string[]
+}
+
+export interface CreateScheduleBody {
+  cron: string
+  timezone?: string
+  input?: Record<string, unknown>
+  enabled?: boolean
 }
 
 export type RunsSummary = Partial<Record<RunStatus, number>>

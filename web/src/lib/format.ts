@@ -78,3 +78,14 @@ export function exitSummary(run: { exit_code: number | null; error_message: stri
   if (run.error_message) parts.push(run.error_message)
   return parts.length ? parts.join(' · ') : '—'
 }
+
+/**
+ * An RFC 3339 instant written with its zone's offset ("2026-11-30T09:00:00+01:00")
+ * as that zone's wall clock: "2026-11-30 09:00:00 (+01:00)". Kept as written,
+ * not converted to the browser's zone: a schedule's times are in its own zone.
+ */
+export function wallClock(local: string): string {
+  const m = /^(\d{4}-\d{2}-\d{2})T(\d{2}:\d{2}:\d{2})(?:\.\d+)?(Z|[+-]\d{2}:\d{2})$/.exec(local)
+  if (!m) return local
+  return `${m[1]} ${m[2]} (${m[3] === 'Z' ? 'UTC' : m[3]})`
+}
