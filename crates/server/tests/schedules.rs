@@ -41,7 +41,12 @@ async fn scheduled_runs(team: &Client) -> Vec<Run> {
 }
 
 async fn metric(app: &TestApp, prefix: &str) -> f64 {
-    let text = app.anon.raw(reqwest::Method::GET, "/metrics").send().await.unwrap();
+    let text = app
+        .anon
+        .raw(reqwest::Method::GET, "/metrics")
+        .send()
+        .await
+        .unwrap();
     let text = text.text().await.unwrap();
     text.lines()
         .filter(|l| l.starts_with(prefix))
@@ -100,7 +105,11 @@ async fn schedules_are_created_listed_paused_resumed_and_deleted() {
     assert!(resumed.enabled);
     assert_eq!(resumed.cron, "*/30 * * * *");
     assert_eq!(resumed.next_runs.len(), 5);
-    assert_eq!(resumed.input, json!({"region": "eu"}), "untouched fields stay");
+    assert_eq!(
+        resumed.input,
+        json!({"region": "eu"}),
+        "untouched fields stay"
+    );
 
     team.delete_schedule(s.id).await.unwrap();
     expect_api_err(team.get_schedule(s.id).await, 404, "not_found");
@@ -172,7 +181,11 @@ async fn bad_input_is_refused_naming_the_field_and_changes_nothing() {
         assert!(msg.starts_with(&format!("{field}:")), "{field}: {msg}");
     }
     // Not JSON at all, or the wrong type for a field.
-    for body in [r#"{"cron": 5}"#, "{", r#"{"cron": "* * * * *", "enabled": "yes"}"#] {
+    for body in [
+        r#"{"cron": 5}"#,
+        "{",
+        r#"{"cron": "* * * * *", "enabled": "yes"}"#,
+    ] {
         let resp = app
             .raw(
                 team.token(),
@@ -305,7 +318,10 @@ async fn a_tick_fires_once_and_downtime_catches_up_with_one_run() {
     let latest = runs[1].scheduled_for.unwrap();
     assert_eq!(latest, first_tick + chrono::Duration::minutes(10));
     assert!(metric(&app, "minitower_schedule_ticks_skipped_total{").await >= 9.0);
-    assert_eq!(metric(&app, "minitower_schedule_ticks_fired_total{").await, 2.0);
+    assert_eq!(
+        metric(&app, "minitower_schedule_ticks_fired_total{").await,
+        2.0
+    );
     assert!(metric(&app, "minitower_schedule_lag_seconds_count{").await >= 2.0);
 
     // Paused: nothing fires; resumed: counts from now.
@@ -323,7 +339,11 @@ async fn a_tick_fires_once_and_downtime_catches_up_with_one_run() {
     };
     let resumed = team.update_schedule(s.id, &resume).await.unwrap();
     pass(&app).await;
-    assert_eq!(scheduled_runs(&team).await.len(), 2, "ticks while paused never fire");
+    assert_eq!(
+        scheduled_runs(&team).await.len(),
+        2,
+        "ticks while paused never fire"
+    );
     assert!(resumed.next_runs[0] > latest + chrono::Duration::minutes(5));
 }
 
@@ -384,7 +404,10 @@ async fn deploying_a_towerfile_applies_its_schedules() {
         .iter()
         .find(|s| s.source == ScheduleSource::Towerfile)
         .expect("the Towerfile's schedule");
-    assert_eq!((tf.cron.as_str(), tf.timezone.as_str()), ("0 0 * * *", "UTC"));
+    assert_eq!(
+        (tf.cron.as_str(), tf.timezone.as_str()),
+        ("0 0 * * *", "UTC")
+    );
     assert!(tf.enabled);
     assert_eq!(tf.next_runs.len(), 5);
 
@@ -462,8 +485,12 @@ async fn a_run_timeout_overrides_the_versions_in_the_lease() {
         json!(1.5),
     ] {
         let (status, body) = send_json(
-            app.raw(team.token(), reqwest::Method::POST, "/api/v1/apps/hello/runs")
-                .json(&json!({"timeout": bad})),
+            app.raw(
+                team.token(),
+                reqwest::Method::POST,
+                "/api/v1/apps/hello/runs",
+            )
+            .json(&json!({"timeout": bad})),
         )
         .await;
         assert_eq!(status, 400, "{bad}: {body}");

@@ -52,7 +52,10 @@ async fn wait_for_runs(client: &Client, schedule_id: i64, n: usize, started: Ins
         if ticks(client, schedule_id).await.len() >= n {
             return;
         }
-        assert!(started.elapsed() < DEADLINE, "fewer than {n} scheduled runs");
+        assert!(
+            started.elapsed() < DEADLINE,
+            "fewer than {n} scheduled runs"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

@@ -98,7 +98,9 @@ async fn check_version(tx: &mut Tx, app_id: i64, n: Option<i64>) -> StoreResult<
 async fn insert(s: &SqlStore, tx: &mut Tx, n: &NewSchedule) -> StoreResult<i64> {
     let c = cron(&n.cron, &n.timezone)?;
     if !n.input.is_object() {
-        return Err(StoreError::Conflict("schedule input must be a JSON object".into()));
+        return Err(StoreError::Conflict(
+            "schedule input must be a JSON object".into(),
+        ));
     }
     sqlx::query_scalar(
         "INSERT INTO schedules (team_id, app_id, cron, timezone, input, version_no, environment, \
@@ -121,10 +123,7 @@ async fn insert(s: &SqlStore, tx: &mut Tx, n: &NewSchedule) -> StoreResult<i64> 
     .map_err(db::err)
 }
 
-pub(crate) async fn create_schedule(
-    s: &SqlStore,
-    n: NewSchedule,
-) -> StoreResult<ScheduleRecord> {
+pub(crate) async fn create_schedule(s: &SqlStore, n: NewSchedule) -> StoreResult<ScheduleRecord> {
     let mut tx = s.write().await?;
     if !lock_app(s, &mut tx, n.team_id, n.app_id).await? {
         return Err(StoreError::NotFound("app"));
@@ -367,7 +366,7 @@ pub(crate) async fn fire_schedule_tick(s: &SqlStore, f: FireTick) -> StoreResult
     advance(&mut tx, &rec, f.tick).await?;
     let created = db::load_run(&mut tx, id).await?;
     tx.commit().await.map_err(db::err)?;
-    Ok(FireOutcome::Fired(created))
+    Ok(FireOutcome::Fired(Box::new(created)))
 }
 
 pub(crate) async fn skip_schedule_tick(

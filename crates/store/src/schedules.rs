@@ -81,7 +81,7 @@ pub struct FireTick {
 #[derive(Debug, Clone, PartialEq)]
 pub enum FireOutcome {
     /// This call created the tick's run.
-    Fired(minitower_core::api::Run),
+    Fired(Box<minitower_core::api::Run>),
     /// The tick was already processed (another replica, or before a
     /// restart): nothing changed. Losing this race is normal.
     AlreadyDone,

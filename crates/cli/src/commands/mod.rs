@@ -7,6 +7,7 @@ pub mod inspect;
 pub mod login;
 pub mod run;
 pub mod scaffold;
+pub mod schedules;
 
 use crate::cli::{Command, Global};
 use crate::config::{self, Config, DEFAULT_SERVER};
@@ -132,6 +133,7 @@ pub async fn dispatch(ctx: &mut Ctx, command: Command) -> CliResult<()> {
         Command::Cancel(a) => inspect::cancel(ctx, a.run).await,
         Command::Apps => inspect::apps(ctx).await,
         Command::Versions(a) => inspect::versions(ctx, &a.app).await,
+        Command::Schedules(c) => schedules::schedules(ctx, c).await,
         Command::Tokens(t) => admin::tokens(ctx, t).await,
         Command::Runners => admin::runners(ctx).await,
         Command::Status => admin::status(ctx).await,

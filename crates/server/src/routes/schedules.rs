@@ -147,9 +147,7 @@ pub async fn create_schedule(
     RequiredJsonBody(req): RequiredJsonBody<CreateScheduleRequest>,
 ) -> ApiResult<impl IntoResponse> {
     let app = app_of(&st, &auth, &slug).await?;
-    let timezone = req
-        .timezone
-        .unwrap_or_else(|| DEFAULT_TIMEZONE.to_string());
+    let timezone = req.timezone.unwrap_or_else(|| DEFAULT_TIMEZONE.to_string());
     let cron = checked_timing(&req.cron, &timezone)?;
     if let Some(n) = req.version_no.filter(|n| *n < 1) {
         return Err(bad("version_no", format!("must be 1 or more, got {n}")));

@@ -200,7 +200,7 @@ pub async fn fire_tick_is_idempotent(store: Arc<dyn Store>) {
         .await
         .unwrap()
     {
-        FireOutcome::Fired(run) => run,
+        FireOutcome::Fired(run) => *run,
         other => panic!("expected a run, got {other:?}"),
     };
     assert_eq!(run.schedule_id, Some(s.id));
