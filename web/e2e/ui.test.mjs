@@ -506,6 +506,60 @@ describe('MiniTower web UI', { timeout: 10 * 60_000 }, () => {
     await screenshot('tokens')
   })
 
+  step('environments show their runners, secrets are write-only, a run without a runner says so', async () => {
+    await byTestId('nav-environments').click()
+    await byTestId('environments-page').waitFor()
+    await page.locator('[data-testid="environment-row"][data-environment="default"]').getByText('ui-runner').waitFor()
+    await byTestId('environment-name').fill('prod')
+    await byTestId('environment-submit').click()
+    const prod = page.locator('[data-testid="environment-row"][data-environment="prod"]')
+    await prod.getByText('none online').waitFor()
+    await screenshot('environments')
+
+    await prod.getByTestId('environment-secrets').click()
+    await byTestId('secrets-page').waitFor()
+    assert.equal(await byTestId('secret-value').getAttribute('type'), 'password')
+    const value = 'ui-S3cr3t-value-5150'
+    await byTestId('secret-name').fill('DB_PASSWORD')
+    await byTestId('secret-value').fill(value)
+    await byTestId('secret-submit').click()
+    await byTestId('secret-saved').waitFor()
+    await page.locator('[data-testid="secret-row"][data-secret="DB_PASSWORD"]').waitFor()
+    assert.equal(await byTestId('secret-value').inputValue(), '', 'the value is forgotten')
+    assert.ok(!(await page.content()).includes(value), 'the value is never shown')
+    const listed = await stack.api('GET', '/api/v1/secrets?environment=prod', { token: adminToken, expect: 200 })
+    assert.deepEqual(listed.secrets.map((s) => [s.name, s.version]), [['DB_PASSWORD', 1]])
+    await screenshot('secrets')
+
+    await page.goto(`${ui}/apps/hello`)
+    await byTestId('trigger-form').waitFor()
+    await byTestId('trigger-environment').selectOption('prod')
+    await byTestId('trigger-submit').click()
+    await page.waitForURL(/\/runs\/\d+$/)
+    await byTestId('run-waiting-for-runner').waitFor()
+    assert.match(await byTestId('run-waiting-for-runner').innerText(), /No runner online for environment prod/)
+    await screenshot('run-waiting-for-runner')
+    await byTestId('cancel-run').click()
+    await page.locator('[data-testid="run-status"]').getByText('cancelled').waitFor()
+  })
+
+  step('a token with an expiry and a scope shows them in the list', async () => {
+    await byTestId('nav-tokens').click()
+    await byTestId('tokens-page').waitFor()
+    await byTestId('token-name').fill('ci-scoped')
+    await byTestId('token-expires-in').selectOption('30d')
+    await page.locator('[data-testid="token-scope-fields"] summary').click()
+    await byTestId('token-scope-app').fill('hello')
+    await byTestId('token-action-trigger').check()
+    await byTestId('token-action-read').check()
+    await byTestId('token-submit').click()
+    await byTestId('token-secret').waitFor()
+    const row = page.locator('[data-testid="token-row"]').filter({ hasText: 'ci-scoped' })
+    await row.getByTestId('token-scope').getByText('app hello: read, trigger').waitFor()
+    assert.notEqual((await row.getByTestId('token-expires').innerText()).trim(), '—')
+    await screenshot('tokens-scoped')
+  })
+
   step('a member signs in with a pasted token and cannot see runners', async () => {
     const member = await stack.api('POST', '/api/v1/tokens', {
       token: adminToken,

@@ -3,6 +3,9 @@ import type {
   CreateRunBody,
   CreatedToken,
   CreateScheduleBody,
+  CreateTokenBody,
+  Environment,
+  SecretInfo,
   LogLine,
   LoginResponse,
   MeResponse,
@@ -195,8 +198,34 @@ export class ApiClient {
   listTokens() {
     return this.request<{ tokens: TokenInfo[] }>('/api/v1/tokens').then((r) => r.tokens)
   }
-  createToken(name: string, role: Role) {
-    return this.request<CreatedToken>('/api/v1/tokens', { json: { name, role } })
+  createToken(name: string, role: Role, extra: Omit<CreateTokenBody, 'name' | 'role'> = {}) {
+    return this.request<CreatedToken>('/api/v1/tokens', { json: { name, role, ...extra } })
+  }
+
+  // --- environments and secrets ---
+  listEnvironments() {
+    return this.request<{ environments: Environment[] }>('/api/v1/environments').then((r) => r.environments)
+  }
+  createEnvironment(name: string) {
+    return this.request<Environment>('/api/v1/environments', { json: { name } })
+  }
+  deleteEnvironment(name: string) {
+    return this.request<void>(`/api/v1/environments/${enc(name)}`, { method: 'DELETE' })
+  }
+  listSecrets(environment: string) {
+    return this.request<{ environment: string; secrets: SecretInfo[] }>(`/api/v1/secrets${query({ environment })}`).then(
+      (r) => r.secrets,
+    )
+  }
+  /** Write-only: the value goes out once and is never read back. */
+  putSecret(name: string, environment: string, value: string) {
+    return this.request<SecretInfo>(`/api/v1/secrets/${enc(name)}${query({ environment })}`, {
+      method: 'PUT',
+      json: { value },
+    })
+  }
+  deleteSecret(name: string, environment: string) {
+    return this.request<void>(`/api/v1/secrets/${enc(name)}${query({ environment })}`, { method: 'DELETE' })
   }
   revokeToken(id: number) {
     return this.request<void>(`/api/v1/tokens/${id}`, { method: 'DELETE' })

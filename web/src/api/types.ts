@@ -19,12 +19,24 @@ export interface MeResponse {
   token_id: number
 }
 
+export type ScopeAction = 'read' | 'trigger' | 'cancel' | 'deploy'
+
+/** A scope narrower than member: these actions, on one app when `app` is set. */
+export interface TokenScope {
+  app?: string
+  actions: ScopeAction[]
+}
+
 export interface TokenInfo {
   id: number
   name: string
   role: Role
   created_at: string
   last_used_at: string | null
+  expires_at?: string | null
+  scope?: TokenScope
+  last_refused_at?: string | null
+  last_refusal?: string | null
 }
 
 export interface CreatedToken {
@@ -32,6 +44,32 @@ export interface CreatedToken {
   name: string
   role: Role
   token: string
+  expires_at?: string | null
+  scope?: TokenScope
+}
+
+export interface CreateTokenBody {
+  name: string
+  role?: Role
+  expires_in?: string
+  scope?: TokenScope
+}
+
+/** A team's environment with the online runners serving it. */
+export interface Environment {
+  name: string
+  created_at: string
+  online_runners: number
+  runner_names: string[]
+}
+
+/** A secret as listed: never its value. */
+export interface SecretInfo {
+  name: string
+  environment: string
+  version: number
+  created_at: string
+  updated_at: string
 }
 
 export interface JsonSchema {
@@ -105,6 +143,8 @@ export interface Run {
   schedule_id?: number | null
   scheduled_for?: string | null
   attempts?: Attempt[]
+  /** Run detail only: queued and no online runner serves its environment. */
+  waiting_for_runner?: boolean
 }
 
 export interface Schedule {

@@ -8,6 +8,8 @@ import RunsPage from '../pages/RunsPage.vue'
 import RunDetailPage from '../pages/RunDetailPage.vue'
 import TokensPage from '../pages/TokensPage.vue'
 import RunnersPage from '../pages/RunnersPage.vue'
+import EnvironmentsPage from '../pages/EnvironmentsPage.vue'
+import SecretsPage from '../pages/SecretsPage.vue'
 import NotFoundPage from '../pages/NotFoundPage.vue'
 
 declare module 'vue-router' {
@@ -28,6 +30,8 @@ export const routes: RouteRecordRaw[] = [
   { path: '/runs', name: 'runs', component: RunsPage, meta: { title: 'Runs' } },
   { path: '/runs/:id', name: 'run', component: RunDetailPage, props: true, meta: { title: 'Run' } },
   { path: '/tokens', name: 'tokens', component: TokensPage, meta: { title: 'Tokens' } },
+  { path: '/environments', name: 'environments', component: EnvironmentsPage, meta: { title: 'Environments' } },
+  { path: '/secrets', name: 'secrets', component: SecretsPage, meta: { title: 'Secrets' } },
   { path: '/runners', name: 'runners', component: RunnersPage, meta: { admin: true, title: 'Runners' } },
   { path: '/:pathMatch(.*)*', name: 'notfound', component: NotFoundPage, meta: { title: 'Not found' } },
 ]
