@@ -78,6 +78,9 @@ pub enum Command {
     /// Create, list, pause, resume and delete an app's cron schedules.
     #[command(subcommand)]
     Schedules(SchedulesCmd),
+    /// Create, list, test and delete webhook endpoints; show deliveries.
+    #[command(subcommand)]
+    Webhooks(WebhooksCmd),
     /// Create, list and revoke team tokens.
     #[command(subcommand)]
     Tokens(TokensCmd),
@@ -308,6 +311,48 @@ pub enum SecretsCmd {
         #[arg(long, short = 'e', default_value = "default")]
         environment: String,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WebhooksCmd {
+    /// Send run events to URL, signed per Standard Webhooks (the secret is
+    /// printed once).
+    Create(WebhookCreateArgs),
+    /// List the team's endpoints.
+    List,
+    /// Delete an endpoint with its pending events and history.
+    Delete(WebhookRef),
+    /// Show an endpoint's delivery attempts, newest first.
+    Deliveries(WebhookDeliveriesArgs),
+    /// Queue a `webhook.test` event for an endpoint.
+    Test(WebhookRef),
+}
+
+#[derive(Debug, Args)]
+pub struct WebhookCreateArgs {
+    /// Endpoint URL (http or https).
+    pub url: String,
+    /// Only this app's runs (default: every app of the team).
+    #[arg(long, value_name = "APP")]
+    pub app: Option<String>,
+    /// Which events: terminal (default), failures or all.
+    #[arg(long, value_name = "KIND")]
+    pub events: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct WebhookRef {
+    /// Webhook id (see `webhooks list`).
+    pub id: i64,
+}
+
+#[derive(Debug, Args)]
+pub struct WebhookDeliveriesArgs {
+    /// Webhook id.
+    pub id: i64,
+    /// How many attempts to show.
+    #[arg(long, default_value_t = 20)]
+    pub limit: i64,
 }
 
 #[derive(Debug, Subcommand)]

@@ -8,6 +8,7 @@ pub mod login;
 pub mod run;
 pub mod scaffold;
 pub mod schedules;
+pub mod webhooks;
 
 use crate::cli::{Command, Global};
 use crate::config::{self, Config, DEFAULT_SERVER};
@@ -134,11 +135,12 @@ pub async fn dispatch(ctx: &mut Ctx, command: Command) -> CliResult<()> {
         Command::Apps => inspect::apps(ctx).await,
         Command::Versions(a) => inspect::versions(ctx, &a.app).await,
         Command::Schedules(c) => schedules::schedules(ctx, c).await,
+        Command::Webhooks(c) => webhooks::webhooks(ctx, c).await,
         Command::Tokens(t) => admin::tokens(ctx, t).await,
-        Command::Runners => admin::runners(ctx).await,
-        Command::Status => admin::status(ctx).await,
         Command::Environments(c) => access::environments(ctx, c).await,
         Command::Secrets(c) => access::secrets(ctx, c).await,
+        Command::Runners => admin::runners(ctx).await,
+        Command::Status => admin::status(ctx).await,
         Command::Dev(a) => crate::dev::dev(ctx, a).await,
         Command::Completions(a) => scaffold::completions(a.shell),
         Command::Init(a) => scaffold::init(ctx, a),
