@@ -37,12 +37,15 @@ async fn forward(st: Arc<AppState>, mut events: Events) {
         match next {
             Ok(Event::Queue(env)) => st.notifier.queue_changed(&env),
             Ok(Event::Run(run_id)) => st.notifier.run_changed(run_id),
+            Ok(Event::Auth) => st.auth.invalidate(),
             Ok(Event::Reconnected) => {
+                st.auth.trust();
                 backoff = Duration::from_millis(100);
                 tracing::info!("database notifications resumed");
                 wake_everyone(&st).await;
             }
             Err(e) => {
+                st.auth.distrust();
                 tracing::warn!(error = %e, retry_in = ?backoff, "database notifications lost");
                 tokio::select! {
                     _ = st.shutdown.cancelled() => return,

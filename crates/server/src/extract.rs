@@ -126,9 +126,10 @@ where
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let st = State::from_ref(state);
         let token = bearer(parts)?;
+        let hash = hash_token(token);
         let ident = st
-            .store
-            .token_by_hash(&hash_token(token))
+            .auth
+            .team(&hash, || st.store.token_by_hash(&hash))
             .await?
             .ok_or_else(|| ApiError::unauthorized("unknown or revoked team token"))?;
         let now = st.now();
@@ -250,9 +251,10 @@ where
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let st = State::from_ref(state);
         let token = bearer(parts)?;
+        let hash = hash_token(token);
         let runner = st
-            .store
-            .runner_by_token_hash(&hash_token(token))
+            .auth
+            .runner(&hash, || st.store.runner_by_token_hash(&hash))
             .await?
             .ok_or_else(|| ApiError::unauthorized("unknown runner token"))?;
         Ok(RunnerAuth(runner))

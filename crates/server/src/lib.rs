@@ -2,6 +2,7 @@
 //! configuration and a bound listener into a running server, so the binary
 //! stays thin and tests can start many servers on port 0 in parallel.
 
+pub mod auth_cache;
 pub mod config;
 pub mod error;
 pub mod events;

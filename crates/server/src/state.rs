@@ -155,6 +155,8 @@ pub struct AppState {
     pub metrics: Metrics,
     pub notifier: Notifier,
     pub schemas: SchemaCache,
+    /// Token and runner identities by token hash (see `auth_cache.rs`).
+    pub auth: crate::auth_cache::AuthCache,
     /// Login limiters and the Argon2 budget.
     pub login: crate::throttle::LoginGuard,
     pub clock: Arc<dyn Clock>,
@@ -212,6 +214,7 @@ impl AppState {
             metrics: Metrics::new(),
             notifier: Notifier::new(),
             schemas: SchemaCache::default(),
+            auth: crate::auth_cache::AuthCache::new(),
             login: crate::throttle::LoginGuard::new(),
             clock,
             shutdown,

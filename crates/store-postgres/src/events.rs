@@ -10,6 +10,9 @@ use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
 pub const QUEUE_CHANNEL: &str = "minitower_queue";
 /// Channel whose payload is the id of a run with a new status or new logs.
 pub const RUN_CHANNEL: &str = "minitower_run";
+/// Channel telling that a token, runner or team identity changed (a token
+/// revoked, a runner token rotated): cached identities are stale.
+pub const AUTH_CHANNEL: &str = "minitower_auth";
 
 /// One notification from any replica (this one included).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,6 +21,8 @@ pub enum Event {
     Queue(String),
     /// A run changed status or received log lines.
     Run(i64),
+    /// A token, runner or team identity changed somewhere.
+    Auth,
     /// The connection was lost and re-established: notifications sent in
     /// between are gone, so every waiter should re-read the store.
     Reconnected,
@@ -52,7 +57,7 @@ async fn subscribe(options: PgConnectOptions) -> StoreResult<PgListener> {
         .await
         .map_err(|e| StoreError::Database(format!("LISTEN connection: {e}")))?;
     listener
-        .listen_all([QUEUE_CHANNEL, RUN_CHANNEL])
+        .listen_all([QUEUE_CHANNEL, RUN_CHANNEL, AUTH_CHANNEL])
         .await
         .map_err(|e| StoreError::Database(format!("LISTEN: {e}")))?;
     Ok(listener)
@@ -90,6 +95,7 @@ fn parse(channel: &str, payload: &str) -> Option<Event> {
     match channel {
         QUEUE_CHANNEL => Some(Event::Queue(payload.to_string())),
         RUN_CHANNEL => payload.parse().ok().map(Event::Run),
+        AUTH_CHANNEL => Some(Event::Auth),
         _ => None,
     }
 }
@@ -106,6 +112,7 @@ mod tests {
         );
         assert_eq!(parse(RUN_CHANNEL, "42"), Some(Event::Run(42)));
         assert_eq!(parse(RUN_CHANNEL, "x"), None);
+        assert_eq!(parse(AUTH_CHANNEL, "tokens"), Some(Event::Auth));
         assert_eq!(parse("other", "1"), None);
     }
 }

@@ -71,6 +71,8 @@ pub async fn register(
             st.now(),
         )
         .await?;
+    // A registration under a known name replaces that runner's token.
+    st.auth.invalidate();
     st.metrics.runner_registered(environment);
     Ok((
         StatusCode::CREATED,

@@ -207,8 +207,9 @@ fn token_expiry(
         }
         (None, None) => return Ok(None),
         (Some(text), None) => {
-            let d = validate::duration(text)
-                .map_err(|e| ApiError::invalid_request(format!("expires_in: {e} (e.g. 30d, 12h)")))?;
+            let d = validate::duration(text).map_err(|e| {
+                ApiError::invalid_request(format!("expires_in: {e} (e.g. 30d, 12h)"))
+            })?;
             let d = chrono::Duration::from_std(d)
                 .ok()
                 .filter(|d| *d <= chrono::Duration::days(MAX_TOKEN_LIFETIME_DAYS))
@@ -258,6 +259,7 @@ pub async fn revoke_token(
 ) -> ApiResult<StatusCode> {
     let id = parse_id(&id, "token")?;
     st.store.revoke_token(auth.team.id, id, st.now()).await?;
+    st.auth.invalidate();
     Ok(StatusCode::NO_CONTENT)
 }
 
