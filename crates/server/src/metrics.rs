@@ -42,7 +42,8 @@ struct AppStatusLabels {
 struct SkipLabels {
     team: String,
     app: String,
-    /// `missed` (a later tick was due), `no_version`, `invalid_input`.
+    /// `missed` (a later tick was due), `no_version`, `invalid_input`,
+    /// `no_environment`.
     reason: String,
 }
 

@@ -25,7 +25,7 @@ use crate::routes::runs::{checked_input, DEFAULT_MAX_RETRIES};
 use crate::state::AppState;
 use chrono::{DateTime, Utc};
 use minitower_core::schedule::CronSchedule;
-use minitower_store::{FireOutcome, FireTick, ScheduleRecord, StoreResult};
+use minitower_store::{FireOutcome, FireTick, ScheduleRecord, StoreError, StoreResult};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -45,7 +45,8 @@ pub struct SchedulerReport {
     pub fired: usize,
     /// Ticks another replica (or an earlier pass) had already processed.
     pub already_done: usize,
-    /// Ticks recorded without a run (no version, input refused).
+    /// Ticks recorded without a run (no version, input refused, no
+    /// environment).
     pub unrunnable: usize,
     /// Older ticks skipped because a later one was due (downtime).
     pub missed: u64,
@@ -116,7 +117,25 @@ async fn fire(
             max_retries: DEFAULT_MAX_RETRIES,
             now,
         })
-        .await?;
+        .await;
+    let outcome = match outcome {
+        // The schedule's environment (or version) is gone: no run can be
+        // queued until it is back; retrying every pass would not help.
+        Err(StoreError::NotFound(what)) => {
+            tracing::warn!(
+                schedule_id = s.id,
+                missing = what,
+                "schedule tick cannot run"
+            );
+            let reason = if what == "environment" {
+                "no_environment"
+            } else {
+                "no_version"
+            };
+            return skip(st, s, tick, reason, report).await;
+        }
+        other => other?,
+    };
     match outcome {
         FireOutcome::Fired(run) => {
             let missed = missed_between(&cron, s.last_tick_at, tick);
