@@ -78,6 +78,9 @@ export class Stack {
       MINITOWER_BOOTSTRAP_TOKEN: 'boot',
       MINITOWER_RUNNER_REGISTRATION_TOKEN: 'reg',
       MINITOWER_EXPIRY_CHECK_INTERVAL: '1s',
+      // the webhook test's receiver listens on loopback; retries come fast
+      MINITOWER_WEBHOOK_ALLOW_PRIVATE: 'true',
+      MINITOWER_WEBHOOK_RETRY_BASE: '200ms',
     })
     const server = this.server
     await until(

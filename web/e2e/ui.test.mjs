@@ -3,6 +3,7 @@
 import { after, before, describe, it } from 'node:test'
 import assert from 'node:assert/strict'
 import { mkdirSync, readFileSync } from 'node:fs'
+import http from 'node:http'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { chromium } from 'playwright-core'
@@ -504,6 +505,72 @@ describe('MiniTower web UI', { timeout: 10 * 60_000 }, () => {
     assert.ok((await byTestId('token-secret').innerText()).trim().length > 10)
     await page.locator('[data-testid="token-row"]').getByText('ui-created').waitFor()
     await screenshot('tokens')
+  })
+
+  step('a failed attempt is retried and the run page says which attempt it is', async () => {
+    await stack.api('POST', '/api/v1/apps', { token: adminToken, json: { slug: 'flaky' }, expect: 201 })
+    const flaky = 'import os, sys\nn = os.environ["MINITOWER_ATTEMPT_NO"]\nprint(f"attempt {n}", flush=True)\nsys.exit(0 if n != "1" else 1)\n'
+    const art = stack.makeArtifact('flaky', { 'main.py': flaky })
+    const v = await stack.uploadVersion(adminToken, 'flaky', art, { entrypoint: 'main.py', retries: 2, retry_delay: '1s' })
+    assert.equal(v.retries, 2)
+    const run = await stack.api('POST', '/api/v1/apps/flaky/runs', { token: adminToken, json: {}, expect: 201 })
+    await page.goto(`${ui}/runs/${run.id}`)
+    await page.locator('[data-testid="run-status"][data-status="completed"]').waitFor({ timeout: LONG })
+    await until(async () => (await byTestId('run-attempt-summary').innerText()).startsWith('attempt 2 of 3'), { timeout: 10_000, what: 'attempt summary' })
+    assert.match(await byTestId('run-attempt-summary').innerText(), /1 failure retry used/)
+    await page.locator('[data-testid="attempt"][data-status="failed"]').waitFor()
+    await page.locator('[data-testid="attempt"][data-status="completed"]').waitFor()
+    await screenshot('run-retried')
+  })
+
+  step('webhooks: creates an endpoint, shows its secret once, sends a test event and lists the deliveries', async () => {
+    // A receiver on loopback: 500 to the first request, 200 after.
+    const got = []
+    const receiver = http.createServer((req, res) => {
+      let body = ''
+      req.on('data', (c) => (body += c))
+      req.on('end', () => {
+        got.push({ id: req.headers['webhook-id'], signature: req.headers['webhook-signature'], body })
+        res.writeHead(got.length === 1 ? 500 : 200, { 'content-type': 'text/plain' })
+        res.end(got.length === 1 ? 'not yet' : 'ok')
+      })
+    })
+    await new Promise((r) => receiver.listen(0, '127.0.0.1', r))
+    const url = `http://127.0.0.1:${receiver.address().port}/hook`
+    try {
+      await byTestId('nav-webhooks').click()
+      await byTestId('webhooks-page').waitFor()
+      await byTestId('webhook-url').fill(url)
+      await byTestId('webhook-events').selectOption('failures')
+      await byTestId('webhook-submit').click()
+      await byTestId('webhook-secret').waitFor()
+      const secret = (await byTestId('webhook-secret-value').innerText()).trim()
+      assert.match(secret, /^whsec_/)
+      const row = page.locator('[data-testid="webhook-row"]').filter({ hasText: url })
+      await row.waitFor()
+      await screenshot('webhooks-created')
+      // the secret is never listed
+      const listed = await stack.api('GET', '/api/v1/webhooks', { token: adminToken, expect: 200 })
+      assert.ok(!JSON.stringify(listed).includes(secret))
+      await row.getByTestId('webhook-test').click()
+      await byTestId('webhook-deliveries').waitFor()
+      await page.locator('[data-testid="delivery-row"][data-outcome="retry"]').waitFor({ timeout: 20_000 })
+      await page.locator('[data-testid="delivery-row"][data-outcome="delivered"]').waitFor({ timeout: 20_000 })
+      assert.equal(got.length, 2)
+      assert.equal(got[0].id, got[1].id, 'a retry keeps its webhook-id')
+      assert.equal(JSON.parse(got[1].body).type, 'webhook.test')
+      assert.match(got[1].signature, /^v1,/)
+      await screenshot('webhook-deliveries')
+      // a bad URL is refused with the server's message naming the field
+      await byTestId('webhook-url').fill('ftp://example.com/x')
+      await byTestId('webhook-submit').click()
+      await byTestId('webhook-error').getByText(/url/).waitFor()
+      await row.getByTestId('webhook-delete').click()
+      await row.getByTestId('webhook-delete').click()
+      await row.waitFor({ state: 'detached' })
+    } finally {
+      receiver.close()
+    }
   })
 
   step('environments show their runners, secrets are write-only, a run without a runner says so', async () => {

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import {
+  attemptSummary,
   exitSummary,
   formatDuration,
   percent,
@@ -53,5 +54,31 @@ describe('wallClock', () => {
     expect(wallClock('2026-11-30T00:00:00Z')).toBe('2026-11-30 00:00:00 (UTC)')
     expect(wallClock('2026-11-30T00:00:00.000Z')).toBe('2026-11-30 00:00:00 (UTC)')
     expect(wallClock('not a time')).toBe('not a time')
+  })
+})
+
+describe('attemptSummary', () => {
+  const now = Date.parse('2026-11-29T10:00:00Z')
+  it('counts attempts against the failure-retry budget', () => {
+    expect(attemptSummary({ status: 'running', failure_retries: 3, failure_retry_count: 0, not_before: null }, 1, now)).toBe(
+      'attempt 1 of 4',
+    )
+    expect(attemptSummary({ status: 'completed', failure_retries: 2, failure_retry_count: 2 }, 3, now)).toBe(
+      'attempt 3 of 3 · 2 failure retries used',
+    )
+    // older servers send no budget: one attempt
+    expect(attemptSummary({ status: 'queued' }, 0, now)).toBe('attempt 1 of 1')
+  })
+  it('says when a waiting run retries', () => {
+    const s = attemptSummary(
+      { status: 'queued', failure_retries: 3, failure_retry_count: 1, not_before: '2026-11-29T10:00:03Z' },
+      1,
+      now,
+    )
+    expect(s).toMatch(/^attempt 2 of 4 · 1 failure retry used, retry at .+ \(in 3 s\)$/)
+    // past its time, it is simply queued for attempt 2
+    expect(
+      attemptSummary({ status: 'queued', failure_retries: 3, failure_retry_count: 1, not_before: '2026-11-29T09:59:00Z' }, 1, now),
+    ).toBe('attempt 2 of 4 · 1 failure retry used')
   })
 })

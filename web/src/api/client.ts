@@ -17,6 +17,10 @@ import type {
   Schedule,
   TokenInfo,
   Version,
+  Webhook,
+  CreatedWebhook,
+  CreateWebhookBody,
+  WebhookDelivery,
 } from './types'
 
 /** Every failed call surfaces as an ApiError. status 0 means the request never got an answer. */
@@ -229,6 +233,28 @@ export class ApiClient {
   }
   revokeToken(id: number) {
     return this.request<void>(`/api/v1/tokens/${id}`, { method: 'DELETE' })
+  }
+
+  // --- webhooks ---
+  listWebhooks() {
+    return this.request<{ webhooks: Webhook[] }>('/api/v1/webhooks').then((r) => r.webhooks)
+  }
+  createWebhook(body: CreateWebhookBody) {
+    return this.request<CreatedWebhook>('/api/v1/webhooks', { json: body })
+  }
+  setWebhookEnabled(id: number, enabled: boolean) {
+    return this.request<Webhook>(`/api/v1/webhooks/${id}`, { method: 'PATCH', json: { enabled } })
+  }
+  deleteWebhook(id: number) {
+    return this.request<void>(`/api/v1/webhooks/${id}`, { method: 'DELETE' })
+  }
+  webhookDeliveries(id: number, limit = 20) {
+    return this.request<{ deliveries: WebhookDelivery[] }>(`/api/v1/webhooks/${id}/deliveries${query({ limit })}`).then(
+      (r) => r.deliveries,
+    )
+  }
+  testWebhook(id: number) {
+    return this.request<{ event_id: string; event_type: string }>(`/api/v1/webhooks/${id}/test`, { method: 'POST' })
   }
 
   // --- schedules ---

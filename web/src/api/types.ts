@@ -139,6 +139,14 @@ export interface Run {
   started_at: string | null
   finished_at: string | null
   environment: string
+  /** Failure retries the run may make; a failed attempt queues it again. */
+  failure_retries?: number
+  /** Failure retries made so far. */
+  failure_retry_count?: number
+  /** First failure-retry delay (ms). */
+  retry_delay_ms?: number
+  /** A queued run waiting for its failure retry is not leased before this. */
+  not_before?: string | null
   /** The schedule that started the run; null when triggered by hand. */
   schedule_id?: number | null
   scheduled_for?: string | null
@@ -218,4 +226,42 @@ export interface CreateRunBody {
   priority?: number
   max_retries?: number
   environment?: string
+}
+
+export type WebhookEvents = 'terminal' | 'failures' | 'all'
+
+export interface Webhook {
+  id: number
+  url: string
+  /** null: every app of the team */
+  app: string | null
+  events: WebhookEvents
+  enabled: boolean
+  created_at: string
+  updated_at: string
+}
+
+/** Answer of creating a webhook: the signing secret, shown once. */
+export interface CreatedWebhook extends Webhook {
+  secret: string
+}
+
+export interface CreateWebhookBody {
+  url: string
+  app?: string
+  events?: WebhookEvents
+}
+
+export interface WebhookDelivery {
+  id: number
+  event_id: string
+  event_type: string
+  run_id: number | null
+  attempt_no: number
+  status_code: number | null
+  latency_ms: number
+  response_excerpt: string | null
+  error: string | null
+  outcome: 'delivered' | 'retry' | 'failed'
+  at: string
 }

@@ -89,3 +89,27 @@ export function wallClock(local: string): string {
   if (!m) return local
   return `${m[1]} ${m[2]} (${m[3] === 'Z' ? 'UTC' : m[3]})`
 }
+
+/**
+ * Where a run stands in its failure-retry budget: "attempt 2 of 4", plus
+ * ", retry at 10:00:03 (in 3 s)" while it waits for its retry. `attempts`
+ * is how many attempts it has had; a queued run's next one is counted.
+ */
+export function attemptSummary(
+  run: Pick<Run, 'status' | 'failure_retries' | 'failure_retry_count' | 'not_before'>,
+  attempts: number,
+  now: number = Date.now(),
+): string {
+  const total = 1 + (run.failure_retries ?? 0)
+  const at = run.not_before ? Date.parse(run.not_before) : NaN
+  const waiting = run.status === 'queued' && !Number.isNaN(at) && at > now
+  // A queued run's next attempt is the one that counts.
+  const n = Math.max(1, attempts + (run.status === 'queued' ? 1 : 0))
+  let s = `attempt ${n} of ${total}`
+  if ((run.failure_retry_count ?? 0) > 0) s += ` · ${run.failure_retry_count} failure retr${run.failure_retry_count === 1 ? 'y' : 'ies'} used`
+  if (waiting) {
+    const secs = Math.max(0, Math.ceil((at - now) / 1000))
+    s += `, retry at ${new Date(at).toLocaleTimeString()} (in ${secs} s)`
+  }
+  return s
+}

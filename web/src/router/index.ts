@@ -10,6 +10,7 @@ import TokensPage from '../pages/TokensPage.vue'
 import RunnersPage from '../pages/RunnersPage.vue'
 import EnvironmentsPage from '../pages/EnvironmentsPage.vue'
 import SecretsPage from '../pages/SecretsPage.vue'
+import WebhooksPage from '../pages/WebhooksPage.vue'
 import NotFoundPage from '../pages/NotFoundPage.vue'
 
 declare module 'vue-router' {
@@ -32,6 +33,7 @@ export const routes: RouteRecordRaw[] = [
   { path: '/tokens', name: 'tokens', component: TokensPage, meta: { title: 'Tokens' } },
   { path: '/environments', name: 'environments', component: EnvironmentsPage, meta: { title: 'Environments' } },
   { path: '/secrets', name: 'secrets', component: SecretsPage, meta: { title: 'Secrets' } },
+  { path: '/webhooks', name: 'webhooks', component: WebhooksPage, meta: { title: 'Webhooks' } },
   { path: '/runners', name: 'runners', component: RunnersPage, meta: { admin: true, title: 'Runners' } },
   { path: '/:pathMatch(.*)*', name: 'notfound', component: NotFoundPage, meta: { title: 'Not found' } },
 ]

@@ -92,10 +92,7 @@ pub async fn show(ctx: &Ctx, id: i64) -> CliResult<()> {
     field("Attempt", attempt_line(r, d.attempts.len()));
     field("Environment", r.environment.clone());
     if let (Some(id), Some(tick)) = (r.schedule_id, r.scheduled_for) {
-        field(
-            "Schedule",
-            format!("{id} (tick {})", output::local(&tick)),
-        );
+        field("Schedule", format!("{id} (tick {})", output::local(&tick)));
     }
     if let Some(t) = r.timeout_seconds {
         field("Timeout", format!("{t}s (this run's own)"));
@@ -140,8 +137,8 @@ pub async fn show(ctx: &Ctx, id: i64) -> CliResult<()> {
 fn attempt_line(r: &minitower_core::api::Run, attempts: usize) -> String {
     let waiting = r.status == minitower_core::RunStatus::Queued
         && r.not_before.is_some_and(|t| t > chrono::Utc::now());
-    // A waiting run's next attempt is the one that counts.
-    let n = attempts + usize::from(waiting);
+    // A queued run's next attempt is the one that counts.
+    let n = attempts + usize::from(r.status == minitower_core::RunStatus::Queued);
     let mut line = format!(
         "{} of {} ({} of {} failure retries used, first delay {})",
         n.max(1),
