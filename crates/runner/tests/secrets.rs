@@ -107,6 +107,25 @@ fn runner_process(h: &Harness, env: &str, out: &std::path::Path) -> Child {
         .unwrap()
 }
 
+/// App `db`: the Towerfile declaring `DB_PASSWORD`, and `main` as its script.
+async fn deploy_db(h: &Harness, main: &str) {
+    h.team.create_app("db", None).await.unwrap();
+    let bytes = targz(&[("Towerfile", TOWERFILE), ("main.py", main)]);
+    h.team
+        .upload_version(
+            "db",
+            minitower_client::VersionUpload {
+                artifact_len: Some(bytes.len() as u64),
+                artifact: bytes.into(),
+                entrypoint: None,
+                timeout_seconds: None,
+                params_schema: None,
+            },
+        )
+        .await
+        .unwrap();
+}
+
 fn holds(haystack: &[u8], needle: &str) -> bool {
     haystack
         .windows(needle.len())
@@ -150,21 +169,7 @@ async fn prod_secret_reaches_the_script_and_nowhere_else() {
             .await;
         assert_eq!((s, v["version"].as_i64()), (201, Some(1)), "{v}");
     }
-    h.team.create_app("db", None).await.unwrap();
-    let bytes = targz(&[("Towerfile", TOWERFILE), ("main.py", SCRIPT)]);
-    h.team
-        .upload_version(
-            "db",
-            minitower_client::VersionUpload {
-                artifact_len: Some(bytes.len() as u64),
-                artifact: bytes.into(),
-                entrypoint: None,
-                timeout_seconds: None,
-                params_schema: None,
-            },
-        )
-        .await
-        .unwrap();
+    deploy_db(&h, SCRIPT).await;
 
     // Nobody serves staging: a run there is reported as waiting.
     let (s, staged) = api
@@ -290,24 +295,7 @@ async fn prod_secret_reaches_the_script_and_nowhere_else() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_missing_declared_secret_fails_the_run_at_lease_naming_it() {
     let h = Harness::start().await;
-    h.team.create_app("db", None).await.unwrap();
-    let bytes = targz(&[
-        ("Towerfile", TOWERFILE),
-        ("main.py", "print('never runs')\n"),
-    ]);
-    h.team
-        .upload_version(
-            "db",
-            minitower_client::VersionUpload {
-                artifact_len: Some(bytes.len() as u64),
-                artifact: bytes.into(),
-                entrypoint: None,
-                timeout_seconds: None,
-                params_schema: None,
-            },
-        )
-        .await
-        .unwrap();
+    deploy_db(&h, "print('never runs')\n").await;
     // Queued before the secret exists, set before a runner comes: it runs.
     let first = h
         .team
