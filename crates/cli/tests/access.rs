@@ -29,7 +29,14 @@ async fn environments_secrets_and_scoped_tokens_from_the_cli() {
     // The value comes from stdin; it is on no command line.
     let value = "cli-S3cr3t-value-77";
     let mut child = cli
-        .command(&["--json", "secrets", "set", "DB_PASSWORD", "--environment", "prod"])
+        .command(&[
+            "--json",
+            "secrets",
+            "set",
+            "DB_PASSWORD",
+            "--environment",
+            "prod",
+        ])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -66,8 +73,16 @@ async fn environments_secrets_and_scoped_tokens_from_the_cli() {
     // A scoped, expiring CI token; the list shows scope and expiry.
     let out = cli
         .run(&[
-            "--json", "tokens", "create", "ci", "--expires-in", "30d", "--app", "hello",
-            "--actions", "trigger,read",
+            "--json",
+            "tokens",
+            "create",
+            "ci",
+            "--expires-in",
+            "30d",
+            "--app",
+            "hello",
+            "--actions",
+            "trigger,read",
         ])
         .await
         .expect(0);
@@ -82,9 +97,16 @@ async fn environments_secrets_and_scoped_tokens_from_the_cli() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(4), "refused: {out:?}");
-    assert!(String::from_utf8_lossy(&out.stderr).contains("out of scope"), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("out of scope"),
+        "{out:?}"
+    );
     let out = cli.run(&["tokens", "list"]).await.expect(0);
-    assert!(out.stdout.contains("LAST REFUSED") && out.stdout.contains("out of scope"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("LAST REFUSED") && out.stdout.contains("out of scope"),
+        "{}",
+        out.stdout
+    );
 
     cli.run(&["environments", "delete", "prod"]).await.expect(0);
     let out = cli.run(&["environments", "delete", "default"]).await;
