@@ -18,16 +18,21 @@ async fn queued(app: &TestApp) -> (minitower_client::Client, minitower_client::C
     (team, runner, run)
 }
 
+/// A lease asked for with `start: true`.
+async fn fast_lease(runner: &minitower_client::Client) -> Lease {
+    runner
+        .lease_and_start(Duration::ZERO)
+        .await
+        .unwrap()
+        .expect("a lease")
+}
+
 #[tokio::test]
 async fn a_lease_that_starts_and_a_result_with_logs_run_a_run_in_two_calls() {
     let app = spawn_app().await;
     let (team, runner, run) = queued(&app).await;
 
-    let lease = runner
-        .lease_and_start(Duration::ZERO)
-        .await
-        .unwrap()
-        .expect("a lease");
+    let lease = fast_lease(&runner).await;
     assert_eq!(lease.run_id, run.id);
     let state = lease.started.clone().expect("the lease says it started");
     assert_eq!(
@@ -93,11 +98,7 @@ async fn a_plain_lease_does_not_start_and_a_plain_result_still_works() {
 async fn a_result_with_bad_log_lines_is_refused_and_changes_nothing() {
     let app = spawn_app().await;
     let (team, runner, run) = queued(&app).await;
-    let lease = runner
-        .lease_and_start(Duration::ZERO)
-        .await
-        .unwrap()
-        .expect("a lease");
+    let lease = fast_lease(&runner).await;
     let mut bad = line(1, "fine");
     bad.stream = "NOT A STREAM".into();
     let report = ResultReport::new(
@@ -127,11 +128,7 @@ async fn a_result_with_bad_log_lines_is_refused_and_changes_nothing() {
 async fn a_result_with_logs_after_the_lease_expired_is_gone() {
     let app = spawn_app().await;
     let (team, runner, run) = queued(&app).await;
-    let lease = runner
-        .lease_and_start(Duration::ZERO)
-        .await
-        .unwrap()
-        .expect("a lease");
+    let lease = fast_lease(&runner).await;
     app.advance(app.lease_ttl() + Duration::from_secs(1));
     app.reap().await;
     let report = ResultReport::new(
