@@ -52,7 +52,7 @@ const STEPS: [u32; 6] = [1, 6, 24, 120, 360, 720];
 /// given up. With the default 5 s base: 5 s, 30 s, 2 m, 10 m, 30 m, then
 /// 1 h until [`MAX_ATTEMPTS`].
 pub fn retry_delay(base: Duration, attempts: i64) -> Option<Duration> {
-    if attempts >= MAX_ATTEMPTS || attempts < 1 {
+    if !(1..MAX_ATTEMPTS).contains(&attempts) {
         return None;
     }
     let step = STEPS[(attempts as usize - 1).min(STEPS.len() - 1)];

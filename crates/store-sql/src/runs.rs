@@ -107,7 +107,7 @@ pub(crate) async fn insert_run(
     .await
     .map_err(db::unique(|| format!("run {run_no} already exists")))?;
     // The `run.queued` webhook event commits with the run.
-    crate::webhooks::run_event(&mut **tx, id, RunEvent::Queued, ms(run.now)).await?;
+    crate::webhooks::run_event(tx, id, RunEvent::Queued, ms(run.now)).await?;
     Ok(id)
 }
 

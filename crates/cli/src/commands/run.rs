@@ -89,8 +89,7 @@ pub async fn run(ctx: &Ctx, args: RunArgs) -> CliResult<()> {
     parse_pairs(&args.params)?;
     build_input(args.input.as_deref(), Map::new())?;
     let client = ctx.client()?;
-    let (typed, version_no) =
-        typed_params(&client, &args.app, args.version, &args.params).await?;
+    let (typed, version_no) = typed_params(&client, &args.app, args.version, &args.params).await?;
     let input = build_input(args.input.as_deref(), typed)?;
     let req = CreateRunRequest {
         input,
@@ -104,7 +103,6 @@ pub async fn run(ctx: &Ctx, args: RunArgs) -> CliResult<()> {
             .clone()
             .map(minitower_core::api::RetryDelaySpec::Text),
         timeout: args.timeout.clone().map(TimeoutSpec::Text),
-        ..Default::default()
     };
     let (run, created) = match client
         .create_run(&args.app, &req, args.idempotency_key.as_deref())
@@ -148,7 +146,11 @@ fn say(args: std::fmt::Arguments) {
 
 /// The 404 of `run APP` for an app that does not exist, with the closest
 /// existing slug when one is near.
-pub async fn did_you_mean(client: &Client, app: &str, e: minitower_client::ClientError) -> CliError {
+pub async fn did_you_mean(
+    client: &Client,
+    app: &str,
+    e: minitower_client::ClientError,
+) -> CliError {
     let Ok(apps) = client.list_apps().await else {
         return e.into();
     };
