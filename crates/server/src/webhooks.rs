@@ -328,7 +328,7 @@ mod tests {
         // the base scales the whole schedule (tests use milliseconds)
         assert_eq!(
             retry_delay(Duration::from_millis(100), 2),
-            Some(Duration::from_secs(3))
+            Some(Duration::from_millis(600))
         );
     }
 
