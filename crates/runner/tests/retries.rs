@@ -76,6 +76,8 @@ async fn a_script_that_fails_twice_then_succeeds_completes_on_attempt_three() {
         let waited = (next - ended).to_std().unwrap();
         let delay = failure_retry_delay(first, retry, id);
         assert!(delay >= base_delay(first, retry) * 3 / 4);
+        // times are stored in whole milliseconds
+        let delay = Duration::from_millis(delay.as_millis() as u64);
         assert!(
             waited >= delay,
             "retry {retry}: waited {waited:?} < {delay:?}"
