@@ -162,7 +162,9 @@ pub struct CreatedWebhook {
 /// Body of `POST /api/v1/webhooks`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 pub struct CreateWebhookRequest {
-    /// An absolute `http` or `https` URL.
+    /// An absolute `http` or `https` URL whose host does not resolve to a
+    /// loopback, link-local or the control plane's own address.
+    #[schema(min_length = 1, max_length = 2048)]
     pub url: String,
     /// Only this app's runs (a slug); default every app of the team.
     #[serde(default, skip_serializing_if = "Option::is_none")]
