@@ -42,6 +42,8 @@ pub const EXCERPT_BYTES: usize = 1024;
 pub const MAX_ATTEMPTS: i64 = 29;
 /// How often an idle deliverer looks for due events.
 const IDLE_POLL: Duration = Duration::from_millis(500);
+/// Shortest sleep when nothing could be claimed.
+const MIN_WAIT: Duration = Duration::from_millis(50);
 /// A claimed event is due again after this unless its attempt is recorded
 /// (its deliverer died): longer than any delivery takes.
 const CLAIM_TTL: Duration = Duration::from_secs(30);
@@ -147,44 +149,46 @@ pub async fn run(st: Arc<AppState>) {
     let http = client(&st);
     let slots = Arc::new(Semaphore::new(PARALLEL));
     loop {
-        if st.shutdown.is_cancelled() {
-            return;
-        }
+        // All slots busy (slow receivers): wait for one to free up, not
+        // for the clock, so a due event cannot spin this loop.
         let free = slots.available_permits();
-        let claimed = if free == 0 {
-            Vec::new()
-        } else {
-            match st
-                .store
-                .claim_webhook_events(st.now(), free as i64, CLAIM_TTL)
-                .await
-            {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::warn!(error = %e, "claiming webhook events failed");
-                    Vec::new()
-                }
+        if free == 0 {
+            tokio::select! {
+                _ = st.shutdown.cancelled() => return,
+                p = slots.clone().acquire_owned() => drop(p),
             }
-        };
-        let busy = !claimed.is_empty();
-        for ev in claimed {
-            let permit = slots.clone().acquire_owned().await.expect("never closed");
-            let (st, http) = (st.clone(), http.clone());
-            tokio::spawn(async move {
-                deliver(&st, &http, ev).await;
-                drop(permit);
-            });
-        }
-        if busy && slots.available_permits() > 0 {
             continue;
         }
-        // Idle or full: wait for a free slot, the next due event or the
-        // next poll.
-        let wait = next_wait(&st).await;
+        let claimed = match st
+            .store
+            .claim_webhook_events(st.now(), free as i64, CLAIM_TTL)
+            .await
+        {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "claiming webhook events failed");
+                Vec::new()
+            }
+        };
+        if !claimed.is_empty() {
+            for ev in claimed {
+                // `free` permits were available and only this loop takes them.
+                let permit = slots.clone().acquire_owned().await.expect("never closed");
+                let (st, http) = (st.clone(), http.clone());
+                tokio::spawn(async move {
+                    deliver(&st, &http, ev).await;
+                    drop(permit);
+                });
+            }
+            continue;
+        }
+        // Nothing claimable: sleep until the next due event (at least
+        // MIN_WAIT: one that is due but was taken by another replica must
+        // not spin this loop), at most IDLE_POLL.
+        let wait = next_wait(&st).await.max(MIN_WAIT);
         tokio::select! {
             _ = st.shutdown.cancelled() => return,
             _ = tokio::time::sleep(wait) => {}
-            p = slots.clone().acquire_owned(), if !busy => drop(p),
         }
     }
 }
