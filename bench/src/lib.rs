@@ -114,6 +114,9 @@ pub struct Options {
     /// dispatch: most runs created but not completed at any time.
     #[arg(long, default_value_t = 32)]
     pub dispatch_inflight: usize,
+    /// dispatch, dispatch-pg: the runner protocol the simulated runners speak.
+    #[arg(long, value_enum, default_value_t = scenarios::dispatch::Protocol::Fast)]
+    pub dispatch_protocol: scenarios::dispatch::Protocol,
     /// latency: measured runs (one warm-up run comes first).
     #[arg(long, default_value_t = 40)]
     pub latency_runs: usize,

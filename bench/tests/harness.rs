@@ -1,7 +1,7 @@
 //! The harness itself works: a tiny dispatch against an in-process control
 //! plane. Nothing here looks at how fast it was.
 
-use minitower_bench::scenarios::dispatch;
+use minitower_bench::scenarios::dispatch::{self, Protocol};
 use minitower_bench::{artifacts, stack};
 use minitower_server::{bind, Application, ServerConfig};
 use tokio::sync::oneshot;
@@ -25,7 +25,8 @@ async fn tiny_dispatch_completes_every_run() {
         .await
         .unwrap();
     let runners = dispatch::register_runners(&url, 4, "t").await.unwrap();
-    let out = dispatch::drive(&admin, &runners, "noop", 50, 2, 8)
+    let admins = std::slice::from_ref(&admin);
+    let out = dispatch::drive(admins, &runners, "noop", 50, 2, 8, Protocol::Classic)
         .await
         .unwrap();
     assert_eq!(out.runs, 50);
@@ -43,11 +44,16 @@ async fn tiny_dispatch_completes_every_run() {
     assert_eq!(summary.get("completed"), Some(&50));
     assert_eq!(summary.get("queued"), Some(&0));
 
-    // A second drive on the same runners (as after a warm-up) works too.
-    let again = dispatch::drive(&admin, &runners, "noop", 10, 1, 4)
+    // A second drive on the same runners (as after a warm-up) works too,
+    // on the fast path: no start or logs call, the line goes with the result.
+    let again = dispatch::drive(admins, &runners, "noop", 10, 1, 4, Protocol::Fast)
         .await
         .unwrap();
     assert_eq!(again.end_to_end.len(), 10);
+    assert_eq!(again.calls.result.len(), 10);
+    assert!(again.calls.start.is_empty() && again.calls.logs.is_empty());
+    let summary = admin.runs_summary().await.unwrap();
+    assert_eq!(summary.get("completed"), Some(&60));
 
     stop.send(()).unwrap();
     server.await.unwrap().unwrap();

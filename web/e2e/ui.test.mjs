@@ -171,6 +171,7 @@ describe('MiniTower web UI', { timeout: 10 * 60_000 }, () => {
     assert.match(await byTestId('run-input').innerText(), /"name": "MiniTower"/)
     await page.locator('[data-testid="attempt"][data-status="completed"]').waitFor()
     assert.equal((await byTestId('run-exit-code').innerText()).trim(), '0')
+    assert.equal((await byTestId('run-trigger').innerText()).trim(), 'by hand')
     assert.equal(await byTestId('cancel-run').count(), 0, 'no cancel button on a finished run')
     await screenshot('run-completed')
 

@@ -110,6 +110,7 @@ async fn drive_replicas(opts: &Options, label: &str, servers: &[Server]) -> Resu
             opts.dispatch_warmup,
             opts.dispatch_creators.max(replicas),
             opts.dispatch_inflight,
+            opts.dispatch_protocol,
         )
         .await
         .context("warm-up")?;
@@ -127,6 +128,7 @@ async fn drive_replicas(opts: &Options, label: &str, servers: &[Server]) -> Resu
         opts.dispatch_runs,
         opts.dispatch_creators.max(replicas),
         opts.dispatch_inflight,
+        opts.dispatch_protocol,
     )
     .await?;
     let s1 = samples(servers)?;

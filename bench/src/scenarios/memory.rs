@@ -65,6 +65,7 @@ async fn measure(opts: &Options, stack: &mut Stack, shared: &Shared) -> Result<S
                 n,
                 opts.dispatch_creators,
                 opts.dispatch_inflight,
+                opts.dispatch_protocol,
             )
             .await?;
             (

@@ -94,15 +94,38 @@ pub async fn check_endpoint(st: &AppState, text: &str) -> Result<url::Url, Strin
     Ok(u)
 }
 
-/// The control plane's own listen address, when it is a specific one
-/// (an unspecified listen address is refused as such).
+/// The control plane's own addresses: its listen address, or every address
+/// of the host's interfaces when it listens on all of them (`0.0.0.0`,
+/// `::`), since it then answers on each.
 fn own_addresses(st: &AppState) -> Vec<IpAddr> {
-    st.config
+    let listen = st
+        .config
         .socket_addr()
         .ok()
         .and_then(|a| a.parse::<SocketAddr>().ok())
-        .map(|a| vec![a.ip()])
-        .unwrap_or_default()
+        .map(|a| a.ip());
+    match listen {
+        Some(ip) if ip.is_unspecified() => interface_addresses(),
+        Some(ip) => vec![ip],
+        None => Vec::new(),
+    }
+}
+
+/// Every IP address of the host's network interfaces.
+fn interface_addresses() -> Vec<IpAddr> {
+    let Ok(addrs) = nix::ifaddrs::getifaddrs() else {
+        return Vec::new();
+    };
+    addrs
+        .filter_map(|a| {
+            let a = a.address?;
+            if let Some(v4) = a.as_sockaddr_in() {
+                Some(IpAddr::V4(v4.ip()))
+            } else {
+                a.as_sockaddr_in6().map(|v6| IpAddr::V6(v6.ip()))
+            }
+        })
+        .collect()
 }
 
 /// The delivery client's resolver: names resolve as usual, and a name with
@@ -338,6 +361,10 @@ mod tests {
 
     #[test]
     fn private_addresses_are_refused_unless_allowed() {
+        // The host's own interface addresses count as the control plane's
+        // when it listens on all of them (loopback is among them).
+        let ifaces = interface_addresses();
+        assert!(ifaces.iter().any(|ip| ip.is_loopback()), "{ifaces:?}");
         let own: Vec<IpAddr> = vec!["10.0.0.5".parse().unwrap()];
         for ip in ["127.0.0.1", "::1", "169.254.169.254", "0.0.0.0", "10.0.0.5"] {
             let ip: IpAddr = ip.parse().unwrap();

@@ -187,7 +187,24 @@ pub(crate) async fn delete_environment(s: &SqlStore, team_id: i64, name: &str) -
     .map_err(db::err)?;
     if schedules > 0 {
         return Err(StoreError::Conflict(format!(
-            "environment {name:?} is used by {schedules} schedule(s); delete them or move them              to another environment first"
+            "environment {name:?} is used by {schedules} schedule(s); delete them or move them \
+             to another environment first"
+        )));
+    }
+    // Runners serve every team; one online in this environment is still
+    // working for it (its leases would wait forever for a deleted name).
+    let runners: Vec<String> = sqlx::query_scalar(&s.sql(
+        "SELECT name FROM runners WHERE environment = $1 AND status = 'online' \
+         ORDER BY name COLLATE \"C\" LIMIT 5",
+    ))
+    .bind(name)
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(db::err)?;
+    if !runners.is_empty() {
+        return Err(StoreError::Conflict(format!(
+            "environment {name:?} has online runners ({}); stop them or register them elsewhere first",
+            runners.join(", ")
         )));
     }
     sqlx::query("DELETE FROM secrets WHERE team_id = $1 AND environment = $2")

@@ -107,8 +107,9 @@ pub async fn runs_need_an_existing_environment(store: Arc<dyn Store>) {
     assert_eq!((run.environment.as_str(), run.run_no), ("staging", 1));
 }
 
-/// `default` cannot go; an environment with a queued or running run cannot
-/// go; once its runs are finished it goes, with its secrets.
+/// `default` cannot go; an environment with a queued or running run, a
+/// schedule or an online runner cannot go; once they are gone it goes, with
+/// its secrets.
 pub async fn delete_refused_while_active_or_default(store: Arc<dyn Store>) {
     let f = Fixture::new(store.clone()).await;
     assert_conflict(store.delete_environment(f.team.id, "default").await);
@@ -126,6 +127,13 @@ pub async fn delete_refused_while_active_or_default(store: Arc<dyn Store>) {
     held.finish(ResultStatus::Completed, Some(0), 4)
         .await
         .unwrap();
+    // A runner online in the environment still works for it.
+    let err = store.delete_environment(f.team.id, "prod").await;
+    assert!(
+        matches!(&err, Err(crate::StoreError::Conflict(m)) if m.contains("online runners")),
+        "{err:?}"
+    );
+    store.runner_offline(runner.runner_id).await.unwrap();
     store.delete_environment(f.team.id, "prod").await.unwrap();
     assert!(!store.environment_exists(f.team.id, "prod").await.unwrap());
     assert_not_found(store.delete_environment(f.team.id, "prod").await);
