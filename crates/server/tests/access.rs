@@ -25,12 +25,13 @@ async fn environments_create_list_delete() {
     );
     assert!(msg.starts_with("environment:"), "{msg}");
     // A runner labelled prod shows up under prod.
-    let (status, _) = send_json(
+    let (status, registered) = send_json(
         app.raw(Some(REGISTRATION), Method::POST, "/api/v1/runners/register")
             .json(&json!({"name": "p1", "environment": "prod"})),
     )
     .await;
     assert_eq!(status, 201);
+    let runner = app.client(registered["token"].as_str().unwrap());
     let envs = team.list_environments().await.unwrap();
     let prod = envs.iter().find(|e| e.name == "prod").unwrap();
     assert_eq!(
@@ -60,6 +61,10 @@ async fn environments_create_list_delete() {
     let msg = expect_api_err(team.delete_environment("prod").await, 409, "conflict");
     assert!(msg.contains("active run"), "{msg}");
     team.cancel_run(run.id).await.unwrap();
+    // Runners serve every team: one online in prod still works for it.
+    let msg = expect_api_err(team.delete_environment("prod").await, 409, "conflict");
+    assert!(msg.contains("online runners (p1)"), "{msg}");
+    runner.runner_offline().await.unwrap();
     team.delete_environment("prod").await.unwrap();
     assert_eq!(names(team.list_environments().await.unwrap()), ["default"]);
     expect_api_err(team.delete_environment("prod").await, 404, "not_found");
