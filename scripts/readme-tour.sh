@@ -112,6 +112,7 @@ mapfile -t TOUR < <(awk '
 
 RUN_ID=""
 TOKEN_ID=""
+SCHEDULE_ID=""
 FOLLOW_PID=""
 for line in "${TOUR[@]}"; do
     read -ra w <<<"$line"
@@ -131,6 +132,18 @@ for line in "${TOUR[@]}"; do
             if [[ "${w[1]}" == revoke ]]; then
                 [[ -n "$TOKEN_ID" ]] || fail "no token id for: $line"
                 w[2]="$TOKEN_ID"
+            fi ;;
+        schedules)
+            # Placeholder schedule ids become the one `schedules create` printed.
+            if [[ "${w[1]}" =~ ^(pause|resume|delete)$ ]]; then
+                [[ -n "$SCHEDULE_ID" ]] || fail "no schedule id for: $line"
+                w[2]="$SCHEDULE_ID"
+            fi ;;
+        secrets)
+            # The value comes from stdin, as documented (never argv).
+            if [[ "${w[1]}" == set ]]; then
+                printf 'tour-secret-value' >"$TMP/secret"
+                stdin="$TMP/secret"
             fi ;;
         completions)
             # `> ~/.local/share/...`: written to the temp folder instead.
@@ -167,8 +180,13 @@ for line in "${TOUR[@]}"; do
             fi ;;
         tokens)
             if [[ "${w[1]}" == create ]]; then
-                TOKEN_ID="$(sed -n 's/.*(id \([0-9]\+\))\..*/\1/p' "$TMP/cmd.out")"
+                TOKEN_ID="$(sed -n 's/.*(id \([0-9]\+\)[,)].*/\1/p' "$TMP/cmd.out")"
                 [[ -n "$TOKEN_ID" ]] || fail "no token id in the output of '$line'"
+            fi ;;
+        schedules)
+            if [[ "${w[1]}" == create ]]; then
+                SCHEDULE_ID="$(sed -n 's/^Schedule \([0-9]\+\) created.*/\1/p' "$TMP/cmd.out")"
+                [[ -n "$SCHEDULE_ID" ]] || fail "no schedule id in the output of '$line'"
             fi ;;
         completions)
             grep -q minitower "$TMP/completions.out" || fail "'$line' wrote no completion script" ;;
