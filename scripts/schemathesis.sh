@@ -30,6 +30,14 @@ algorithms = []
 include-path = "/api/v1/webhooks"
 include-method = "POST"
 checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "403", "404", "409", "429"]
+
+# Secrets live in an environment the team must have created: a schema-valid
+# `?environment=` naming none is refused with 400 naming `environment`, and a
+# value may not hold NUL (it becomes an environment variable); neither is
+# expressible in the schema.
+[[operations]]
+include-path-regex = "^/api/v1/secrets"
+checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "403", "404", "409", "429"]
 TOML
 
 free_port() {

@@ -98,6 +98,7 @@ pub async fn delete_environment(
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 pub struct SecretsQuery {
     /// Environment of the secrets (default `default`).
+    #[param(pattern = r"^[a-z][a-z0-9-]{0,62}$")]
     pub environment: Option<String>,
 }
 
@@ -138,7 +139,7 @@ pub async fn list_secrets(
 /// Sets a secret (201 when new, 200 when replaced; the version goes up by
 /// one). The value is sealed before it is stored and is never shown again.
 #[utoipa::path(put, path = "/api/v1/secrets/{name}", tag = "secrets",
-    params(("name" = String, Path, description = "environment variable name"), SecretsQuery),
+    params(("name" = String, Path, pattern = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$", description = "environment variable name"), SecretsQuery),
     request_body = PutSecretRequest,
     responses((status = 201, body = SecretInfo), (status = 200, body = SecretInfo),
               (status = 400, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope)),
@@ -212,7 +213,7 @@ pub async fn put_secret(
 
 /// Deletes a secret of an environment.
 #[utoipa::path(delete, path = "/api/v1/secrets/{name}", tag = "secrets",
-    params(("name" = String, Path, description = "environment variable name"), SecretsQuery),
+    params(("name" = String, Path, pattern = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$", description = "environment variable name"), SecretsQuery),
     responses((status = 204), (status = 400, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)),
     security(("team" = [])))]
 pub async fn delete_secret(
