@@ -68,7 +68,9 @@ def test_wait_by_polling(client: Client) -> None:
 
 
 def test_wait_times_out_then_cancel(client: Client) -> None:
-    # No runner serves this environment: the run stays queued.
+    # No runner serves this environment: the run stays queued. (The team must
+    # have the environment; the SDK has no call for that, the API does.)
+    client._json("POST", "/api/v1/environments", json_body={"name": "nowhere"})
     run = client.run("hello", {"name": "Nobody"}, environment="nowhere")
     assert run.environment == "nowhere" and run.status == "queued"
     started = time.monotonic()
