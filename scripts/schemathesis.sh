@@ -62,8 +62,12 @@ run_against() {
     -H 'Authorization: Bearer boot' -H 'Content-Type: application/json' \
     -d '{"slug":"acme","name":"Acme","password":"schemathesis"}' |
     python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')"
+  # One worker: CPython 3.11 before 3.11.8 keeps the AST constructor's
+  # recursion depth in a global, so Hypothesis parsing lambdas in two threads
+  # at once fails with "AST constructor recursion depth mismatch"
+  # (CPython gh-106905), an error of the tool, not of the server.
   local common=(--checks all -H "Authorization: Bearer $token" --max-examples 30
-    --workers 2 --max-failures 20 --warnings off)
+    --workers 1 --max-failures 20 --warnings off)
   echo "-- schemathesis on $name (port $port)"
   # DELETE /api/v1/tokens/{id} would revoke the token the run uses: it goes last.
   timeout 240 "$ST" --config-file "$WORK/schemathesis.toml" run \
