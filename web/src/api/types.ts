@@ -84,6 +84,43 @@ export interface JsonSchema {
   [key: string]: unknown
 }
 
+/** Named priority tiers: foreground = 100, background = 0 (the default), best_effort = -100. */
+export type PriorityName = 'foreground' | 'background' | 'best_effort'
+
+/** What a version runs (issue 14); see crates/core job types. */
+export type JobEntry =
+  | { kind: 'script'; path: string }
+  | { kind: 'command'; argv: string[] }
+  | { kind: 'shell'; script: string }
+  | { kind: 'binary'; args?: string[] }
+
+/** Where the files come from: the uploaded archive, a git checkout or a downloaded binary. */
+export type JobSource =
+  | { kind: 'archive' }
+  | { kind: 'git'; url: string; ref: string; secret?: string | null }
+  | { kind: 'binary'; url: string; sha256: string }
+
+export interface PtySize {
+  cols: number
+  rows: number
+}
+
+/** Resource limits as stored: memory and disk in bytes; each optional. */
+export interface JobLimits {
+  memory?: number | null
+  cpus?: number | null
+  pids?: number | null
+  disk?: number | null
+}
+
+export interface JobSpec {
+  entry: JobEntry
+  source?: JobSource
+  /** absent or null: pipes */
+  pty?: PtySize | null
+  limits?: JobLimits | null
+}
+
 export interface Version {
   version_no: number
   artifact_sha256: string
@@ -92,6 +129,11 @@ export interface Version {
   params_schema: JsonSchema | null
   created_at: string
   import_paths?: string[]
+  /** What the version runs; absent from servers before issue 14. */
+  job?: JobSpec
+  /** Default priority of its runs; null: background. */
+  priority?: number | null
+  priority_name?: PriorityName | null
 }
 
 export interface App {
@@ -120,6 +162,15 @@ export interface Attempt {
   error_message?: string | null
   started_at: string | null
   finished_at: string | null
+  /** The git commit a git-sourced attempt checked out; null otherwise. */
+  source_commit?: string | null
+}
+
+/** What a run overrode of its version's job. */
+export interface JobOverrides {
+  pty?: PtySize | boolean | null
+  limits?: JobLimits | null
+  ref?: string | null
 }
 
 export interface Run {
@@ -130,6 +181,9 @@ export interface Run {
   status: RunStatus
   input: unknown
   priority: number
+  /** The priority's name; null when the number has none; absent from older servers. */
+  priority_name?: PriorityName | null
+  job_overrides?: JobOverrides | null
   max_retries: number
   retry_count: number
   cancel_requested: boolean
@@ -210,6 +264,19 @@ export interface LogLine {
   logged_at: string
 }
 
+/** The JSON of a log line with stream "event" (written by the runner). */
+export type LifecycleEvent =
+  | { event: 'started'; pid?: number; runner?: string; attempt?: number; limits?: string }
+  | {
+      event: 'finished'
+      exit_code?: number | null
+      signal?: string | null
+      duration_ms?: number
+      peak_memory_bytes?: number | null
+      reason?: string | null
+    }
+  | { event: string; [field: string]: unknown }
+
 export interface Runner {
   id: number
   name: string
@@ -220,12 +287,26 @@ export interface Runner {
   max_concurrency?: number
 }
 
+/** Per-run limit overrides: sizes as "256MiB" or bytes. */
+export interface CreateRunLimits {
+  memory?: string | number
+  cpus?: number
+  pids?: number
+  disk?: string | number
+}
+
 export interface CreateRunBody {
   input?: unknown
   version_no?: number
-  priority?: number
+  /** an integer or a PriorityName */
+  priority?: number | PriorityName
   max_retries?: number
   environment?: string
+  /** true/false, or a window size */
+  pty?: boolean | PtySize
+  limits?: CreateRunLimits
+  /** git versions only */
+  ref?: string
 }
 
 export type WebhookEvents = 'terminal' | 'failures' | 'all'

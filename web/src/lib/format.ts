@@ -53,6 +53,19 @@ export function runDuration(run: Pick<Run, 'started_at' | 'finished_at'>, now: n
   return Math.max(0, (end - start) / 1000)
 }
 
+/** 35651584 → "34 MiB", 1536 → "1.5 KiB", 12 → "12 B" (binary units, like the limits). */
+export function formatBytes(n: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB']
+  let v = n
+  let u = 0
+  while (Math.abs(v) >= 1024 && u < units.length - 1) {
+    v /= 1024
+    u += 1
+  }
+  const s = u === 0 || Math.abs(v) >= 10 ? String(Math.round(v)) : v.toFixed(1).replace(/\.0$/, '')
+  return `${s} ${units[u]}`
+}
+
 export function shortSha(sha: string | null | undefined, n = 12): string {
   return sha ? sha.slice(0, n) : '—'
 }

@@ -1,12 +1,31 @@
 import type { LogLine } from '../api/types'
+import { stripAnsi } from './ansi'
+import { describeEvent, parseEvent } from './logevent'
 
-/** Indexes (into lines) of the lines containing q, case-insensitively; [] for an empty q. */
+// Lines never change once received: their visible text is worked out once.
+const visible = new WeakMap<LogLine, string>()
+
+/**
+ * What a line shows: an event's summary row, or the text with its escape sequences
+ * resolved and removed. Search matches it; a download holds it.
+ */
+export function visibleText(l: LogLine): string {
+  let t = visible.get(l)
+  if (t === undefined) {
+    const ev = parseEvent(l)
+    t = ev ? describeEvent(ev).text : stripAnsi(l.line)
+    visible.set(l, t)
+  }
+  return t
+}
+
+/** Indexes (into lines) of the lines whose visible text contains q, case-insensitively; [] for an empty q. */
 export function findMatches(lines: readonly LogLine[], q: string): number[] {
   const needle = q.toLowerCase()
   if (!needle) return []
   const out: number[] = []
   lines.forEach((l, i) => {
-    if (l.line.toLowerCase().includes(needle)) out.push(i)
+    if (visibleText(l).toLowerCase().includes(needle)) out.push(i)
   })
   return out
 }
@@ -35,8 +54,9 @@ export function highlight(text: string, q: string): Segment[] {
 }
 
 /**
- * The log as plain text, one line per log line. Lines of another attempt follow a
- * "=== attempt N ===" separator; stderr and setup lines carry a prefix so nothing is lost.
+ * The log as plain text, one line per log line, as the viewer shows it (colours and other
+ * escape sequences removed, events as their summary). Lines of another attempt follow a
+ * "=== attempt N ===" separator; stderr, setup and event lines carry a prefix so nothing is lost.
  */
 export function logAsText(lines: readonly LogLine[]): string {
   const out: string[] = []
@@ -45,7 +65,7 @@ export function logAsText(lines: readonly LogLine[]): string {
   for (const l of lines) {
     if (multi && l.attempt_no !== attempt) out.push(`=== attempt ${l.attempt_no} ===`)
     attempt = l.attempt_no
-    out.push(l.stream === 'stdout' ? l.line : `[${l.stream}] ${l.line}`)
+    out.push(l.stream === 'stdout' ? visibleText(l) : `[${l.stream}] ${visibleText(l)}`)
   }
   return out.length ? out.join('\n') + '\n' : ''
 }
