@@ -611,6 +611,151 @@ describe('MiniTower web UI', { timeout: 10 * 60_000 }, () => {
     await page.locator('[data-testid="run-status"]').getByText('cancelled').waitFor()
   })
 
+  step('colours, lifecycle events and named priorities in a real run', async () => {
+    // A script that prints colour codes, markup and a carriage-return progress line.
+    await stack.api('POST', '/api/v1/apps', { token: adminToken, json: { slug: 'colors' }, expect: 201 })
+    const main = [
+      'import sys',
+      'print("\\x1b[31mred\\x1b[0m plain \\x1b[1;32mbold green\\x1b[0m", flush=True)',
+      'print("<script>window.__pwned = 1</script><b>not bold</b>", flush=True)',
+      'print("progress 10%\\rprogress 100%", flush=True)',
+      'print("tty", sys.stdout.isatty(), flush=True)',
+      '',
+    ].join('\n')
+    const version = await stack.uploadVersion(adminToken, 'colors', stack.makeArtifact('colors', { 'main.py': main }), {
+      entrypoint: 'main.py',
+    })
+    await page.goto(`${ui}/apps/colors`)
+    const vrow = page.locator('[data-testid="version-row"][data-version="1"]')
+    assert.equal((await vrow.getByTestId('version-job').innerText()).trim(), 'script main.py')
+    // Named priority from the trigger form: sent as its number, shown by name where the server names it.
+    await page.locator('[data-testid="trigger-form"] details.advanced summary').click()
+    await byTestId('trigger-priority').selectOption('foreground')
+    await screenshot('trigger-priority-limits')
+    await byTestId('trigger-submit').click()
+    await page.waitForURL(/\/runs\/\d+$/)
+    const runPath = new URL(page.url()).pathname
+    await page.locator('[data-testid="run-status"][data-status="completed"]').waitFor({ timeout: LONG })
+    const run = await stack.api('GET', runPath.replace('/runs/', '/api/v1/runs/'), { token: adminToken, expect: 200 })
+    assert.equal(run.priority, 100)
+    assert.equal((await byTestId('run-priority').innerText()).trim(), 'priority_name' in run ? 'foreground (100)' : '100')
+
+    // Colours are spans, the escape bytes are gone, markup stays text, the redraw shows its end state.
+    const viewer = byTestId('log-viewer')
+    await viewer.locator('.ansi-red-fg').getByText('red', { exact: true }).waitFor()
+    const green = viewer.locator('.ansi-green-fg').getByText('bold green')
+    assert.match(await green.getAttribute('style'), /font-weight:\s*bold/)
+    assert.equal(await green.evaluate((el) => getComputedStyle(el).color), 'rgb(152, 195, 121)')
+    const text = await viewer.innerText()
+    assert.ok(!text.includes('\x1b') && !text.includes('[31m'), 'no raw escape sequences shown')
+    assert.match(text, /<script>window.__pwned = 1<\/script><b>not bold<\/b>/)
+    assert.equal(await viewer.locator('script, b').count(), 0)
+    assert.equal(await page.evaluate(() => window.__pwned), undefined)
+    const progress = page.locator('[data-testid="log-line"]').filter({ hasText: 'progress 100%' })
+    assert.equal((await progress.locator('.tx').innerText()).trim(), 'progress 100%')
+    // Search matches the visible text, across the colour change, and keeps the colours.
+    await byTestId('log-search').fill('red plain')
+    await page.locator('[data-testid="log-search-count"][data-matches="1"]').waitFor()
+    await viewer.locator('.ansi-red-fg mark').waitFor()
+    await byTestId('log-search').fill('[31m')
+    await page.locator('[data-testid="log-search-count"][data-matches="0"]').waitFor()
+    await byTestId('log-search').fill('')
+
+    // Lifecycle events, from a runner that sends them.
+    const events = await page.locator('[data-testid="log-line"][data-stream="event"]').count()
+    if (events > 0) {
+      assert.match(await page.locator('[data-testid="log-event"][data-event="started"]').innerText(), /^▶ started · pid \d+ · ui-runner/)
+      assert.match(await page.locator('[data-testid="log-event"][data-event="finished"]').innerText(), /^■ finished · exit 0 · /)
+    } else console.warn('# the runner sends no lifecycle events yet: its event rows not checked')
+    await screenshot('log-colours')
+
+    // A run in a PTY: isatty() is true and colours arrive the same way (servers and runners with issue 14).
+    if (version.job !== undefined && events > 0) {
+      await page.goto(`${ui}/apps/colors`)
+      await page.locator('[data-testid="trigger-form"] details.advanced summary').click()
+      await byTestId('trigger-pty').check()
+      await byTestId('trigger-limit-memory').fill('512MiB')
+      await byTestId('trigger-submit').click()
+      await page.waitForURL((u) => /\/runs\/\d+$/.test(u.pathname) && u.pathname !== runPath)
+      await page.locator('[data-testid="run-status"][data-status="completed"]').waitFor({ timeout: LONG })
+      await byTestId('log-viewer').getByText('tty True').waitFor()
+      await byTestId('log-viewer').locator('.ansi-red-fg').getByText('red', { exact: true }).waitFor()
+      await byTestId('run-overrides').getByText('PTY').waitFor()
+      await byTestId('run-overrides').getByText('memory 512 MiB').waitFor()
+      await screenshot('log-pty')
+    } else console.warn('# the server has no job spec yet: PTY run not checked')
+  })
+
+  step('event rows and a commit from a runner speaking the protocol by hand', async () => {
+    // A runner of its own environment, driven here through the runner protocol: it sends
+    // lifecycle events as the real one does (stream "event", JSON lines), a malformed one,
+    // and the commit it checked out; whatever the real runner of this build sends.
+    await stack.api('POST', '/api/v1/environments', { token: adminToken, json: { name: 'scripted' }, expect: 201 })
+    const reg = await stack.api('POST', '/api/v1/runners/register', {
+      token: 'reg',
+      json: { name: 'scripted-runner', environment: 'scripted' },
+      expect: 201,
+    })
+    const run = await stack.api('POST', '/api/v1/apps/colors/runs', {
+      token: adminToken,
+      json: { environment: 'scripted' },
+      expect: 201,
+    })
+    const lease = await until(() => stack.api('POST', '/api/v1/runs/lease', { token: reg.token, json: { wait_seconds: 2 } }), {
+      what: 'a lease for the scripted runner',
+    })
+    assert.equal(lease.run_id, run.id)
+    const held = async (p, json) => {
+      const res = await fetch(`${stack.base}/api/v1/runs/${run.id}/${p}`, {
+        method: 'POST',
+        headers: { Authorization: `Bearer ${reg.token}`, 'X-Lease-Token': lease.lease_token, 'Content-Type': 'application/json' },
+        body: json === undefined ? undefined : JSON.stringify(json),
+      })
+      assert.equal(res.status, 200, `${p}: ${await res.text()}`)
+    }
+    await held('start')
+    const seq0 = lease.last_log_seq ?? 0
+    const sha = '0123456789abcdef0123456789abcdef01234567'
+    const lines = [
+      ['event', JSON.stringify({ event: 'started', pid: 4321, runner: 'scripted-runner', attempt: 1, limits: 'rlimit' })],
+      ['stdout', '\x1b[36mcyan\x1b[0m \x1b[4munderlined\x1b[24m'],
+      ['event', '{"event": not json'],
+      ['event', JSON.stringify({ event: 'finished', exit_code: null, signal: 'SIGKILL', duration_ms: 1200, peak_memory_bytes: 268435456, reason: 'memory limit 256 MiB exceeded' })],
+    ]
+    await held('logs', { logs: lines.map(([stream, line], i) => ({ seq: seq0 + i + 1, stream, line })) })
+    await held('result', { status: 'failed', exit_code: null, error_message: 'memory limit 256 MiB exceeded', source_commit: sha })
+
+    await page.goto(`${ui}/runs/${run.id}`)
+    await page.locator('[data-testid="run-status"][data-status="failed"]').waitFor({ timeout: 30_000 })
+    const started = page.locator('[data-testid="log-event"][data-event="started"]')
+    assert.equal((await started.innerText()).trim(), '▶ started · pid 4321 · scripted-runner · attempt 1 · limits: rlimit')
+    const finished = page.locator('[data-testid="log-event"][data-event="finished"]')
+    assert.equal(
+      (await finished.innerText()).trim(),
+      '■ finished · killed by SIGKILL · memory limit 256 MiB exceeded · 1.2 s · peak 256 MiB',
+    )
+    assert.equal(await finished.getAttribute('data-tone'), 'bad')
+    assert.equal(await page.locator('[data-testid="log-event"]').count(), 2, 'the malformed event is no event row')
+    await page.locator('[data-testid="log-line"][data-stream="event"]').getByText('{"event": not json').waitFor()
+    await byTestId('log-viewer').locator('.ansi-cyan-fg').getByText('cyan').waitFor()
+    // Search finds the summary, not the JSON.
+    await byTestId('log-search').fill('sigkill')
+    await page.locator('[data-testid="log-search-count"][data-matches="1"]').waitFor()
+    await byTestId('log-search').fill('"signal"')
+    await page.locator('[data-testid="log-search-count"][data-matches="0"]').waitFor()
+    await byTestId('log-search').fill('')
+    // The attempt's commit, where the server stores it.
+    const api = await stack.api('GET', `/api/v1/runs/${run.id}`, { token: adminToken, expect: 200 })
+    if (api.attempts?.[0] && 'source_commit' in api.attempts[0]) {
+      assert.equal(api.attempts[0].source_commit, sha)
+      const commit = byTestId('attempt-commit')
+      assert.equal((await commit.locator('code').innerText()).trim(), sha.slice(0, 10))
+      assert.equal(await commit.locator('code').getAttribute('title'), sha)
+    } else console.warn('# the server does not store source_commit yet: the attempt commit not checked')
+    await screenshot('log-events')
+    await stack.api('POST', '/api/v1/runners/offline', { token: reg.token })
+  })
+
   step('a token with an expiry and a scope shows them in the list', async () => {
     await byTestId('nav-tokens').click()
     await byTestId('tokens-page').waitFor()
