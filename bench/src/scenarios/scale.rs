@@ -90,6 +90,8 @@ async fn load(opts: &Options, db: &Path, objects: &Path) -> Result<Loaded> {
                     retries: 0,
                     retry_delay_ms: 2000,
                     schedules: None,
+                    job: minitower_core::job::JobSpec::script("main.py"),
+                    priority: None,
                 },
                 now,
             )

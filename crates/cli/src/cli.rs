@@ -167,9 +167,31 @@ pub struct RunArgs {
     /// Version to run (default: latest).
     #[arg(long, value_name = "N")]
     pub version: Option<i64>,
-    /// Higher runs are leased first.
+    /// Higher runs are leased first: a number, or foreground (100),
+    /// background (0) or best_effort (-100). Default: the version's.
+    #[arg(long, value_name = "N|NAME", allow_hyphen_values = true)]
+    pub priority: Option<String>,
+    /// Give the run a pseudo-terminal (optionally COLSxROWS, e.g. 120x40).
+    #[arg(long, value_name = "COLSxROWS", num_args = 0..=1, default_missing_value = "on")]
+    pub pty: Option<String>,
+    /// Give the run pipes even when its version asks for a terminal.
+    #[arg(long, conflicts_with = "pty")]
+    pub no_pty: bool,
+    /// Memory limit of this run, e.g. 256MiB (instead of the version's).
+    #[arg(long, value_name = "SIZE")]
+    pub memory: Option<String>,
+    /// CPU limit in cores, e.g. 1.5.
+    #[arg(long, value_name = "CORES")]
+    pub cpus: Option<f64>,
+    /// Most processes and threads the run may have.
     #[arg(long, value_name = "N")]
-    pub priority: Option<i64>,
+    pub pids: Option<u64>,
+    /// Workspace disk limit, e.g. 1GiB.
+    #[arg(long, value_name = "SIZE")]
+    pub disk: Option<String>,
+    /// Another ref (tag, branch, commit) of a git version's repository.
+    #[arg(long = "ref", value_name = "REF")]
+    pub git_ref: Option<String>,
     /// Runner environment that may take the run (server default: default).
     #[arg(long, value_name = "ENV")]
     pub environment: Option<String>,

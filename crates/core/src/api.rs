@@ -1,6 +1,7 @@
 //! Wire types of the HTTP API (`shared/API.md`), shared by the server, the
 //! typed client, the runner, the CLI and the tests so they cannot drift apart.
 
+use crate::job::{JobOverrides, JobSpec, LimitsInput, PriorityInput, PtyInput};
 use crate::status::{AttemptStatus, ResultStatus, RunStatus};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -210,6 +211,16 @@ pub struct Version {
     /// First failure-retry delay in milliseconds (`retry_delay`, default 2 s).
     #[serde(default)]
     pub retry_delay_ms: i64,
+    /// What its runs execute: entry, source, PTY and limits (a plain
+    /// archive script for versions from before job kinds).
+    #[serde(default)]
+    pub job: JobSpec,
+    /// Default priority of its runs (the Towerfile's `priority`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<i64>,
+    /// Its name when the priority has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority_name: Option<String>,
 }
 
 /// `GET /api/v1/apps/{app}/versions`.
@@ -230,14 +241,11 @@ pub struct CreateRunRequest {
         deserialize_with = "integral::opt_i64"
     )]
     pub version_no: Option<i64>,
-    /// Higher runs are leased first (default 0).
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "integral::opt_i64"
-    )]
-    #[schema(minimum = -1000000, maximum = 1000000)]
-    pub priority: Option<i64>,
+    /// Higher runs are leased first: −1000000 to 1000000, or one of the
+    /// names `foreground` (100), `background` (0) and `best_effort` (−100).
+    /// Default: the version's `priority`, else 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<PriorityInput>,
     /// Retries after a lost runner (default 2).
     #[serde(
         default,
@@ -267,6 +275,28 @@ pub struct CreateRunRequest {
     /// a duration such as `"2s"` (more than 0, at most 1 h).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_delay: Option<RetryDelaySpec>,
+    /// A pseudo-terminal for this run (`true`, `false` or `{cols, rows}`)
+    /// instead of the version's choice.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pty: Option<PtyInput>,
+    /// Limits replacing the version's, each on its own (`{"memory":
+    /// "256MiB", "cpus": 1.5, "pids": 256, "disk": "1GiB"}`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<LimitsInput>,
+    /// Another ref (tag, branch, commit) of a git version's repository.
+    #[serde(default, rename = "ref", skip_serializing_if = "Option::is_none")]
+    pub git_ref: Option<String>,
+}
+
+impl CreateRunRequest {
+    /// The job fields of the request, as the run stores them.
+    pub fn job_overrides(&self) -> JobOverrides {
+        JobOverrides {
+            pty: self.pty,
+            limits: self.limits.clone(),
+            git_ref: self.git_ref.clone(),
+        }
+    }
 }
 
 /// Integers in request bodies: JSON Schema counts `3.0` as an integer, so
@@ -304,6 +334,13 @@ pub struct Run {
     #[schema(value_type = Object)]
     pub input: Value,
     pub priority: i64,
+    /// `foreground`, `background` or `best_effort` when `priority` is one
+    /// of theirs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority_name: Option<String>,
+    /// What this run changed of its version's job (`pty`, `limits`, `ref`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_overrides: Option<JobOverrides>,
     pub max_retries: i64,
     pub retry_count: i64,
     pub cancel_requested: bool,
@@ -349,6 +386,9 @@ pub struct Attempt {
     pub error_message: Option<String>,
     pub started_at: DateTime<Utc>,
     pub finished_at: Option<DateTime<Utc>>,
+    /// The commit a git version's checkout resolved to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_commit: Option<String>,
 }
 
 /// `GET /api/v1/runs/{run}`: the run plus its attempts.
@@ -485,6 +525,20 @@ pub struct Lease {
     /// the attempt's last log lines (`logs` in the result body).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started: Option<AttemptState>,
+    /// How to execute: entry, source, PTY and limits (the version's with
+    /// the run's overrides). Left out for a plain archive script, which
+    /// `entrypoint` describes fully, so older runners still take those.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<JobSpec>,
+}
+
+impl Lease {
+    /// The job to execute: `job`, else the plain script `entrypoint` names.
+    pub fn job_spec(&self) -> JobSpec {
+        self.job
+            .clone()
+            .unwrap_or_else(|| JobSpec::script(&self.entrypoint))
+    }
 }
 
 /// Answer of start and heartbeat.
@@ -547,6 +601,11 @@ pub struct ResultReport {
     /// already stored are ignored, so a repeated result is harmless).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub logs: Vec<NewLogLine>,
+    /// The commit a git source resolved to (40 or 64 hex digits), stored on
+    /// the attempt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = "^[0-9a-f]{40}([0-9a-f]{24})?$")]
+    pub source_commit: Option<String>,
 }
 
 impl ResultReport {
@@ -557,6 +616,7 @@ impl ResultReport {
             exit_code: result.exit_code,
             error_message: result.error_message.clone(),
             logs,
+            source_commit: None,
         }
     }
 

@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod archive;
+pub mod job;
 pub mod package;
 pub mod params;
 pub mod retry;

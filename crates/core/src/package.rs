@@ -295,20 +295,22 @@ pub fn resolve(dir: &Path, tf: &Towerfile) -> Result<Vec<Entry>, PackageError> {
     .walk(&root, "", &mut files)?;
 
     // The manifest and the entrypoint go in whatever the globs say.
-    let script = normalize_rel(&tf.app.script);
-    if !towerfile::is_safe_relative(&tf.app.script) {
-        return Err(PackageError::MissingScript(tf.app.script.clone()));
+    // Only an archive script must be in the folder: a command, a shell
+    // line, a git checkout or a binary bring their own program.
+    let mut required = vec![(
+        towerfile::FILE_NAME.to_string(),
+        PackageError::MissingTowerfile(dir.to_path_buf()),
+    )];
+    if let Some(path) = tf.app.job.script_in_archive() {
+        if !towerfile::is_safe_relative(path) {
+            return Err(PackageError::MissingScript(path.to_string()));
+        }
+        required.push((
+            normalize_rel(path),
+            PackageError::MissingScript(path.to_string()),
+        ));
     }
-    for (rel, missing) in [
-        (
-            towerfile::FILE_NAME.to_string(),
-            PackageError::MissingTowerfile(dir.to_path_buf()),
-        ),
-        (
-            script.clone(),
-            PackageError::MissingScript(tf.app.script.clone()),
-        ),
-    ] {
+    for (rel, missing) in required {
         let path = root.join(&rel);
         let target = match path.canonicalize() {
             Ok(t) if t.is_file() => t,

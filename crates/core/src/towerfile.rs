@@ -26,13 +26,14 @@
 //! Errors name the key and the line so users can fix the file without
 //! guessing; unknown keys are only warnings so newer files still deploy.
 
+use crate::job::JobSpec;
 use std::collections::BTreeSet;
 use std::ops::Range;
 use std::path::{Component, Path};
 use toml_edit::{ImDocument, Item, TableLike, Value};
 
 /// A parsed and validated Towerfile.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Towerfile {
     pub app: AppSection,
     pub parameters: Vec<Parameter>,
@@ -41,12 +42,18 @@ pub struct Towerfile {
 }
 
 /// The `[app]` section.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct AppSection {
     /// App slug the version is deployed to.
     pub name: String,
-    /// Entrypoint, relative to the app folder.
+    /// The entrypoint as the API shows it: the script's path relative to
+    /// the app folder, else [`JobSpec::entrypoint_label`].
     pub script: String,
+    /// What runs and how (`script`, `command`, `shell`, `[app.git]`,
+    /// `[app.binary]`, `pty`, `[app.limits]`; towerfile/job.rs).
+    pub job: JobSpec,
+    /// `priority`: the default priority of the version's runs.
+    pub priority: Option<i64>,
     /// Globs (relative to the app folder) selecting what is packed; empty = everything.
     pub source: Vec<String>,
     pub description: Option<String>,
@@ -57,7 +64,7 @@ pub struct AppSection {
 }
 
 /// A Towerfile plus the non-fatal remarks found while reading it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Parsed {
     pub towerfile: Towerfile,
     /// Human-readable, e.g. `Towerfile line 4: unknown key [app].schedule (ignored)`.
@@ -105,6 +112,14 @@ const APP_KEYS: &[&str] = &[
     "description",
     "import_paths",
     "secrets",
+    // towerfile/job.rs
+    "command",
+    "shell",
+    "pty",
+    "priority",
+    "git",
+    "binary",
+    "limits",
     // towerfile/automation.rs
     "retries",
     "retry_delay",
@@ -355,13 +370,14 @@ impl Cx<'_> {
                 format!("[app].name is not a valid app name: {e}"),
             );
         }
-        let script = self.req_string(t, item, "script", "[app].script")?;
-        if !is_safe_relative(&script) {
-            return self.err(
-                self.key_line(t, item, "script"),
-                "[app].script",
-                format!("[app].script {script:?} must be a relative path inside the app folder (no leading '/', no '..')"),
-            );
+        if let Some(script) = t.get("script").and_then(|v| v.as_str()) {
+            if !is_safe_relative(script) {
+                return self.err(
+                    self.key_line(t, item, "script"),
+                    "[app].script",
+                    format!("[app].script {script:?} must be a relative path inside the app folder (no leading '/', no '..')"),
+                );
+            }
         }
         let description = self.opt_string(t, item, "description", "[app].description")?;
         let source = self.string_list(t, item, "source", "[app].source")?;
@@ -392,9 +408,12 @@ impl Cx<'_> {
             }
         }
         let secrets = self.app_secrets(t, item)?;
+        let job::JobKeys { job, priority } = self.job(t, item, &secrets)?;
         Ok(AppSection {
             name,
-            script,
+            script: job.entrypoint_label(),
+            job,
+            priority,
             source,
             description,
             import_paths,
@@ -429,6 +448,7 @@ impl Cx<'_> {
 }
 
 mod app_secrets;
+mod job;
 mod parameters;
 pub use parameters::{Parameter, MAX_ENUM};
 mod automation;

@@ -2,6 +2,8 @@
 //! hashing it, check the archive, derive entrypoint and schema, and only then
 //! commit the object. Nothing is stored for a rejected upload.
 
+mod job;
+
 use crate::error::{ApiError, ApiResult};
 use crate::extract::State;
 use axum::extract::Multipart;
@@ -49,6 +51,7 @@ pub async fn receive_version(st: &State, mut form: Multipart) -> ApiResult<NewVe
     let mut schema_text: Option<String> = None;
     let mut retries_text: Option<String> = None;
     let mut retry_delay_text: Option<String> = None;
+    let mut job_fields = job::JobFields::default();
     let mut extra_fields = 0usize;
     while let Some(field) = form.next_field().await.map_err(multipart_error)? {
         let name = field.name().unwrap_or_default().to_string();
@@ -66,6 +69,10 @@ pub async fn receive_version(st: &State, mut form: Multipart) -> ApiResult<NewVe
             "params_schema" => schema_text = Some(text_field(field).await?),
             "retries" => retries_text = Some(text_field(field).await?),
             "retry_delay" => retry_delay_text = Some(text_field(field).await?),
+            "command" | "shell" | "git" | "binary" | "pty" | "priority" | "limits" => {
+                let text = text_field(field).await?;
+                job_fields.take(&name, text);
+            }
             _ => {
                 // Unknown fields are read (within the same size cap) and ignored.
                 extra_fields += 1;
@@ -125,20 +132,24 @@ pub async fn receive_version(st: &State, mut form: Multipart) -> ApiResult<NewVe
         None => None,
     };
 
-    let entrypoint = match entrypoint
+    let entrypoint = entrypoint
         .map(|e| e.trim().to_string())
-        .filter(|e| !e.is_empty())
-    {
-        Some(e) => e,
-        None => match &parsed {
-            Some(tf) => tf.app.script.clone(),
-            None => {
-                return Err(ApiError::invalid_request(
-                    "entrypoint is required when the archive has no Towerfile",
-                ))
-            }
-        },
-    };
+        .filter(|e| !e.is_empty());
+    if let Some(e) = &entrypoint {
+        if e.starts_with('/')
+            || e.split('/').any(|c| c == "..")
+            || e.trim_start_matches("./").is_empty()
+        {
+            return Err(ApiError::invalid_request(format!(
+                "entrypoint {e:?} must be a relative path inside the archive"
+            )));
+        }
+    }
+    let (job, priority) = job::resolve(
+        &job_fields,
+        entrypoint.as_deref().map(|e| e.trim_start_matches("./")),
+        parsed.as_ref(),
+    )?;
     let timeout_seconds = explicit_timeout
         .or_else(|| {
             let t = parsed.as_ref()?.automation.timeout?;
@@ -157,19 +168,14 @@ pub async fn receive_version(st: &State, mut form: Multipart) -> ApiResult<NewVe
             .unwrap_or(minitower_core::retry::DEFAULT_RETRY_DELAY);
         (d.as_millis() as i64).max(1)
     });
-    let entry_norm = entrypoint.trim_start_matches("./");
-    if entry_norm.is_empty()
-        || entrypoint.starts_with('/')
-        || entrypoint.split('/').any(|c| c == "..")
-    {
-        return Err(ApiError::invalid_request(format!(
-            "entrypoint {entrypoint:?} must be a relative path inside the archive"
-        )));
-    }
-    if !summary.contains(entry_norm) {
-        return Err(ApiError::invalid_artifact(format!(
-            "entrypoint {entrypoint:?} is not in the archive"
-        )));
+    // Only an archive script must be in the archive: commands, shell
+    // lines, git checkouts and binaries bring their own program.
+    if let Some(script) = job.script_in_archive() {
+        if !summary.contains(script) {
+            return Err(ApiError::invalid_artifact(format!(
+                "entrypoint {script:?} is not in the archive"
+            )));
+        }
     }
 
     let params_schema = match schema_text
@@ -195,7 +201,7 @@ pub async fn receive_version(st: &State, mut form: Multipart) -> ApiResult<NewVe
     Ok(NewVersion {
         artifact_sha256: received.sha256,
         artifact_size: received.size as i64,
-        entrypoint: entry_norm.to_string(),
+        entrypoint: job.entrypoint_label(),
         timeout_seconds,
         params_schema,
         towerfile: summary.towerfile,
@@ -205,6 +211,8 @@ pub async fn receive_version(st: &State, mut form: Multipart) -> ApiResult<NewVe
         // A deploy applies the Towerfile's schedules (none: the app's
         // Towerfile schedules go); an upload without a Towerfile leaves them.
         schedules: parsed.map(|tf| tf.automation.schedules),
+        job,
+        priority,
     })
 }
 

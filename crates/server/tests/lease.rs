@@ -149,7 +149,7 @@ async fn lease_order_and_environment() {
         .create_run(
             "hello",
             &CreateRunRequest {
-                priority: Some(10),
+                priority: Some(minitower_core::job::PriorityInput::Number(10.into())),
                 ..Default::default()
             },
             None,

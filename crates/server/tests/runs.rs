@@ -47,7 +47,7 @@ async fn create_run_with_defaults() {
         .create_run(
             "hello",
             &CreateRunRequest {
-                priority: Some(5),
+                priority: Some(minitower_core::job::PriorityInput::Number(5.into())),
                 max_retries: Some(0),
                 version_no: Some(1),
                 ..Default::default()

@@ -4,6 +4,7 @@ use crate::db::{self, get, ms};
 use crate::SqlStore;
 use chrono::{DateTime, Utc};
 use minitower_core::api::{App, Version};
+use minitower_core::job::{priority_name, JobSpec};
 use minitower_store::{AppRecord, NewVersion, StoreError, StoreResult, VersionRecord};
 use serde_json::Value;
 use sqlx::any::AnyRow;
@@ -15,7 +16,8 @@ const APP_SELECT: &str = "SELECT a.id, a.slug, a.description, a.created_at, \
 
 const VERSION_SELECT: &str = "SELECT v.id, v.app_id, v.version_no, v.artifact_sha256, \
      v.entrypoint, v.timeout_seconds, v.params_schema AS params_schema, \
-     v.import_paths AS import_paths, v.created_at, v.retries, v.retry_delay_ms \
+     v.import_paths AS import_paths, v.created_at, v.retries, v.retry_delay_ms, \
+     v.job AS job, v.priority \
      FROM versions v";
 
 fn app(row: &AnyRow) -> StoreResult<App> {
@@ -35,13 +37,18 @@ fn version(row: &AnyRow) -> StoreResult<VersionRecord> {
     };
     let import_paths = serde_json::from_value(db::json(row, "import_paths")?)
         .map_err(|e| StoreError::Database(format!("import_paths: {e}")))?;
+    let entrypoint: String = get(row, "entrypoint")?;
+    let priority: Option<i64> = get(row, "priority")?;
     Ok(VersionRecord {
         id: get(row, "id")?,
         app_id: get(row, "app_id")?,
         version: Version {
+            job: job_of(row, "job", &entrypoint)?,
+            priority,
+            priority_name: priority.and_then(priority_name).map(str::to_string),
             version_no: get(row, "version_no")?,
             artifact_sha256: get(row, "artifact_sha256")?,
-            entrypoint: get(row, "entrypoint")?,
+            entrypoint,
             timeout_seconds: get(row, "timeout_seconds")?,
             params_schema,
             created_at: db::time(row, "created_at")?,
@@ -50,6 +57,17 @@ fn version(row: &AnyRow) -> StoreResult<VersionRecord> {
             retry_delay_ms: get(row, "retry_delay_ms")?,
         },
     })
+}
+
+/// A version's job from its `job` column; versions from before job kinds
+/// (NULL) are the plain archive script their entrypoint names.
+pub(crate) fn job_of(row: &AnyRow, col: &str, entrypoint: &str) -> StoreResult<JobSpec> {
+    match get::<Option<String>>(row, col)? {
+        None => Ok(JobSpec::script(entrypoint)),
+        Some(text) => {
+            serde_json::from_str(&text).map_err(|e| StoreError::Database(format!("{col}: {e}")))
+        }
+    }
 }
 
 /// Locks an app row of the team against other numbering writers (runs and
@@ -165,11 +183,16 @@ pub(crate) async fn create_version(
     .map_err(db::err)?;
     let schema = v.params_schema.as_ref().map(Value::to_string);
     let import_paths = Value::from(v.import_paths.clone()).to_string();
+    // A plain script stays NULL, as versions from before job kinds are.
+    let job_text = (!v.job.is_plain_script())
+        .then(|| serde_json::to_string(&v.job))
+        .transpose()
+        .map_err(|e| StoreError::Database(format!("job: {e}")))?;
     sqlx::query(
         "INSERT INTO versions (app_id, team_id, version_no, artifact_sha256, artifact_size, \
          entrypoint, timeout_seconds, params_schema, towerfile, import_paths, created_at, \
-         retries, retry_delay_ms) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+         retries, retry_delay_ms, job, priority) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
     )
     .bind(app_id)
     .bind(team_id)
@@ -184,6 +207,8 @@ pub(crate) async fn create_version(
     .bind(ms(now))
     .bind(v.retries)
     .bind(v.retry_delay_ms)
+    .bind(job_text)
+    .bind(v.priority)
     .execute(&mut *tx)
     .await
     .map_err(db::unique(|| {
@@ -203,6 +228,9 @@ pub(crate) async fn create_version(
         import_paths: v.import_paths,
         retries: v.retries,
         retry_delay_ms: v.retry_delay_ms,
+        priority_name: v.priority.and_then(priority_name).map(str::to_string),
+        priority: v.priority,
+        job: v.job,
     })
 }
 

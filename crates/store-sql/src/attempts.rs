@@ -264,6 +264,28 @@ pub(crate) async fn append_logs(
     Ok((stored, h.cancel_requested))
 }
 
+pub(crate) async fn set_source_commit(
+    s: &SqlStore,
+    runner_id: i64,
+    run_id: i64,
+    lease_token_hash: &str,
+    commit: &str,
+) -> StoreResult<()> {
+    let mut tx = s.write().await?;
+    let h = tx_try!(
+        tx,
+        held(s, &mut tx, runner_id, run_id, lease_token_hash, true).await
+    );
+    sqlx::query("UPDATE run_attempts SET source_commit = $1 WHERE id = $2")
+        .bind(commit)
+        .bind(h.attempt_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(db::err)?;
+    tx.commit().await.map_err(db::err)?;
+    Ok(())
+}
+
 pub(crate) async fn complete_attempt(
     s: &SqlStore,
     runner_id: i64,

@@ -114,19 +114,30 @@ pub(crate) const RUN_SELECT: &str = "SELECT r.id, r.run_no, a.slug AS app, v.ver
      r.status, r.input, r.priority, r.max_retries, r.retry_count, r.cancel_requested, \
      r.exit_code, r.error_message, r.queued_at, r.started_at, r.finished_at, r.environment, \
      r.schedule_id, r.scheduled_for, r.timeout_seconds, \
-     r.failure_retries, r.failure_retry_count, r.retry_delay_ms, r.not_before \
+     r.failure_retries, r.failure_retry_count, r.retry_delay_ms, r.not_before, \
+     r.job_overrides AS job_overrides \
      FROM runs r JOIN apps a ON a.id = r.app_id JOIN versions v ON v.id = r.version_id";
 
 /// Builds a [`Run`] from a row of [`RUN_SELECT`].
 pub(crate) fn run_from_row(row: &AnyRow) -> StoreResult<Run> {
+    let priority: i64 = get(row, "priority")?;
+    let job_overrides = match get::<Option<String>>(row, "job_overrides")? {
+        None => None,
+        Some(t) => Some(
+            serde_json::from_str(&t)
+                .map_err(|e| StoreError::Database(format!("job_overrides: {e}")))?,
+        ),
+    };
     Ok(Run {
+        priority_name: minitower_core::job::priority_name(priority).map(str::to_string),
+        job_overrides,
         id: get(row, "id")?,
         run_no: get(row, "run_no")?,
         app: get(row, "app")?,
         version_no: get(row, "version_no")?,
         status: run_status(row, "status")?,
         input: json(row, "input")?,
-        priority: get(row, "priority")?,
+        priority,
         max_retries: get(row, "max_retries")?,
         retry_count: get(row, "retry_count")?,
         cancel_requested: flag(row, "cancel_requested")?,

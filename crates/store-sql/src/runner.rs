@@ -4,8 +4,10 @@ use crate::db::{self, get, ms};
 use crate::SqlStore;
 use chrono::{DateTime, Utc};
 use minitower_core::api::{Lease, RunnerInfo, RunnerStatus};
+use minitower_core::job::{JobOverrides, JobSpec};
 use minitower_core::status::{self, AttemptStatus, RunStatus};
 use minitower_store::{LeaseParams, Leased, RunLabels, RunnerIdentity, StoreError, StoreResult};
+use sqlx::any::AnyRow;
 use sqlx::AnyConnection;
 
 pub(crate) async fn register_runner(
@@ -203,7 +205,8 @@ pub(crate) async fn lease(
         "SELECT r.run_no, r.input AS input, r.queued_at, r.environment, a.slug AS app, \
                 t.slug AS team, v.version_no, v.entrypoint, \
                 COALESCE(r.timeout_seconds, v.timeout_seconds) AS timeout_seconds, \
-                v.artifact_sha256, v.import_paths AS import_paths, \
+                v.artifact_sha256, v.import_paths AS import_paths, v.job AS job, \
+                r.job_overrides AS job_overrides, \
                 (SELECT MAX(seq) FROM run_logs l WHERE l.run_id = r.id) AS last_log_seq \
          FROM runs r JOIN apps a ON a.id = r.app_id JOIN teams t ON t.id = r.team_id \
               JOIN versions v ON v.id = r.version_id \
@@ -219,7 +222,10 @@ pub(crate) async fn lease(
         .map_err(|e| StoreError::Database(format!("import_paths: {e}")))?;
     let app: String = get(&row, "app")?;
     let team: String = get(&row, "team")?;
+    let entrypoint: String = get(&row, "entrypoint")?;
+    let job = lease_job(&row, &entrypoint)?;
     let lease = Lease {
+        job,
         run_id,
         run_no: get(&row, "run_no")?,
         attempt_no,
@@ -227,7 +233,7 @@ pub(crate) async fn lease(
         lease_expires_at: db::ts(expires)?,
         app: app.clone(),
         version_no: get(&row, "version_no")?,
-        entrypoint: get(&row, "entrypoint")?,
+        entrypoint,
         timeout_seconds: get(&row, "timeout_seconds")?,
         artifact_sha256: get(&row, "artifact_sha256")?,
         input: db::json(&row, "input")?,
@@ -251,6 +257,23 @@ pub(crate) async fn lease(
         },
         queued_at: db::time(&row, "queued_at")?,
     }))
+}
+
+/// The job of a lease: the version's with the run's overrides, or `None`
+/// for a plain archive script (which `entrypoint` describes to any runner).
+fn lease_job(row: &AnyRow, entrypoint: &str) -> StoreResult<Option<JobSpec>> {
+    let base = crate::apps::job_of(row, "job", entrypoint)?;
+    let spec = match get::<Option<String>>(row, "job_overrides")? {
+        None => base,
+        Some(t) => {
+            let o: JobOverrides = serde_json::from_str(&t)
+                .map_err(|e| StoreError::Database(format!("job_overrides: {e}")))?;
+            // Checked when the run was created against this same version.
+            base.with_overrides(&o)
+                .map_err(|e| StoreError::Database(format!("job_overrides: {e}")))?
+        }
+    };
+    Ok((!spec.is_plain_script()).then_some(spec))
 }
 
 pub(crate) async fn list_runners(s: &SqlStore) -> StoreResult<Vec<RunnerInfo>> {

@@ -59,14 +59,15 @@ pub(crate) async fn insert_run(
     tick: Option<(i64, i64)>,
 ) -> StoreResult<i64> {
     // The version's failure-retry settings are the run's unless it has its own.
-    let version =
-        sqlx::query("SELECT retries, retry_delay_ms FROM versions WHERE id = $1 AND app_id = $2")
-            .bind(run.version_id)
-            .bind(run.app_id)
-            .fetch_optional(&mut **tx)
-            .await
-            .map_err(db::err)?
-            .ok_or(StoreError::NotFound("version"))?;
+    let version = sqlx::query(
+        "SELECT retries, retry_delay_ms, priority FROM versions WHERE id = $1 AND app_id = $2",
+    )
+    .bind(run.version_id)
+    .bind(run.app_id)
+    .fetch_optional(&mut **tx)
+    .await
+    .map_err(db::err)?
+    .ok_or(StoreError::NotFound("version"))?;
     let failure_retries = match run.failure_retries {
         Some(n) => n,
         None => get::<i64>(&version, "retries")?,
@@ -75,17 +76,30 @@ pub(crate) async fn insert_run(
         Some(d) => d,
         None => get::<i64>(&version, "retry_delay_ms")?,
     };
+    // A scheduled run takes its version's default priority (a trigger's
+    // priority was resolved against the version by the server already).
+    let priority = match tick {
+        Some(_) => get::<Option<i64>>(&version, "priority")?.unwrap_or(run.priority),
+        None => run.priority,
+    };
     let run_no: i64 =
         sqlx::query_scalar("SELECT COALESCE(MAX(run_no), 0) + 1 FROM runs WHERE app_id = $1")
             .bind(run.app_id)
             .fetch_one(&mut **tx)
             .await
             .map_err(db::err)?;
+    let overrides = match &run.job_overrides {
+        Some(o) if !o.is_empty() => {
+            Some(serde_json::to_string(o).map_err(|e| StoreError::Database(format!("job: {e}")))?)
+        }
+        _ => None,
+    };
     let id: i64 = sqlx::query_scalar(
         "INSERT INTO runs (team_id, app_id, version_id, run_no, environment, status, input, \
          priority, max_retries, idempotency_key, queued_at, timeout_seconds, schedule_id, \
-         scheduled_for, failure_retries, retry_delay_ms) \
-         VALUES ($1, $2, $3, $4, $5, 'queued', $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) \
+         scheduled_for, failure_retries, retry_delay_ms, job_overrides) \
+         VALUES ($1, $2, $3, $4, $5, 'queued', $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
+         $16) \
          RETURNING id",
     )
     .bind(run.team_id)
@@ -94,7 +108,7 @@ pub(crate) async fn insert_run(
     .bind(run_no)
     .bind(&run.environment)
     .bind(run.input.to_string())
-    .bind(run.priority)
+    .bind(priority)
     .bind(run.max_retries)
     .bind(key)
     .bind(ms(run.now))
@@ -103,6 +117,7 @@ pub(crate) async fn insert_run(
     .bind(tick.map(|t| t.1))
     .bind(failure_retries)
     .bind(retry_delay_ms)
+    .bind(overrides)
     .fetch_one(&mut **tx)
     .await
     .map_err(db::unique(|| format!("run {run_no} already exists")))?;
@@ -130,7 +145,7 @@ pub(crate) async fn get_run(
     let run = run_from_row(&row)?;
     let rows = sqlx::query(
         "SELECT a.attempt_no, a.status, n.name AS runner, a.exit_code, a.error_message, \
-                a.started_at, a.finished_at \
+                a.started_at, a.finished_at, a.source_commit \
          FROM run_attempts a JOIN runners n ON n.id = a.runner_id \
          WHERE a.run_id = $1 ORDER BY a.attempt_no",
     )
@@ -149,6 +164,7 @@ pub(crate) async fn get_run(
                 error_message: get(r, "error_message")?,
                 started_at: db::time(r, "started_at")?,
                 finished_at: db::time_opt(r, "finished_at")?,
+                source_commit: get(r, "source_commit")?,
             })
         })
         .collect::<StoreResult<Vec<_>>>()?;

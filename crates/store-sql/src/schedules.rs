@@ -355,6 +355,7 @@ pub(crate) async fn fire_schedule_tick(s: &SqlStore, f: FireTick) -> StoreResult
         timeout_seconds: None,
         failure_retries: None,
         retry_delay_ms: None,
+        job_overrides: None,
         now: f.now,
     };
     let id = match insert_run(&mut tx, &run, None, Some((rec.id, ms(f.tick)))).await {

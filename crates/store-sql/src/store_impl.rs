@@ -1,5 +1,6 @@
 //! The [`Store`] trait, delegating each method to the module that owns it.
 
+use crate::retention;
 use crate::schedules;
 use crate::webhooks;
 use crate::{apps, attempts, db, environments, reaper, runner, runs, stats, teams, SqlStore};
@@ -18,6 +19,7 @@ use minitower_store::{
 use minitower_store::{ClaimedEvent, DeliveryRecord, NewWebhook, WebhookUpdate};
 use minitower_store::{FireOutcome, FireTick, NewSchedule, ScheduleRecord, ScheduleUpdate};
 use minitower_store::{NewSecret, RunSecrets, TokenOptions};
+use minitower_store::{PurgeLimits, Purged};
 use std::collections::BTreeMap;
 
 #[async_trait]
@@ -363,6 +365,15 @@ impl Store for SqlStore {
     ) -> StoreResult<(i64, bool)> {
         attempts::append_logs(self, runner_id, run_id, lease_token_hash, lines, now).await
     }
+    async fn set_source_commit(
+        &self,
+        runner_id: i64,
+        run_id: i64,
+        lease_token_hash: &str,
+        commit: &str,
+    ) -> StoreResult<()> {
+        attempts::set_source_commit(self, runner_id, run_id, lease_token_hash, commit).await
+    }
     async fn complete_attempt(
         &self,
         runner_id: i64,
@@ -408,5 +419,22 @@ impl Store for SqlStore {
     }
     async fn runners_online(&self) -> StoreResult<Vec<(String, i64)>> {
         stats::runners_online(self).await
+    }
+
+    async fn purge_finished_runs(
+        &self,
+        finished_before: DateTime<Utc>,
+        limits: PurgeLimits,
+    ) -> StoreResult<Purged> {
+        retention::purge_finished_runs(self, finished_before, limits).await
+    }
+    async fn reclaim_space(&self) -> StoreResult<u64> {
+        retention::reclaim_space(self).await
+    }
+    async fn referenced_artifacts(
+        &self,
+        sha256s: &[String],
+    ) -> StoreResult<std::collections::HashSet<String>> {
+        retention::referenced_artifacts(self, sha256s).await
     }
 }

@@ -20,6 +20,7 @@ pub mod handback;
 pub mod lease;
 pub mod races;
 pub mod reaper;
+pub mod retention;
 pub mod retries;
 pub mod runs;
 pub mod schedules;
@@ -111,6 +112,11 @@ macro_rules! conformance_tests {
             schedules::fire_tick_is_idempotent,
             schedules::racing_fires_create_one_run,
             schedules::towerfile_schedules_follow_deploys,
+            retention::purge_deletes_old_finished_runs_and_what_they_own,
+            retention::purge_batches_are_bounded_and_oldest_first,
+            retention::purged_numbers_are_never_reused,
+            retention::racing_purges_delete_each_run_once,
+            retention::referenced_artifacts_are_the_versions_hashes,
         );
     };
     (@each $factory:path; $($module:ident :: $name:ident),* $(,)?) => {
@@ -191,6 +197,8 @@ pub fn new_version(sha: &str) -> NewVersion {
         retries: 0,
         retry_delay_ms: 2000,
         schedules: None,
+        job: minitower_core::job::JobSpec::script("main.py"),
+        priority: None,
     }
 }
 
@@ -267,6 +275,7 @@ impl Fixture {
             timeout_seconds: None,
             failure_retries: None,
             retry_delay_ms: None,
+            job_overrides: None,
             now: t(secs),
         }
     }

@@ -23,6 +23,8 @@ use std::time::Duration;
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
+mod retention;
+pub use retention::{PurgeLimits, Purged};
 mod schedules;
 pub use schedules::{FireOutcome, FireTick, NewSchedule, ScheduleRecord, ScheduleUpdate};
 mod webhooks;
@@ -171,6 +173,10 @@ pub struct NewVersion {
     /// app's `towerfile` schedules become exactly this set. `None` (no
     /// Towerfile in the upload) leaves them alone.
     pub schedules: Option<Vec<minitower_core::towerfile::ScheduleSpec>>,
+    /// What the version's runs execute (a plain script: `entrypoint`).
+    pub job: minitower_core::job::JobSpec,
+    /// Default priority of its runs (the Towerfile's `priority`).
+    pub priority: Option<i64>,
 }
 
 /// A version with the internal ids the server needs to create runs.
@@ -205,6 +211,8 @@ pub struct NewRun {
     pub failure_retries: Option<i64>,
     /// The run's own first failure-retry delay (ms); `None`: the version's.
     pub retry_delay_ms: Option<i64>,
+    /// What the run changes of its version's job, already checked against it.
+    pub job_overrides: Option<minitower_core::job::JobOverrides>,
     pub now: DateTime<Utc>,
 }
 
@@ -597,6 +605,15 @@ pub trait Store: Send + Sync + 'static {
         lines: &[NewLogLine],
         now: DateTime<Utc>,
     ) -> StoreResult<(i64, bool)>;
+    /// Records the commit a git source resolved to on the attempt the lease
+    /// token holds (its result follows). `LeaseGone` on a stale token.
+    async fn set_source_commit(
+        &self,
+        runner_id: i64,
+        run_id: i64,
+        lease_token_hash: &str,
+        commit: &str,
+    ) -> StoreResult<()>;
     /// Finishes the attempt and the run (see `status::result`).
     async fn complete_attempt(
         &self,
@@ -642,6 +659,32 @@ pub trait Store: Send + Sync + 'static {
     async fn pending_counts(&self) -> StoreResult<Vec<PendingCount>>;
     /// Online runners per environment.
     async fn runners_online(&self) -> StoreResult<Vec<(String, i64)>>;
+
+    // ---- retention (store-sql retention.rs) ----
+
+    /// Deletes one batch (one transaction, within `limits`) of runs that
+    /// finished before `finished_before`, oldest first, with their attempts,
+    /// log lines, webhook events and delivery attempts. Never touches a run
+    /// that is not terminal, one with a webhook event still pending, or the
+    /// newest run of its app (ids and run numbers are assigned past the
+    /// highest stored one, so keeping it means none is ever reused). Runs
+    /// another replica is purging are skipped, not waited for. Nothing left
+    /// to delete: all counts zero.
+    async fn purge_finished_runs(
+        &self,
+        finished_before: DateTime<Utc>,
+        limits: PurgeLimits,
+    ) -> StoreResult<Purged>;
+    /// Returns a bounded amount of freed space to the file system (SQLite's
+    /// incremental vacuum) and says how much is still left to return, in
+    /// the backend's units (pages); 0 when nothing is, or when the database
+    /// reclaims space by itself (PostgreSQL's autovacuum).
+    async fn reclaim_space(&self) -> StoreResult<u64>;
+    /// The artifact hashes among `sha256s` that some version references.
+    async fn referenced_artifacts(
+        &self,
+        sha256s: &[String],
+    ) -> StoreResult<std::collections::HashSet<String>>;
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@ use crate::output::{self, print_json, print_json_line};
 use futures::StreamExt;
 use minitower_client::{Client, LogEvent};
 use minitower_core::api::{CreateRunRequest, LogLine, Run, TimeoutSpec};
+use minitower_core::job::{LimitsInput, PriorityInput, PtyInput, PtySize, SizeInput};
 use minitower_core::{params, RunStatus};
 use serde_json::{Map, Value};
 use std::io::Write;
@@ -84,9 +85,65 @@ pub async fn typed_params(
     Ok((typed, Some(version.version_no)))
 }
 
+/// The job flags (`--priority`, `--pty`, `--no-pty`, `--memory`, `--cpus`,
+/// `--pids`, `--disk`, `--ref`) as request fields, checked with the
+/// server's own rules so a typo is refused before any request.
+fn job_flags(
+    args: &RunArgs,
+) -> CliResult<(Option<PriorityInput>, Option<PtyInput>, Option<LimitsInput>)> {
+    let usage = |flag: &str, e: String| CliError::Usage(format!("--{flag}: {e}"));
+    let priority = args
+        .priority
+        .as_deref()
+        .map(|p| {
+            let input = match p.trim().parse::<i64>() {
+                Ok(n) => PriorityInput::Number(n.into()),
+                Err(_) => PriorityInput::Name(p.to_string()),
+            };
+            input.resolve().map_err(|e| usage("priority", e))?;
+            Ok::<_, CliError>(input)
+        })
+        .transpose()?;
+    let pty = match (args.no_pty, args.pty.as_deref()) {
+        (true, _) => Some(PtyInput::On(false)),
+        (false, None) => None,
+        (false, Some("on")) => Some(PtyInput::On(true)),
+        (false, Some(size)) => {
+            let parsed = size
+                .split_once('x')
+                .and_then(|(c, r)| Some((c.trim().parse().ok()?, r.trim().parse().ok()?)));
+            let Some((cols, rows)) = parsed else {
+                return Err(usage(
+                    "pty",
+                    format!("{size:?} is not COLSxROWS, e.g. 120x40"),
+                ));
+            };
+            let input = PtyInput::Size(PtySize { cols, rows });
+            input.resolve().map_err(|e| usage("pty", e))?;
+            Some(input)
+        }
+    };
+    let limits = LimitsInput {
+        memory: args.memory.clone().map(SizeInput::Text),
+        cpus: args.cpus,
+        pids: args.pids,
+        disk: args.disk.clone().map(SizeInput::Text),
+    };
+    let limits = if limits == LimitsInput::default() {
+        None
+    } else {
+        limits
+            .resolve()
+            .map_err(|e| CliError::Usage(format!("--{e}").replace("--limits.", "--")))?;
+        Some(limits)
+    };
+    Ok((priority, pty, limits))
+}
+
 pub async fn run(ctx: &Ctx, args: RunArgs) -> CliResult<()> {
-    // Usage errors in `-p` and `--input` come before any request.
+    // Usage errors in `-p`, `--input` and the job flags come before any request.
     parse_pairs(&args.params)?;
+    let (priority, pty, limits) = job_flags(&args)?;
     build_input(args.input.as_deref(), Map::new())?;
     let client = ctx.client()?;
     let (typed, version_no) = typed_params(&client, &args.app, args.version, &args.params).await?;
@@ -94,7 +151,10 @@ pub async fn run(ctx: &Ctx, args: RunArgs) -> CliResult<()> {
     let req = CreateRunRequest {
         input,
         version_no,
-        priority: args.priority,
+        priority,
+        pty,
+        limits,
+        git_ref: args.git_ref.clone(),
         max_retries: args.max_retries,
         environment: args.environment.clone(),
         retries: args.retries,

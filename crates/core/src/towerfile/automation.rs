@@ -82,7 +82,7 @@ impl ScheduleSpec {
 
 /// TOML value as JSON: datetimes become strings, non-finite floats are
 /// refused (JSON has none).
-fn toml_to_json(v: &Value) -> Result<J, String> {
+pub(super) fn toml_to_json(v: &Value) -> Result<J, String> {
     Ok(match v {
         Value::String(s) => J::String(s.value().clone()),
         Value::Integer(i) => J::from(*i.value()),
@@ -96,7 +96,7 @@ fn toml_to_json(v: &Value) -> Result<J, String> {
     })
 }
 
-fn table_to_json(t: &dyn TableLike) -> Result<Map<String, J>, String> {
+pub(super) fn table_to_json(t: &dyn TableLike) -> Result<Map<String, J>, String> {
     let mut out = Map::new();
     for (k, item) in t.iter() {
         let v = match item {

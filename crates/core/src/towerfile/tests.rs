@@ -113,7 +113,7 @@ fn missing_app_section() {
 #[test]
 fn missing_script_names_key_and_line() {
     let e = err("# comment\n\n[app]\nname = \"hello\"\n");
-    assert_eq!(e.to_string(), "Towerfile line 3: [app].script is required");
+    assert_eq!(e.to_string(), "Towerfile line 3: [app].script is required (or command, shell, [app.git] or [app.binary]: what to run)");
     assert_eq!(e.line(), 3);
 }
 

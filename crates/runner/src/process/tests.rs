@@ -22,6 +22,7 @@ fn lease(input: serde_json::Value, import_paths: Vec<String>) -> Lease {
         fencing_token: Some(2),
         secrets: Default::default(),
         started: None,
+        job: None,
     }
 }
 

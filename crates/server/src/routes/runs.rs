@@ -58,6 +58,7 @@ pub async fn create_run(
                 ApiError::conflict(format!("app {slug:?} has no version yet: upload one first"))
             }
         })?;
+    let job_overrides = req.job_overrides();
     let input = checked_input(
         &st,
         &version,
@@ -76,12 +77,18 @@ pub async fn create_run(
             "max_retries must be from 0 to {MAX_RETRIES_CAP}"
         )));
     }
-    let priority = req.priority.unwrap_or(0);
-    if !(-1_000_000..=1_000_000).contains(&priority) {
-        return Err(ApiError::invalid_request(
-            "priority must be from -1000000 to 1000000",
-        ));
-    }
+    // The run's priority (a number or a name), else its version's.
+    let priority = match &req.priority {
+        Some(p) => p.resolve().map_err(ApiError::invalid_request)?,
+        None => version.version.priority.unwrap_or(0),
+    };
+    // PTY, limits and ref: checked against the version's job now, so the
+    // lease can merge them without failing.
+    version
+        .version
+        .job
+        .with_overrides(&job_overrides)
+        .map_err(ApiError::invalid_request)?;
     let environment = req.environment.unwrap_or_else(|| "default".to_string());
     minitower_core::validate::slug(&environment)
         .map_err(|e| ApiError::invalid_request(format!("environment: {e}")))?;
@@ -111,6 +118,7 @@ pub async fn create_run(
             timeout_seconds,
             failure_retries,
             retry_delay_ms,
+            job_overrides: Some(job_overrides),
             now: st.now(),
         })
         .await
