@@ -661,11 +661,12 @@ describe('MiniTower web UI', { timeout: 10 * 60_000 }, () => {
     await page.locator('[data-testid="log-search-count"][data-matches="0"]').waitFor()
     await byTestId('log-search').fill('')
 
-    // Lifecycle events, from a runner that sends them.
+    // Lifecycle events, from a runner that sends them (all lines are in once the stream ended).
+    await page.locator('[data-testid="log-state"][data-state="ended"]').waitFor()
     const events = await page.locator('[data-testid="log-line"][data-stream="event"]').count()
     if (events > 0) {
       assert.match(await page.locator('[data-testid="log-event"][data-event="started"]').innerText(), /^▶ started · pid \d+ · ui-runner/)
-      assert.match(await page.locator('[data-testid="log-event"][data-event="finished"]').innerText(), /^■ finished · exit 0 · /)
+      assert.match(await page.locator('[data-testid="log-event"][data-event="finished"]').innerText(), /^■ finished · exit 0\b/)
     } else console.warn('# the runner sends no lifecycle events yet: its event rows not checked')
     await screenshot('log-colours')
 
@@ -674,14 +675,14 @@ describe('MiniTower web UI', { timeout: 10 * 60_000 }, () => {
       await page.goto(`${ui}/apps/colors`)
       await page.locator('[data-testid="trigger-form"] details.advanced summary').click()
       await byTestId('trigger-pty').check()
-      await byTestId('trigger-limit-memory').fill('512MiB')
+      await byTestId('trigger-limit-memory').fill('1GiB')
       await byTestId('trigger-submit').click()
       await page.waitForURL((u) => /\/runs\/\d+$/.test(u.pathname) && u.pathname !== runPath)
       await page.locator('[data-testid="run-status"][data-status="completed"]').waitFor({ timeout: LONG })
       await byTestId('log-viewer').getByText('tty True').waitFor()
       await byTestId('log-viewer').locator('.ansi-red-fg').getByText('red', { exact: true }).waitFor()
       await byTestId('run-overrides').getByText('PTY').waitFor()
-      await byTestId('run-overrides').getByText('memory 512 MiB').waitFor()
+      await byTestId('run-overrides').getByText(/^memory 1 ?GiB$/).waitFor()
       await screenshot('log-pty')
     } else console.warn('# the server has no job spec yet: PTY run not checked')
   })

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import type { Version } from '../src/api/types'
+import type { JobLimits, Version } from '../src/api/types'
 import { buildOverrides, jobSummary, overrideBadges, priorityLabel, shellJoin } from '../src/lib/jobs'
 import { FieldError } from '../src/lib/schema'
 
@@ -82,6 +82,8 @@ describe('run overrides', () => {
       'ref main',
     ])
     expect(overrideBadges({ pty: false })).toEqual(['pipes'])
+    // sizes echoed as written
+    expect(overrideBadges({ limits: { memory: '1GiB', disk: '' } as unknown as JobLimits })).toEqual(['memory 1GiB'])
     expect(overrideBadges(null)).toEqual([])
   })
 

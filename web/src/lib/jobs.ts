@@ -78,11 +78,19 @@ export function jobBadges(pty: PtySize | boolean | null | undefined, limits: Job
   const out: string[] = []
   if (pty === true) out.push('PTY')
   else if (pty && typeof pty === 'object') out.push(pty.cols === 80 && pty.rows === 24 ? 'PTY' : `PTY ${pty.cols}×${pty.rows}`)
-  const l = limits ?? {}
-  if (typeof l.memory === 'number') out.push(`memory ${formatBytes(l.memory)}`)
-  if (typeof l.cpus === 'number') out.push(`cpus ${l.cpus}`)
-  if (typeof l.pids === 'number') out.push(`pids ${l.pids}`)
-  if (typeof l.disk === 'number') out.push(`disk ${formatBytes(l.disk)}`)
+  const l = (limits ?? {}) as Record<string, unknown>
+  // Sizes are bytes; a size echoed as written ("256MiB") shows as it is.
+  const size = (v: unknown) => (typeof v === 'number' ? formatBytes(v) : typeof v === 'string' && v ? v : null)
+  const count = (v: unknown) => (typeof v === 'number' || (typeof v === 'string' && v) ? String(v) : null)
+  for (const [key, show] of [
+    ['memory', size],
+    ['cpus', count],
+    ['pids', count],
+    ['disk', size],
+  ] as const) {
+    const v = show(l[key])
+    if (v !== null) out.push(`${key} ${v}`)
+  }
   return out
 }
 
