@@ -175,10 +175,16 @@ async fn each_event_arrives_signed_once_per_id_and_a_500_is_retried_with_the_sam
     let retried = got.iter().find(|g| g.answered == 500).unwrap();
     assert_eq!(by_id[&retried.id].len(), 2);
     // The attempts are recorded: the 500 as a retry, then five deliveries.
-    let deliveries = team
-        .webhook_deliveries(hooked.webhook.id, None)
-        .await
-        .unwrap();
+    // The receiver saw the last answer before the deliverer recorded it:
+    // poll for the record.
+    let deliveries = eventually("five deliveries recorded", || async {
+        let d = team
+            .webhook_deliveries(hooked.webhook.id, None)
+            .await
+            .unwrap();
+        (d.len() >= 5).then_some(d)
+    })
+    .await;
     assert_eq!(deliveries.len(), 5);
     let failed: Vec<_> = deliveries
         .iter()
@@ -195,17 +201,18 @@ async fn each_event_arrives_signed_once_per_id_and_a_500_is_retried_with_the_sam
         .find(|d| d.event_id == retried.id && d.outcome == DeliveryOutcome::Delivered)
         .unwrap();
     assert_eq!((again.attempt_no, again.status_code), (2, Some(200)));
-    let metrics = app
-        .anon
-        .raw(reqwest::Method::GET, "/metrics")
-        .send()
-        .await
-        .unwrap();
-    let text = metrics.text().await.unwrap();
-    assert!(
-        text.contains("minitower_webhook_deliveries_total{outcome=\"delivered\"} 4"),
-        "{text}"
-    );
+    let text = eventually("delivery metrics", || async {
+        let metrics = app
+            .anon
+            .raw(reqwest::Method::GET, "/metrics")
+            .send()
+            .await
+            .unwrap();
+        let text = metrics.text().await.unwrap();
+        text.contains("minitower_webhook_deliveries_total{outcome=\"delivered\"} 4")
+            .then_some(text)
+    })
+    .await;
     assert!(text.contains("minitower_webhook_deliveries_total{outcome=\"retry\"} 1"));
     assert!(text.contains("minitower_webhook_outbox_depth 0"));
 }
