@@ -2,6 +2,10 @@
 
 use crate::routes::{apps, environments, runner, runs, schedules, stream, teams, webhooks};
 use minitower_core::api::*;
+use minitower_core::job::{
+    Entry, JobOverrides, JobSpec, Limits, LimitsInput, Priority, PriorityInput, PtyInput, PtySize,
+    SizeInput, Source,
+};
 use minitower_core::status::{AttemptStatus, ResultStatus, RunStatus};
 use utoipa::openapi::path::{Operation, ParameterIn};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -40,6 +44,8 @@ use utoipa::{Modify, OpenApi};
         ScopeAction, TokenScope, LeaseSecrets,
         RetryDelaySpec, Webhook, WebhookList, CreatedWebhook, CreateWebhookRequest, UpdateWebhookRequest,
         WebhookEvents, DeliveryOutcome, WebhookDelivery, WebhookDeliveryList, QueuedEvent, WebhookPayload,
+        JobSpec, Entry, Source, PtySize, PtyInput, Limits, LimitsInput, SizeInput, JobOverrides,
+        Priority, PriorityInput,
     )),
     modifiers(&Security, &CommonErrors)
 )]

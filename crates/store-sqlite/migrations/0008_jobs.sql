@@ -9,5 +9,5 @@ ALTER TABLE versions ADD COLUMN job TEXT;
 ALTER TABLE versions ADD COLUMN priority INTEGER
     CHECK (priority BETWEEN -1000000 AND 1000000);
 ALTER TABLE runs ADD COLUMN job_overrides TEXT;
-ALTER TABLE attempts ADD COLUMN source_commit TEXT
+ALTER TABLE run_attempts ADD COLUMN source_commit TEXT
     CHECK (source_commit IS NULL OR length(source_commit) IN (40, 64));

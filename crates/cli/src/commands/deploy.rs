@@ -174,7 +174,9 @@ pub async fn deploy_dir(
     let upload = VersionUpload {
         artifact: reqwest::Body::wrap_stream(stream),
         artifact_len: Some(info.size),
-        entrypoint: Some(tf.app.script.clone()),
+        // Only an archive script is an entrypoint; other jobs come from the
+        // Towerfile in the archive, which the server reads.
+        entrypoint: tf.app.job.script_in_archive().map(str::to_string),
         timeout_seconds: opts.timeout_seconds,
         params_schema: tf.params_schema(),
     };

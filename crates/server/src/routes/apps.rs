@@ -76,9 +76,10 @@ pub async fn get_app(
     Ok(Json(app_of(&st, &auth, &slug).await?.app))
 }
 
-/// Uploads a version (multipart: `artifact`, `entrypoint`, `timeout_seconds`, `params_schema`).
+/// Uploads a version (multipart: `artifact`, `entrypoint`, `timeout_seconds`, `params_schema`,
+/// the retry fields and the job fields; see docs/api.md).
 #[utoipa::path(post, path = "/api/v1/apps/{app}/versions", tag = "apps", params(("app" = String, Path)),
-    request_body(content_type = "multipart/form-data", description = "artifact (file), entrypoint, timeout_seconds, params_schema"),
+    request_body(content_type = "multipart/form-data", description = "artifact (file), entrypoint, timeout_seconds, params_schema, retries, retry_delay; job fields: command (JSON list), shell, git (JSON {url, ref, command|script, secret}), binary (JSON {url, sha256, args}), pty (true|false|JSON {cols, rows}), priority (number or foreground|background|best_effort), limits (JSON {memory, cpus, pids, disk})"),
     responses((status = 201, body = Version), (status = 400, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope),
               (status = 413, body = ErrorEnvelope)), security(("team" = [])))]
 pub async fn create_version(
