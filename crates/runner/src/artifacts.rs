@@ -167,6 +167,21 @@ impl ArtifactCache {
         result
     }
 
+    /// Deletes artifacts not used for `max_age` (see `cache_gc`), never one
+    /// pinned by an attempt of this process nor a download in progress. The
+    /// pin table is held for the pass (a few file removals), so no attempt
+    /// pins an artifact while it is being removed.
+    pub fn collect_unused(&self, max_age: std::time::Duration) -> crate::cache_gc::Collected {
+        let pins = self.pins.lock().unwrap_or_else(|p| p.into_inner());
+        crate::cache_gc::collect(&self.dir, max_age, std::time::SystemTime::now(), |path| {
+            let name = path.file_name().unwrap_or_default().to_string_lossy();
+            match name.strip_suffix(".tar.gz") {
+                Some(sha) => pins.contains_key(sha),
+                None => tmp_owner(&name).is_some_and(crate::workspace::pid_alive),
+            }
+        })
+    }
+
     /// Deletes least recently used, unpinned artifacts until the cache fits its cap.
     pub fn evict(&self) {
         let Ok(entries) = std::fs::read_dir(&self.dir) else {
@@ -275,6 +290,34 @@ mod tests {
         assert!(dir.path().join(format!("{c}.tar.gz")).exists());
         drop(pin);
         assert!(cache.pins.lock().unwrap().is_empty());
+    }
+
+    #[test]
+    fn collects_artifacts_unused_for_the_max_age_unless_pinned() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = ArtifactCache::open(dir.path().to_path_buf(), u64::MAX).unwrap();
+        let (a, b, c) = ("a".repeat(64), "b".repeat(64), "c".repeat(64));
+        let day = 86400;
+        put(dir.path(), &a, 10, 3 * day); // old, pinned by a running attempt
+        put(dir.path(), &b, 10, 3 * day); // old, unused
+        put(dir.path(), &c, 10, 60); // used a minute ago
+        let live_tmp = dir
+            .path()
+            .join(format!(".tmp-{}-7.part", std::process::id()));
+        std::fs::write(&live_tmp, b"x").unwrap();
+        let f = std::fs::File::open(&live_tmp).unwrap();
+        f.set_modified(SystemTime::now() - Duration::from_secs(3 * day))
+            .unwrap();
+        let pin = cache.pin(&a, dir.path().join(format!("{a}.tar.gz")), true);
+        let done = cache.collect_unused(Duration::from_secs(day));
+        assert_eq!((done.removed, done.in_use), (1, 2));
+        assert!(dir.path().join(format!("{a}.tar.gz")).exists(), "pinned");
+        assert!(!dir.path().join(format!("{b}.tar.gz")).exists());
+        assert!(dir.path().join(format!("{c}.tar.gz")).exists(), "recent");
+        assert!(live_tmp.exists(), "a download of a live process");
+        drop(pin);
+        assert_eq!(cache.collect_unused(Duration::from_secs(day)).removed, 1);
+        assert!(!dir.path().join(format!("{a}.tar.gz")).exists());
     }
 
     #[test]

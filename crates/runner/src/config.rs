@@ -80,6 +80,13 @@ pub struct RunnerConfig {
           value_parser = bytes_parser("MINITOWER_ARTIFACT_CACHE_MAX_BYTES"))]
     pub artifact_cache_max_bytes: u64,
 
+    /// Cache entries (artifacts, environments) not used for this long are
+    /// removed, at start and hourly; one in use never. Several runners
+    /// sharing a data dir: keep it above the longest run timeout (7 days).
+    #[arg(long, env = "MINITOWER_RUNNER_CACHE_MAX_AGE", default_value = "14d",
+          value_parser = duration_parser("MINITOWER_RUNNER_CACHE_MAX_AGE"))]
+    pub cache_max_age: Duration,
+
     /// Keep a fork server of the shared empty environment per slot (a warm
     /// interpreter that forks each run), so a `.py` run without dependencies
     /// does not pay interpreter start-up; false: every run starts its own.
@@ -131,6 +138,7 @@ impl RunnerConfig {
             max_log_bytes: 10 * 1024 * 1024,
             drain_timeout: Duration::from_secs(60),
             artifact_cache_max_bytes: 1 << 30,
+            cache_max_age: Duration::from_secs(14 * 86400),
             prestart: true,
             supervisor_bin: None,
             cgroups: "auto".into(),
@@ -309,6 +317,12 @@ mod tests {
         let c = parse(&["--kill-grace-period", "500ms", "--concurrency", "4"]).unwrap();
         assert_eq!(c.kill_grace_period, Duration::from_millis(500));
         assert_eq!(c.concurrency, 4);
+        let c = parse(&["--cache-max-age", "30d"]).unwrap();
+        assert_eq!(c.cache_max_age, Duration::from_secs(30 * 86400));
+        let e = parse(&["--cache-max-age", "a while"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("MINITOWER_RUNNER_CACHE_MAX_AGE"), "{e}");
     }
 
     #[test]
@@ -329,6 +343,7 @@ mod tests {
             "MINITOWER_MAX_LOG_BYTES",
             "MINITOWER_DRAIN_TIMEOUT",
             "MINITOWER_ARTIFACT_CACHE_MAX_BYTES",
+            "MINITOWER_RUNNER_CACHE_MAX_AGE",
         ] {
             assert!(help.contains(var), "{var} missing from --help");
         }

@@ -14,6 +14,13 @@
 //! `.minitower-complete` is written (and fsynced) last. A directory without
 //! the marker is a build that died half-way: the next builder deletes it
 //! under the lock and starts over, and nobody ever runs in it.
+//!
+//! Each use touches the environment's directory (its time is not in the
+//! manifest), and `collect_unused` removes those not used for the runner's
+//! cache max age (see `cache_gc`): never the shared empty one, one being
+//! built (its lock is held), or one a live workspace of this process was
+//! given; an `ensure` that meets an environment being removed waits for the
+//! lock and builds it again.
 
 use crate::error::SetupError;
 use crate::logs::LogSink;
@@ -115,6 +122,7 @@ pub struct EnvCache {
     empty: PyEnv,
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     base_pip: tokio::sync::OnceCell<bool>,
+    users: Mutex<gc::Users>,
 }
 
 impl EnvCache {
@@ -142,6 +150,7 @@ impl EnvCache {
             uv,
             locks: Mutex::default(),
             base_pip: tokio::sync::OnceCell::new(),
+            users: Mutex::default(),
         };
         let sink = LogSink::discard();
         cache.empty = cache
@@ -234,7 +243,9 @@ impl EnvCache {
             dir: self.root.join(key),
         };
         let short = &key[..key.len().min(12)];
-        if env.dir.join(MARKER).exists() && verified(&env.dir).await {
+        let fast = self.note_use(key, ws);
+        if fast && env.dir.join(MARKER).exists() && verified(&env.dir).await {
+            crate::cache_gc::touch(&env.dir);
             sink.send(SETUP, format!("using cached environment {short}"));
             return Ok(env);
         }
@@ -259,6 +270,7 @@ impl EnvCache {
         .map_err(|e| SetupError::Io(e.to_string()))??;
         let complete = env.dir.join(MARKER).exists();
         if complete && verified(&env.dir).await {
+            crate::cache_gc::touch(&env.dir);
             sink.send(
                 SETUP,
                 format!("using cached environment {short} (built by another run)"),
@@ -503,6 +515,7 @@ fn hash_key(parts: &[&str]) -> String {
     hex::encode(h.finalize())
 }
 
+mod gc;
 #[cfg(test)]
 mod tests;
 

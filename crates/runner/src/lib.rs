@@ -8,6 +8,7 @@
 
 mod artifacts;
 mod attempt;
+mod cache_gc;
 pub mod config;
 mod envs;
 mod error;
@@ -186,6 +187,23 @@ pub async fn run_with(
         scope,
         isolation,
     });
+    // Unused cache entries go at start and hourly (runners sharing the data
+    // dir do the same; see `cache_gc`).
+    let gc = tokio::spawn(cache_gc::every(cache_gc::INTERVAL, stop_leasing.clone(), {
+        let (shared, max_age) = (shared.clone(), config.cache_max_age);
+        move || {
+            let a = shared.artifacts.collect_unused(max_age);
+            let e = shared.envs.collect_unused(max_age);
+            if a.removed + e.removed > 0 {
+                tracing::info!(
+                    artifacts = a.removed,
+                    environments = e.removed,
+                    bytes = a.bytes + e.bytes,
+                    "removed cache entries unused for the max age"
+                );
+            }
+        }
+    }));
     let mut workers = tokio::task::JoinSet::new();
     for slot in 0..config.concurrency {
         workers.spawn(worker::lease_loop(
@@ -207,6 +225,8 @@ pub async fn run_with(
         }
     }
     escalation.abort();
+    stop_leasing.cancel();
+    let _ = gc.await;
     // Shown offline at once instead of after three lease TTLs.
     let (_, client) = session.client().await;
     if let Err(e) = client.runner_offline().await {
