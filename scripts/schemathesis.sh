@@ -38,6 +38,15 @@ checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "403",
 [[operations]]
 include-path-regex = "^/api/v1/secrets"
 checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "403", "404", "409", "429"]
+
+# A run's job overrides are checked against its version: `ref` on a version
+# without a git source, a size string that is not a size or is below the
+# minimum (`limits.memory` "1KiB"), or a priority name that is none of the
+# three are refused with 400 naming the field; the schema cannot say so.
+[[operations]]
+include-path-regex = "^/api/v1/apps/[^/]+/runs$"
+include-method = "POST"
+checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "403", "404", "409", "429"]
 TOML
 
 free_port() {
