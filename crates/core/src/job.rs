@@ -14,7 +14,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::ToSchema;
 
 mod limits;
-pub use limits::{parse_size, Limits, LimitsInput, SizeInput};
+pub use limits::{human, parse_size, Limits, LimitsInput, SizeInput};
 mod priority;
 pub use priority::{priority_name, Priority, PriorityInput};
 mod source;

@@ -87,7 +87,16 @@ pub async fn show(ctx: &Ctx, id: i64) -> CliResult<()> {
             },
     );
     field("Input", r.input.to_string());
-    field("Priority", r.priority.to_string());
+    field(
+        "Priority",
+        match &r.priority_name {
+            Some(n) => format!("{n} ({})", r.priority),
+            None => r.priority.to_string(),
+        },
+    );
+    if let Some(o) = r.job_overrides.as_ref().filter(|o| !o.is_empty()) {
+        field("Overrides", serde_json::to_string(o).unwrap_or_default());
+    }
     field("Retries", format!("{} of {}", r.retry_count, r.max_retries));
     field("Attempt", attempt_line(r, d.attempts.len()));
     field("Environment", r.environment.clone());
@@ -110,7 +119,7 @@ pub async fn show(ctx: &Ctx, id: i64) -> CliResult<()> {
     }
     println!();
     let mut t = Table::new(&[
-        "ATTEMPT", "STATUS", "RUNNER", "STARTED", "DURATION", "EXIT", "ERROR",
+        "ATTEMPT", "STATUS", "RUNNER", "STARTED", "DURATION", "EXIT", "ERROR", "COMMIT",
     ]);
     for a in &d.attempts {
         t.row(vec![
@@ -125,6 +134,10 @@ pub async fn show(ctx: &Ctx, id: i64) -> CliResult<()> {
             a.error_message
                 .as_deref()
                 .map(|m| output::truncate(m, 60))
+                .unwrap_or_else(|| "-".into()),
+            a.source_commit
+                .as_deref()
+                .map(|c| c.chars().take(12).collect())
                 .unwrap_or_else(|| "-".into()),
         ]);
     }
@@ -199,12 +212,7 @@ pub async fn versions(ctx: &Ctx, app: &str) -> CliResult<()> {
         return Ok(());
     }
     let mut t = Table::new(&[
-        "VERSION",
-        "SHA256",
-        "ENTRYPOINT",
-        "TIMEOUT",
-        "PARAMS",
-        "CREATED",
+        "VERSION", "SHA256", "RUNS", "PRIORITY", "TIMEOUT", "PARAMS", "CREATED",
     ]);
     for v in &versions {
         let params = v
@@ -218,7 +226,12 @@ pub async fn versions(ctx: &Ctx, app: &str) -> CliResult<()> {
         t.row(vec![
             format!("v{}", v.version_no),
             v.artifact_sha256.chars().take(12).collect(),
-            v.entrypoint.clone(),
+            job_summary(&v.job),
+            match (&v.priority_name, v.priority) {
+                (Some(n), _) => n.clone(),
+                (None, Some(p)) => p.to_string(),
+                (None, None) => "-".into(),
+            },
             format!("{}s", v.timeout_seconds),
             params,
             output::ago(&v.created_at),
@@ -226,4 +239,39 @@ pub async fn versions(ctx: &Ctx, app: &str) -> CliResult<()> {
     }
     t.print_or("No versions yet.");
     Ok(())
+}
+
+/// One cell for what a version runs: `script main.py`, `command make test`,
+/// `git <url>@<ref>`, `binary <url>`, plus `pty` and the limits set.
+fn job_summary(job: &minitower_core::job::JobSpec) -> String {
+    use minitower_core::job::{Entry, Source};
+    let entry = match &job.entry {
+        Entry::Script { path } => format!("script {path}"),
+        Entry::Command { argv } => format!("command {}", argv.join(" ")),
+        Entry::Shell { script } => format!("shell {script}"),
+        Entry::Binary { args } => format!("binary {}", args.join(" ")),
+    };
+    let mut parts = vec![match &job.source {
+        Source::Archive => entry,
+        Source::Git { url, git_ref, .. } => format!("git {url}@{git_ref}: {entry}"),
+        Source::Binary { url, .. } => format!("binary {url}"),
+    }];
+    if let Some(p) = job.pty {
+        parts.push(format!("pty {}x{}", p.cols, p.rows));
+    }
+    let l = &job.limits;
+    let size = minitower_core::job::human;
+    if let Some(m) = l.memory {
+        parts.push(format!("mem {}", size(m)));
+    }
+    if let Some(c) = l.cpus {
+        parts.push(format!("cpus {c}"));
+    }
+    if let Some(p) = l.pids {
+        parts.push(format!("pids {p}"));
+    }
+    if let Some(d) = l.disk {
+        parts.push(format!("disk {}", size(d)));
+    }
+    output::truncate(&parts.join(", "), 80)
 }
