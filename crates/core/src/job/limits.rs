@@ -147,7 +147,13 @@ impl Limits {
     }
 }
 
-/// `268435456` → `"256 MiB"`: how messages and events show a size.
+/// `268435456` → `"256 MiB"`, `1610612736` → `"1.5 GiB"`: how messages
+/// and events show a size (a whole number of units without `.0`, so the
+/// reason a limit gives reads as the Towerfile wrote it).
 pub fn human(bytes: u64) -> String {
-    bytesize::ByteSize::b(bytes).display().iec().to_string()
+    let s = bytesize::ByteSize::b(bytes).display().iec().to_string();
+    match s.split_once(".0 ") {
+        Some((whole, unit)) => format!("{whole} {unit}"),
+        None => s,
+    }
 }
