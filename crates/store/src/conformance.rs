@@ -17,6 +17,7 @@
 
 pub mod environments;
 pub mod handback;
+pub mod jobs;
 pub mod lease;
 pub mod races;
 pub mod reaper;
@@ -112,6 +113,8 @@ macro_rules! conformance_tests {
             schedules::fire_tick_is_idempotent,
             schedules::racing_fires_create_one_run,
             schedules::towerfile_schedules_follow_deploys,
+            jobs::versions_keep_their_job_and_priority,
+            jobs::leases_carry_the_merged_job_only_when_needed,
             retention::purge_deletes_old_finished_runs_and_what_they_own,
             retention::purge_batches_are_bounded_and_oldest_first,
             retention::purged_numbers_are_never_reused,
