@@ -61,6 +61,9 @@ pub static DIALECT: Dialect = Dialect {
          ORDER BY t.slug COLLATE \"C\", a.slug COLLATE \"C\", p.environment COLLATE \"C\"",
     on_close: None,
     text_holds_nul: false,
+    // autovacuum makes freed space reusable; the files need no help
+    reclaim_step: None,
+    reclaimable: None,
 };
 
 /// Parses a `postgres://` URL, naming the problem without echoing a password.

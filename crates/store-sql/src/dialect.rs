@@ -31,6 +31,13 @@ pub struct Dialect {
     /// Whether text may hold NUL. PostgreSQL's cannot: a NUL in a log line
     /// would fail its whole batch, so it is stored as U+FFFD there.
     pub text_holds_nul: bool,
+    /// One bounded step returning freed pages to the file system (run on
+    /// the write pool, outside a transaction); `None` where the database
+    /// does that by itself.
+    pub reclaim_step: Option<&'static str>,
+    /// How many freed pages [`Dialect::reclaim_step`] could still return
+    /// (0 when it cannot return any).
+    pub reclaimable: Option<&'static str>,
 }
 
 /// The clauses [`Dialect::row_locks`] governs, longest first so that
@@ -86,6 +93,8 @@ mod tests {
         pending_counts: "",
         on_close: None,
         text_holds_nul: false,
+        reclaim_step: None,
+        reclaimable: None,
     };
 
     #[test]

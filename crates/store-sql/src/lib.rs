@@ -26,6 +26,7 @@ mod db;
 mod dialect;
 mod environments;
 mod reaper;
+mod retention;
 mod runner;
 mod runs;
 mod schedules;
