@@ -61,6 +61,25 @@ def test_run_options_are_sent(client: Client) -> None:
     assert first.wait(timeout=60).status == "completed"
 
 
+def test_named_priority_and_job_overrides(client: Client) -> None:
+    # Parked where no runner serves, then cancelled: only the fields matter.
+    client._json("POST", "/api/v1/environments", json_body={"name": "parked"})
+    run = client.run(
+        "hello",
+        {"name": "Jobs"},
+        priority="best_effort",
+        pty=(100, 30),
+        limits={"memory": "64MiB"},
+        environment="parked",
+    )
+    assert (run.priority, run.priority_name) == (-100, "best_effort")
+    assert run.raw["job_overrides"] == {"pty": {"cols": 100, "rows": 30}, "limits": {"memory": "64MiB"}}
+    client.cancel(run.id)
+    with pytest.raises(BadRequest) as e:
+        client.run("hello", {"name": "Jobs"}, ref="v1")
+    assert "ref" in str(e.value)
+
+
 def test_wait_by_polling(client: Client) -> None:
     run = client.run("hello", {"name": "Poll"})
     done = client._wait_poll(run.id, time.monotonic() + 60)

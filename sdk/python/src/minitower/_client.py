@@ -245,16 +245,23 @@ class Client:
         *,
         version: Optional[int] = None,
         environment: Optional[str] = None,
-        priority: Optional[int] = None,
+        priority: Optional[Union[int, str]] = None,
         max_retries: Optional[int] = None,
         idempotency_key: Optional[str] = None,
+        pty: Optional[Union[bool, Tuple[int, int]]] = None,
+        limits: Optional[Dict[str, Any]] = None,
+        ref: Optional[str] = None,
     ) -> Run:
         """Triggers a run of ``app`` with ``input`` (a JSON object) and
         returns it queued; ``run.wait()`` waits for its end.
 
         ``version`` defaults to the latest, ``environment`` to ``default``,
-        ``priority`` to 0. With ``idempotency_key``, repeating the call
-        returns the first run instead of creating another.
+        ``priority`` to the version's (a number or ``"foreground"``,
+        ``"background"``, ``"best_effort"``). With ``idempotency_key``,
+        repeating the call returns the first run instead of creating another.
+        ``pty`` (``True``/``False`` or ``(cols, rows)``), ``limits``
+        (``{"memory": "256MiB", "cpus": 1.5, "pids": 256, "disk": "1GiB"}``)
+        and ``ref`` (git versions) replace the version's for this run.
         """
         body: JSON = {}
         if input is not None:
@@ -267,6 +274,14 @@ class Client:
             body["priority"] = priority
         if max_retries is not None:
             body["max_retries"] = max_retries
+        if isinstance(pty, tuple):
+            body["pty"] = {"cols": pty[0], "rows": pty[1]}
+        elif pty is not None:
+            body["pty"] = pty
+        if limits is not None:
+            body["limits"] = limits
+        if ref is not None:
+            body["ref"] = ref
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
         data = self._json("POST", f"/api/v1/apps/{_seg(app)}/runs", json_body=body, headers=headers)
         return Run.from_json(data, self)

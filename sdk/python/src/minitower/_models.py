@@ -116,6 +116,7 @@ class Attempt:
     error_message: Optional[str]
     started_at: Optional[datetime]
     finished_at: Optional[datetime]
+    source_commit: Optional[str] = None
     raw: Dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
@@ -128,6 +129,7 @@ class Attempt:
             error_message=d.get("error_message"),
             started_at=parse_ts(d.get("started_at")),
             finished_at=parse_ts(d.get("finished_at")),
+            source_commit=d.get("source_commit"),
             raw=d,
         )
 
@@ -173,6 +175,7 @@ class Run:
     started_at: Optional[datetime]
     finished_at: Optional[datetime]
     environment: str
+    priority_name: Optional[str] = None
     attempts: Optional[List[Attempt]] = None
     raw: Dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
     _client: Optional["Client"] = field(default=None, repr=False, compare=False)
@@ -197,6 +200,7 @@ class Run:
             started_at=parse_ts(d.get("started_at")),
             finished_at=parse_ts(d.get("finished_at")),
             environment=d.get("environment", "default"),
+            priority_name=d.get("priority_name"),
             attempts=[Attempt.from_json(a) for a in attempts] if isinstance(attempts, list) else None,
             raw=d,
             _client=client,
