@@ -12,6 +12,7 @@
 use crate::artifacts::ArtifactCache;
 use crate::envs::{EnvCache, PyEnv};
 use crate::error::SetupError;
+use crate::events;
 use crate::forkserver::ForkServer;
 use crate::lease::{self, LeaseKeeper, Signals};
 use crate::logs::{LogShipper, LogSink, Target};
@@ -23,6 +24,7 @@ use crate::workspace::Workspace;
 use crate::RunnerConfig;
 use minitower_client::Client;
 use minitower_core::api::{Lease, NewLogLine, ResultReport, ResultRequest};
+use minitower_core::job::{Entry, PtySize};
 use minitower_core::ResultStatus;
 use nix::sys::signal::Signal;
 use std::path::PathBuf;
@@ -71,6 +73,8 @@ struct Prepared {
     ws: Workspace,
     launch: Launch,
     env: PyEnv,
+    /// A pseudo-terminal of this size instead of pipes.
+    pty: Option<PtySize>,
 }
 
 /// When the lease call was sent and when its answer arrived.
@@ -232,6 +236,7 @@ async fn prepare(
     lease: &Lease,
     sink: &LogSink,
 ) -> Result<Prepared, SetupError> {
+    let spec = lease.job_spec();
     let artifact = shared
         .artifacts
         .get(
@@ -258,10 +263,24 @@ async fn prepare(
     )
     .await?;
     drop(artifact);
-    let launch = Launch::for_entrypoint(&ws.dir, &lease.entrypoint)?;
+    // A script is checked before its environment is built; a command's
+    // program is looked up on the PATH the environment starts.
+    let script = match &spec.entry {
+        Entry::Script { path } => Some(Launch::for_entrypoint(&ws.dir, path)?),
+        _ => None,
+    };
     let deps = crate::envs::detect(&ws.dir)?;
     let env = shared.envs.ensure(&deps, &ws.dir, sink).await?;
-    Ok(Prepared { ws, launch, env })
+    let launch = match script {
+        Some(l) => l,
+        None => Launch::for_entry(&spec.entry, &ws.dir, &env, None)?,
+    };
+    Ok(Prepared {
+        ws,
+        launch,
+        env,
+        pty: spec.pty,
+    })
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -296,6 +315,9 @@ async fn spawn(
     for note in &input.notes {
         sink.send("setup", note.clone());
     }
+    if p.pty.is_some() {
+        process::terminal_env(&mut vars, lease, &input);
+    }
     vars.insert(
         crate::supervisor::SCOPE_VAR.into(),
         shared.scope.clone().into(),
@@ -316,9 +338,10 @@ async fn spawn(
         .cgroups
         .as_ref()
         .map(|b| b.join(format!("{}-{}", lease.run_id, lease.attempt_no)));
-    // Each slot has its own fork server (running as the slot's user).
+    // Each slot has its own fork server (running as the slot's user); it
+    // forks plain Python scripts on pipes only.
     if let (Some(fork), Launch::Python { script }) = (shared.prestart.get(slot), &p.launch) {
-        if p.env.dir == shared.envs.empty().dir {
+        if p.env.dir == shared.envs.empty().dir && p.pty.is_none() {
             let forked = fork
                 .launch(script, &p.ws.dir, &vars, deadline, cgroup.clone())
                 .await;
@@ -328,7 +351,7 @@ async fn spawn(
         }
     }
     let argv = p.launch.argv(&p.env);
-    Supervised::start(sup::Launch {
+    let launch = sup::Launch {
         exe: &shared.supervisor,
         argv: &argv,
         cwd: &p.ws.dir,
@@ -336,8 +359,8 @@ async fn spawn(
         deadline: Some(deadline),
         cgroup,
         user,
-    })
-    .await
+    };
+    Supervised::start_with_pty(launch, p.pty).await
 }
 
 async fn execute(
@@ -356,6 +379,16 @@ async fn execute(
         }
         Err(e) => return report(ResultStatus::Failed, None, Some(e.to_string())),
     };
+    let began = Instant::now();
+    sink.send(
+        events::STREAM,
+        events::started(
+            child.pid,
+            &shared.config.name,
+            lease.attempt_no,
+            child.limits_mode,
+        ),
+    );
     tracing::debug!(
         run_id = lease.run_id,
         pid = child.pid,
@@ -434,6 +467,7 @@ async fn execute(
         let _ = err.await;
     })
     .await;
+    sink.send(events::STREAM, events::finished(&ending, began.elapsed()));
     let code = ending.code;
     match stop {
         Some(Stop::Cancel) => report(ResultStatus::Cancelled, code, Some("cancelled".into())),

@@ -299,6 +299,7 @@ impl ForkServer {
                 Some(Supervised {
                     pid,
                     in_cgroup: inside,
+                    limits_mode: "none",
                     stdout: tokio::process::ChildStdout::from_std(stdout).ok(),
                     stderr: tokio::process::ChildStderr::from_std(stderr).ok(),
                     control,

@@ -9,6 +9,7 @@ use crate::error::SetupError;
 use crate::logs::LogSink;
 use crate::mask::Masker;
 use minitower_core::api::Lease;
+use minitower_core::job::Entry;
 use nix::sys::signal::Signal;
 use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
@@ -178,11 +179,7 @@ pub fn script_env(
     );
     set("PYTHONUNBUFFERED", "1".into());
     set("VIRTUAL_ENV", env.dir.clone().into());
-    let mut path = vec![env.bin()];
-    if let Some(p) = &runner_path {
-        path.extend(std::env::split_paths(p));
-    }
-    set("PATH", std::env::join_paths(path).unwrap_or_default());
+    set("PATH", script_path(env, runner_path.as_deref()));
     let py_path: Vec<PathBuf> = lease
         .import_paths
         .iter()
@@ -195,6 +192,26 @@ pub fn script_env(
         );
     }
     vars
+}
+
+/// The `PATH` a process gets: the environment's `bin` (its `python`, and
+/// the console scripts of its requirements) before the runner's own.
+fn script_path(env: &PyEnv, runner_path: Option<&OsStr>) -> OsString {
+    let mut path = vec![env.bin()];
+    if let Some(p) = runner_path {
+        path.extend(std::env::split_paths(p));
+    }
+    std::env::join_paths(path).unwrap_or_default()
+}
+
+/// Adds what a program on a terminal expects: `TERM` (unless the input or
+/// a secret set it; the runner's own describes some other terminal).
+pub fn terminal_env(vars: &mut BTreeMap<OsString, OsString>, lease: &Lease, input: &InputDelivery) {
+    let chosen =
+        lease.secrets.0.contains_key("TERM") || input.vars.iter().any(|(k, _)| k == "TERM");
+    if !chosen {
+        vars.insert("TERM".into(), "xterm-256color".into());
+    }
 }
 
 /// `rel` joined to `ws` when it stays inside it.
@@ -214,6 +231,12 @@ pub enum Launch {
     Shell { script: PathBuf },
     /// The file itself.
     Executable { script: PathBuf },
+    /// A program with arguments, no shell: a command's resolved `argv[0]`,
+    /// `/bin/sh -c <line>`, or a binary source's downloaded file.
+    Exec {
+        program: PathBuf,
+        args: Vec<OsString>,
+    },
 }
 
 impl Launch {
@@ -235,14 +258,87 @@ impl Launch {
         })
     }
 
+    /// Picks the launcher for a job's entry inside `ws`, once the app's
+    /// environment is ready (a command's program is looked up on the `PATH`
+    /// the process gets, which starts with the environment's `bin`).
+    /// `binary` is the program of a binary source, when it was fetched.
+    pub fn for_entry(
+        entry: &Entry,
+        ws: &Path,
+        env: &PyEnv,
+        binary: Option<&Path>,
+    ) -> Result<Launch, SetupError> {
+        match entry {
+            Entry::Script { path } => Launch::for_entrypoint(ws, path),
+            Entry::Command { argv } => {
+                let Some((name, args)) = argv.split_first() else {
+                    return Err(SetupError::Spawn("command is empty".into()));
+                };
+                let runner_path = base_env()
+                    .iter()
+                    .find(|(k, _)| k == "PATH")
+                    .map(|(_, v)| v.as_os_str());
+                let path = script_path(env, runner_path);
+                let program = find_program(name, ws, &path).ok_or_else(|| {
+                    SetupError::Spawn(if name.contains('/') {
+                        format!("command[0] {name:?} is not an executable file")
+                    } else {
+                        format!("command[0] {name:?} was not found on PATH")
+                    })
+                })?;
+                Ok(Launch::Exec {
+                    program,
+                    args: args.iter().map(OsString::from).collect(),
+                })
+            }
+            Entry::Shell { script } => Ok(Launch::Exec {
+                program: "/bin/sh".into(),
+                args: vec!["-c".into(), script.into()],
+            }),
+            Entry::Binary { args } => match binary {
+                Some(program) => Ok(Launch::Exec {
+                    program: program.to_path_buf(),
+                    args: args.iter().map(OsString::from).collect(),
+                }),
+                None => Err(SetupError::Spawn(
+                    "a binary entry needs its binary source fetched first".into(),
+                )),
+            },
+        }
+    }
+
     /// The command line (program first).
     pub fn argv(&self, env: &PyEnv) -> Vec<OsString> {
         match self {
             Launch::Python { script } => vec![env.python().into(), script.into()],
             Launch::Shell { script } => vec!["bash".into(), script.into()],
             Launch::Executable { script } => vec![script.into()],
+            Launch::Exec { program, args } => std::iter::once(program.into())
+                .chain(args.iter().cloned())
+                .collect(),
         }
     }
+}
+
+/// Where a command's `argv[0]` is: with a `/`, that path (relative to the
+/// workspace); otherwise the first executable file of that name in `path`'s
+/// directories (relative ones taken from the workspace, the process's
+/// working directory), as `execvp` would pick it.
+pub fn find_program(name: &str, ws: &Path, path: &OsStr) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let runnable = |p: &Path| {
+        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    if name.is_empty() {
+        return None;
+    }
+    if name.contains('/') {
+        let p = ws.join(name);
+        return runnable(&p).then_some(p);
+    }
+    std::env::split_paths(path)
+        .map(|dir| ws.join(dir).join(name))
+        .find(|p| runnable(p))
 }
 
 /// Sends `sig` to the whole process group `pgid` (ignoring an empty group).

@@ -54,6 +54,7 @@
 
 pub(crate) mod client;
 mod protocol;
+mod pty;
 mod serve;
 pub(crate) mod server;
 pub(crate) mod tree;

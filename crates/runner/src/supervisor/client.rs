@@ -4,6 +4,7 @@
 use super::protocol::{encode, Command, Event};
 use super::{tree, CONTROL_FD, ENTRY_ARG};
 use crate::error::SetupError;
+use minitower_core::job::PtySize;
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::os::fd::AsRawFd;
@@ -40,6 +41,11 @@ pub struct Ending {
     pub killed: Vec<String>,
     /// The supervisor vanished without saying how the script ended.
     pub lost: bool,
+    /// The script's peak resident set (`wait4`'s `ru_maxrss`), in bytes.
+    pub peak_memory_bytes: Option<u64>,
+    /// Why the process was ended, when a resource limit ended it (for the
+    /// `finished` event; `None` otherwise).
+    pub reason: Option<String>,
 }
 
 /// A running supervised script. `control` and `waiter` are separate so a
@@ -49,6 +55,9 @@ pub struct Supervised {
     pub pid: u32,
     /// Whether the script runs in a cgroup of its own.
     pub in_cgroup: bool,
+    /// How its resource limits are enforced, for the `started` event:
+    /// "cgroup v1", "cgroup v2", "rlimit" or "none".
+    pub limits_mode: &'static str,
     pub stdout: Option<ChildStdout>,
     pub stderr: Option<ChildStderr>,
     pub control: Control,
@@ -74,10 +83,20 @@ impl Supervised {
     /// Starts the supervisor and, through it, the script. A deadline that has
     /// already passed starts nothing (`SetupError::LeaseGone`).
     pub async fn start(l: Launch<'_>) -> Result<Supervised, SetupError> {
+        Self::start_with_pty(l, None).await
+    }
+
+    /// [`Supervised::start`], with the script on a pseudo-terminal of this
+    /// size when given (its output then all comes on `stdout`).
+    pub async fn start_with_pty(
+        l: Launch<'_>,
+        pty: Option<PtySize>,
+    ) -> Result<Supervised, SetupError> {
         let start = Command::Start {
             deadline_ns: l.deadline.map(|d| tree::to_boottime(d.into_std())),
             cgroup: l.cgroup.clone(),
             user: l.user,
+            pty,
         };
         Self::launch(l, start).await
     }
@@ -148,6 +167,7 @@ impl Supervised {
             Some(Event::Started { pid, cgroup }) => Ok(Supervised {
                 pid,
                 in_cgroup: cgroup,
+                limits_mode: "none",
                 stdout,
                 stderr,
                 control: Control::new(Arc::new(Mutex::new(ctl))),
@@ -248,9 +268,14 @@ impl Waiter {
 
     fn absorb(&mut self, e: Event) -> bool {
         match e {
-            Event::Exited { code, signal } => {
+            Event::Exited {
+                code,
+                signal,
+                peak_memory_bytes,
+            } => {
                 self.ending.code = code;
                 self.ending.signal = signal;
+                self.ending.peak_memory_bytes = peak_memory_bytes;
             }
             Event::Fenced => self.ending.fenced = true,
             Event::Killed { processes } => self.ending.killed.extend(processes),

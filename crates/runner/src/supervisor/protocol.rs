@@ -1,6 +1,7 @@
 //! Messages between the runner and a supervisor: one JSON object per line on
 //! the control socket (file descriptor 3 of the supervisor).
 
+use minitower_core::job::PtySize;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
@@ -17,6 +18,10 @@ pub enum Command {
         /// uid and gid to run the script as (`user` isolation).
         #[serde(default)]
         user: Option<(u32, u32)>,
+        /// Give the script a pseudo-terminal of this size instead of the
+        /// supervisor's pipes (see `supervisor/pty.rs`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pty: Option<PtySize>,
     },
     /// The first message of a fork server (see `crate::forkserver`): start
     /// the warm interpreter in `cgroup`, as `user`, and wait for runs.
@@ -53,10 +58,14 @@ pub enum Event {
     Fenced,
     /// Processes killed after the script's end or at a kill, as `pid (name)`.
     Killed { processes: Vec<String> },
-    /// The script ended: exit code or terminating signal.
+    /// The script ended: exit code or terminating signal, and the largest
+    /// resident set of the script or a descendant it waited for (`wait4`'s
+    /// `ru_maxrss`), in bytes.
     Exited {
         code: Option<i32>,
         signal: Option<i32>,
+        #[serde(default)]
+        peak_memory_bytes: Option<u64>,
     },
     /// Nothing of the tree is left; the supervisor exits next (a fork
     /// server: the run is over, the server waits for the next one).
@@ -80,6 +89,10 @@ mod tests {
             deadline_ns: Some(5),
             cgroup: Some("/sys/fs/cgroup/x".into()),
             user: Some((100_000, 100_000)),
+            pty: Some(PtySize {
+                cols: 120,
+                rows: 40,
+            }),
         };
         let line = encode(&c);
         assert_eq!(line.last(), Some(&b'\n'));
@@ -88,8 +101,22 @@ mod tests {
         let e = Event::Exited {
             code: None,
             signal: Some(9),
+            peak_memory_bytes: Some(1 << 20),
         };
         let back: Event = serde_json::from_slice(&encode(&e)).unwrap();
         assert_eq!(back, e);
+        // An older supervisor's messages still read.
+        let old: Command =
+            serde_json::from_str(r#"{"op":"start","deadline_ns":null,"cgroup":null}"#).unwrap();
+        assert!(matches!(old, Command::Start { pty: None, .. }));
+        let old: Event =
+            serde_json::from_str(r#"{"event":"exited","code":0,"signal":null}"#).unwrap();
+        assert!(matches!(
+            old,
+            Event::Exited {
+                peak_memory_bytes: None,
+                ..
+            }
+        ));
     }
 }

@@ -50,7 +50,7 @@ pub(super) fn main(
         Ok(p) => p,
         Err(e) => return spawn_failed(&mut ctl, format!("socket: {e}")),
     };
-    let pid = match spawn(argv, home.as_ref(), user, Some(theirs.as_raw_fd())) {
+    let pid = match spawn(argv, home.as_ref(), user, Some(theirs.as_raw_fd()), None) {
         Ok(pid) => pid,
         Err(e) => {
             if let Some(cg) = &home {

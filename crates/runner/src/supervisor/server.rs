@@ -5,16 +5,16 @@
 //! file descriptors (the control socket and a signalfd) and a deadline.
 
 use super::protocol::{encode, Command, Event};
-use super::{tree, CONTROL_FD};
+use super::{pty, tree, CONTROL_FD};
 use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{killpg, SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
-use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::sys::wait::WaitStatus;
 use nix::unistd::{getpid, Pid};
 use std::ffi::OsString;
 use std::io::Write;
-use std::os::fd::{AsFd, FromRawFd};
+use std::os::fd::{AsFd, FromRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
@@ -108,6 +108,8 @@ pub(super) struct Script {
     /// fork server's warm interpreter); whether it has ended.
     pub(super) spare: Option<Pid>,
     pub(super) spare_gone: bool,
+    /// The script's `ru_maxrss` from `wait4`, in bytes.
+    pub(super) peak_memory: Option<u64>,
 }
 
 impl Script {
@@ -118,17 +120,20 @@ impl Script {
             cgroup,
             spare,
             spare_gone: false,
+            peak_memory: None,
         }
     }
 
-    /// Reaps every child that has ended, noting the script's status.
+    /// Reaps every child that has ended, noting the script's status and
+    /// peak memory.
     pub(super) fn reap(&mut self) {
         loop {
-            match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
-                Ok(WaitStatus::StillAlive) | Err(_) => return,
-                Ok(s) => {
+            match wait_any() {
+                None | Some((WaitStatus::StillAlive, _)) => return,
+                Some((s, peak)) => {
                     if s.pid() == Some(self.pid) {
                         self.status = Some(s);
+                        self.peak_memory = Some(peak);
                     }
                     if s.pid().is_some() && s.pid() == self.spare {
                         self.spare_gone = true;
@@ -189,14 +194,17 @@ impl Script {
             Some(WaitStatus::Exited(_, code)) => Event::Exited {
                 code: Some(code),
                 signal: None,
+                peak_memory_bytes: self.peak_memory,
             },
             Some(WaitStatus::Signaled(_, sig, _)) => Event::Exited {
                 code: None,
                 signal: Some(sig as i32),
+                peak_memory_bytes: self.peak_memory,
             },
             _ => Event::Exited {
                 code: None,
                 signal: Some(Signal::SIGKILL as i32),
+                peak_memory_bytes: None,
             },
         }
     }
@@ -242,7 +250,7 @@ pub fn main(argv: Vec<OsString>) -> i32 {
     let _ = nix::sys::prctl::set_child_subreaper(true);
 
     // The first command says how to start.
-    let (mut deadline, cgroup, user) = loop {
+    let (mut deadline, cgroup, user, pty) = loop {
         if !wait_readable(&ctl, &sfd, None) {
             return 0;
         }
@@ -251,7 +259,8 @@ pub fn main(argv: Vec<OsString>) -> i32 {
                 deadline_ns,
                 cgroup,
                 user,
-            }) => break (deadline_ns, cgroup, user),
+                pty,
+            }) => break (deadline_ns, cgroup, user, pty),
             Some(Command::Serve { cgroup, user }) => {
                 return super::serve::main(ctl, sfd, &argv, cgroup, user);
             }
@@ -267,7 +276,26 @@ pub fn main(argv: Vec<OsString>) -> i32 {
         ctl.send(&Event::Done);
         return 0;
     }
-    let mut script = match spawn(&argv, cgroup.as_ref(), user, None) {
+    let terminal = match pty.map(pty::open).transpose() {
+        Ok(t) => t,
+        Err(e) => {
+            ctl.send(&Event::SpawnFailed {
+                error: format!("pseudo-terminal: {e}"),
+            });
+            ctl.send(&Event::Done);
+            return 0;
+        }
+    };
+    let spawned = spawn(
+        &argv,
+        cgroup.as_ref(),
+        user,
+        None,
+        terminal.as_ref().map(|t| &t.slave),
+    );
+    // Only the script's tree may hold the slave: its end is the relay's EIO.
+    let master = terminal.map(|t| t.master);
+    let mut script = match spawned {
         Ok(pid) => Script::new(pid, cgroup, None),
         Err(e) => {
             ctl.send(&Event::SpawnFailed {
@@ -280,6 +308,7 @@ pub fn main(argv: Vec<OsString>) -> i32 {
             return 0;
         }
     };
+    let mut relay = master.and_then(|m| pty::Relay::new(m).ok());
     ctl.send(&Event::Started {
         pid: script.pid.as_raw() as u32,
         cgroup: script.cgroup.is_some(),
@@ -296,7 +325,15 @@ pub fn main(argv: Vec<OsString>) -> i32 {
             break;
         }
         let timeout = deadline.map(|d| Duration::from_nanos(d - now));
-        wait_readable(&ctl, &sfd, timeout);
+        match &mut relay {
+            Some(r) => {
+                r.wait(&ctl, &sfd, timeout);
+                r.pump();
+            }
+            None => {
+                wait_readable(&ctl, &sfd, timeout);
+            }
+        }
         let mut stop = false;
         while let Ok(Some(info)) = sfd.read_signal() {
             if info.ssi_signo as i32 != Signal::SIGCHLD as i32 {
@@ -338,6 +375,10 @@ pub fn main(argv: Vec<OsString>) -> i32 {
             break;
         }
     }
+    if let Some(r) = relay {
+        // The tree is gone: what it wrote last is still in the terminal.
+        r.finish(Duration::from_secs(2));
+    }
     if let Some(cg) = &script.cgroup {
         for _ in 0..100 {
             if tree::remove_cgroup(cg) {
@@ -350,6 +391,31 @@ pub fn main(argv: Vec<OsString>) -> i32 {
     0
 }
 
+/// `waitpid(-1, WNOHANG)` that also returns the child's peak resident set
+/// in bytes (`wait4`'s `ru_maxrss`: the largest of the child and of the
+/// descendants it waited for). `None` when there is no child to wait for.
+fn wait_any() -> Option<(WaitStatus, u64)> {
+    use nix::libc;
+    let mut status: libc::c_int = 0;
+    // SAFETY: a plain rusage struct for the kernel to fill.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    loop {
+        // SAFETY: valid pointers to locals.
+        let pid = unsafe { libc::wait4(-1, &mut status, libc::WNOHANG, &mut usage) };
+        if pid < 0 && Errno::last() == Errno::EINTR {
+            continue;
+        }
+        if pid < 0 {
+            return None;
+        }
+        if pid == 0 {
+            return Some((WaitStatus::StillAlive, 0));
+        }
+        let ws = WaitStatus::from_raw(Pid::from_raw(pid), status).ok()?;
+        return Some((ws, (usage.ru_maxrss.max(0) as u64).saturating_mul(1024)));
+    }
+}
+
 pub(super) fn report_killed(ctl: &mut Control, killed: Vec<String>) {
     if !killed.is_empty() {
         ctl.send(&Event::Killed { processes: killed });
@@ -359,12 +425,7 @@ pub(super) fn report_killed(ctl: &mut Control, killed: Vec<String>) {
 /// Waits until the control socket or the signalfd is readable, or `timeout`.
 /// False when the control socket is closed and nothing else is pending.
 pub(super) fn wait_readable(ctl: &Control, sfd: &SignalFd, timeout: Option<Duration>) -> bool {
-    let t = match timeout {
-        None => PollTimeout::NONE,
-        Some(d) => {
-            PollTimeout::try_from(d.as_millis().min(60_000) as i32 + 1).unwrap_or(PollTimeout::MAX)
-        }
-    };
+    let t = poll_timeout(timeout);
     let mut fds = [
         PollFd::new(ctl.sock.as_fd(), PollFlags::POLLIN),
         PollFd::new(sfd.as_fd(), PollFlags::POLLIN),
@@ -378,26 +439,51 @@ pub(super) fn wait_readable(ctl: &Control, sfd: &SignalFd, timeout: Option<Durat
     }
 }
 
+/// A poll timeout for `timeout` (none: forever), rounded up to a whole
+/// millisecond so a deadline is never polled for just before it passes.
+pub(super) fn poll_timeout(timeout: Option<Duration>) -> PollTimeout {
+    match timeout {
+        None => PollTimeout::NONE,
+        Some(d) => {
+            PollTimeout::try_from(d.as_millis().min(60_000) as i32 + 1).unwrap_or(PollTimeout::MAX)
+        }
+    }
+}
+
 /// Starts the script: own process group, dies with us, in its cgroup, as
 /// its user, never gaining privileges (`no_new_privs`: setuid binaries do
 /// not elevate). `fd3` becomes its file descriptor 3 (a fork server's
 /// socket); otherwise it has none (the control socket is close-on-exec).
+/// With `tty` (a pseudo-terminal's slave) that is its stdin, stdout and
+/// stderr and its controlling terminal, in a session of its own (whose
+/// process group is the script's, as without).
 pub(super) fn spawn(
     argv: &[OsString],
     cgroup: Option<&PathBuf>,
     user: Option<(u32, u32)>,
     fd3: Option<std::os::fd::RawFd>,
+    tty: Option<&OwnedFd>,
 ) -> std::io::Result<Pid> {
     let me = getpid();
     let procs = cgroup.map(|c| c.join("cgroup.procs"));
     let mut cmd = std::process::Command::new(&argv[0]);
     cmd.args(&argv[1..]);
+    if let Some(t) = tty {
+        cmd.stdin(t.try_clone()?)
+            .stdout(t.try_clone()?)
+            .stderr(t.try_clone()?);
+    }
+    let in_terminal = tty.is_some();
 
     // SAFETY: this process is single-threaded, so anything may run between
     // fork and exec.
     unsafe {
         cmd.pre_exec(move || {
-            nix::unistd::setpgid(Pid::from_raw(0), Pid::from_raw(0))?;
+            if in_terminal {
+                pty::take_terminal()?;
+            } else {
+                nix::unistd::setpgid(Pid::from_raw(0), Pid::from_raw(0))?;
+            }
             if let Some(fd) = fd3 {
                 nix::unistd::dup2(fd, CONTROL_FD)?;
             }
