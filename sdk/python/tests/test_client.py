@@ -46,7 +46,7 @@ def test_run_and_wait(client: Client) -> None:
     assert done.attempts is not None and [a.status for a in done.attempts] == ["completed"]
     lines = list(client.logs(run.id))
     assert [l.line for l in lines if l.stream == "stdout"] == ["Hello, Ada!"]
-    assert {l.stream for l in lines} <= {"stdout", "setup", "system"}  # the runner adds its own
+    assert {l.stream for l in lines} <= {"stdout", "setup", "system", "event"}  # the runner adds its own
 
     # Waiting on a finished run answers at once; get_run agrees.
     assert client.wait(run.id).status == "completed"
