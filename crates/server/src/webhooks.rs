@@ -20,6 +20,8 @@
 //! after the receiver was down, and across a SIGKILLed control plane
 //! (`tests/webhooks.rs`); the retry schedule's bounds (unit tests below).
 
+use crate::error::ApiError;
+use crate::secrets_crypto::SecretRef;
 use crate::state::AppState;
 use minitower_core::api::{event_id, DeliveryOutcome};
 use minitower_core::webhook::{self, Secret};
@@ -225,10 +227,49 @@ async fn next_wait(st: &AppState) -> Duration {
     }
 }
 
+/// What a signing secret is sealed for: its team (the row's id is not
+/// known before the insert, and a team's endpoints trust each other).
+fn secret_ref(team_id: i64) -> SecretRef<'static> {
+    SecretRef {
+        team_id,
+        environment: "",
+        name: "webhook-signing-secret",
+        version: 0,
+    }
+}
+
+/// Seals a new endpoint's signing secret with the server's key ring. The
+/// column keeps its `whsec_` prefix (a CHECK of the table): what follows it
+/// is the sealed form `v1.<key id>.<base64>`, whose dots no plain secret
+/// (`whsec_<base64>`) has.
+pub fn seal_secret(st: &AppState, team_id: i64, secret: &str) -> Result<String, ApiError> {
+    let sealed = st
+        .keys
+        .seal(&secret_ref(team_id), secret.as_bytes())
+        .map_err(ApiError::internal)?;
+    Ok(format!("whsec_{sealed}"))
+}
+
+/// The signing secret of a claimed event: opened with the key ring, or
+/// taken as it is from an endpoint made before secrets were sealed.
+fn open_secret(st: &AppState, ev: &ClaimedEvent) -> Result<Secret, String> {
+    let stored = ev.secret.strip_prefix("whsec_").unwrap_or(&ev.secret);
+    let text = if !stored.contains('.') {
+        ev.secret.clone()
+    } else {
+        let plain = st
+            .keys
+            .open(&secret_ref(ev.team_id), stored)
+            .map_err(|e| e.to_string())?;
+        String::from_utf8(plain).map_err(|_| "not UTF-8".to_string())?
+    };
+    Secret::parse(&text).map_err(|e| e.to_string())
+}
+
 /// One attempt: sign, POST, read the start of the answer, record it.
 pub async fn deliver(st: &AppState, http: &reqwest::Client, ev: ClaimedEvent) {
     let started = Instant::now();
-    let answer = match (Secret::parse(&ev.secret), literal_refused(st, &ev.url)) {
+    let answer = match (open_secret(st, &ev), literal_refused(st, &ev.url)) {
         (_, Some(why)) => Err(why),
         (Ok(secret), None) => send(http, &secret, &ev, st.now().timestamp()).await,
         (Err(e), None) => Err(format!("stored secret unusable: {e}")),

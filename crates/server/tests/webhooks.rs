@@ -214,6 +214,16 @@ async fn each_event_arrives_signed_once_per_id_and_a_500_is_retried_with_the_sam
     })
     .await;
     assert!(text.contains("minitower_webhook_deliveries_total{outcome=\"retry\"} 1"));
+    // The signing secret is stored sealed: it is in no database file, yet
+    // every delivery above was signed with it.
+    let mut db = Vec::new();
+    for suffix in ["", "-wal", "-shm"] {
+        let mut p = app.db_path.clone().into_os_string();
+        p.push(suffix);
+        db.extend(std::fs::read(p).unwrap_or_default());
+    }
+    let key = hooked.secret.trim_start_matches("whsec_").as_bytes();
+    assert!(db.len() > 10_000 && !db.windows(key.len()).any(|w| w == key));
     assert!(text.contains("minitower_webhook_outbox_depth 0"));
 }
 

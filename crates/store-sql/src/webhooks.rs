@@ -360,7 +360,7 @@ pub(crate) async fn claim(
     }
     q.execute(&mut *tx).await.map_err(db::err)?;
     let select = format!(
-        "SELECT o.id, o.claim, o.webhook_id, w.url, w.secret, o.event_type, o.payload, \
+        "SELECT o.id, o.claim, o.webhook_id, w.team_id, w.url, w.secret, o.event_type, o.payload, \
                 o.attempts, o.created_at \
          FROM webhook_outbox o JOIN webhooks w ON w.id = o.webhook_id \
          WHERE o.id IN ({}) ORDER BY o.next_attempt_at, o.id",
@@ -381,6 +381,7 @@ pub(crate) async fn claim(
                 outbox_id: get(r, "id")?,
                 claim: get(r, "claim")?,
                 webhook_id: get(r, "webhook_id")?,
+                team_id: get(r, "team_id")?,
                 url: get(r, "url")?,
                 secret: get(r, "secret")?,
                 event_type: get(r, "event_type")?,

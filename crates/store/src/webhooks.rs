@@ -35,7 +35,12 @@ pub struct ClaimedEvent {
     /// Which claim of the row this is; recording needs it to still match.
     pub claim: i64,
     pub webhook_id: i64,
+    /// The endpoint's team: its sealed secret is bound to it.
+    pub team_id: i64,
     pub url: String,
+    /// The signing secret as stored: sealed by the server's key ring
+    /// (`v1.<key id>.…`), or `whsec_…` as endpoints made before sealing
+    /// stored it.
     pub secret: String,
     pub event_type: String,
     /// The body to send, as stored when the event happened.

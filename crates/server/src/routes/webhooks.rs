@@ -71,13 +71,16 @@ pub async fn create_webhook(
         ),
     };
     let secret = new_secret();
+    // Stored sealed, like the team's secrets: a copy of the database alone
+    // cannot forge deliveries.
+    let sealed = crate::webhooks::seal_secret(&st, auth.team.id, &secret)?;
     let webhook = st
         .store
         .create_webhook(NewWebhook {
             team_id: auth.team.id,
             app_id,
             url: url.to_string(),
-            secret: secret.clone(),
+            secret: sealed,
             events,
             enabled: req.enabled.unwrap_or(true),
             now: st.now(),
