@@ -117,6 +117,29 @@ pub struct ServerConfig {
     /// control plane's own addresses (refused by default).
     #[arg(long, env = "MINITOWER_WEBHOOK_ALLOW_PRIVATE", default_value_t = false, action = clap::ArgAction::Set)]
     pub webhook_allow_private: bool,
+
+    /// Finished runs older than this (by their finish time) are deleted
+    /// with their attempts and logs (e.g. `30d`); unset: kept forever.
+    #[arg(long, env = "MINITOWER_RETENTION", value_parser = parse_retention)]
+    pub retention: Option<Duration>,
+
+    /// How often retention and the artifact collector run.
+    #[arg(long, env = "MINITOWER_RETENTION_INTERVAL", default_value = "10m", value_parser = parse_retention_interval)]
+    pub retention_interval: Duration,
+
+    /// Runs deleted per transaction at most (each batch also stops at
+    /// 100000 log lines), so the writer is never held for long.
+    #[arg(long, env = "MINITOWER_RETENTION_BATCH", default_value = "500", value_parser = parse_retention_batch)]
+    pub retention_batch: u64,
+
+    /// Deletes stored artifacts no version references.
+    #[arg(long, env = "MINITOWER_ARTIFACT_GC", default_value_t = true, action = clap::ArgAction::Set)]
+    pub artifact_gc: bool,
+
+    /// How old an unreferenced artifact must be before it is deleted: an
+    /// upload stores its artifact before its version (at least `20m`).
+    #[arg(long, env = "MINITOWER_ARTIFACT_GC_GRACE", default_value = "1h", value_parser = parse_artifact_gc_grace)]
+    pub artifact_gc_grace: Duration,
 }
 
 fn named_duration(var: &'static str, s: &str) -> Result<Duration, String> {
@@ -146,6 +169,33 @@ fn parse_webhook_base(s: &str) -> Result<Duration, String> {
 }
 fn parse_login_ttl(s: &str) -> Result<Duration, String> {
     named_duration("MINITOWER_LOGIN_TOKEN_TTL", s)
+}
+fn parse_retention(s: &str) -> Result<Duration, String> {
+    named_duration("MINITOWER_RETENTION", s)
+        .map_err(|e| format!("{e} (leave it unset to keep runs forever)"))
+}
+fn parse_retention_interval(s: &str) -> Result<Duration, String> {
+    named_duration("MINITOWER_RETENTION_INTERVAL", s)
+}
+fn parse_retention_batch(s: &str) -> Result<u64, String> {
+    named_size("MINITOWER_RETENTION_BATCH", s).and_then(|n| {
+        if n > 10_000 {
+            Err(format!("MINITOWER_RETENTION_BATCH: at most 10000, got {n}"))
+        } else {
+            Ok(n)
+        }
+    })
+}
+fn parse_artifact_gc_grace(s: &str) -> Result<Duration, String> {
+    let d = named_duration("MINITOWER_ARTIFACT_GC_GRACE", s)?;
+    let min = crate::objects::REFRESH_AFTER * 2;
+    if d < min {
+        return Err(format!(
+            "MINITOWER_ARTIFACT_GC_GRACE: at least {}m (an upload in flight must never look abandoned), got {s:?}",
+            min.as_secs() / 60
+        ));
+    }
+    Ok(d)
 }
 fn parse_body_size(s: &str) -> Result<u64, String> {
     named_size("MINITOWER_MAX_REQUEST_BODY_SIZE", s)
@@ -188,6 +238,11 @@ impl ServerConfig {
             secrets_key_file: Some(data_dir.join("secrets.key")),
             webhook_retry_base: Duration::from_secs(5),
             webhook_allow_private: false,
+            retention: None,
+            retention_interval: Duration::from_secs(600),
+            retention_batch: 500,
+            artifact_gc: true,
+            artifact_gc_grace: Duration::from_secs(3600),
         }
     }
 
@@ -410,6 +465,38 @@ mod tests {
             .unwrap();
         let e = parse(&args("gs://x")).unwrap().validate().unwrap_err();
         assert!(e.to_string().contains("MINITOWER_OBJECTS_URL"), "{e}");
+    }
+
+    #[test]
+    fn retention_is_off_by_default_and_checked_when_set() {
+        let c = parse(&["--runner-registration-token", "x"]).unwrap();
+        assert_eq!(c.retention, None, "runs are kept forever by default");
+        assert_eq!(c.retention_interval, Duration::from_secs(600));
+        assert_eq!(c.retention_batch, 500);
+        assert!(c.artifact_gc);
+        assert_eq!(c.artifact_gc_grace, Duration::from_secs(3600));
+        let c = parse(&["--retention", "30d", "--retention-batch", "50"]).unwrap();
+        assert_eq!(c.retention, Some(Duration::from_secs(30 * 86400)));
+        assert_eq!(c.retention_batch, 50);
+        let c = parse(&["--retention", "12h", "--artifact-gc", "false"]).unwrap();
+        assert_eq!(
+            (c.retention, c.artifact_gc),
+            (Some(Duration::from_secs(12 * 3600)), false)
+        );
+        for (args, var) in [
+            (["--retention", "0"], "MINITOWER_RETENTION"),
+            (["--retention", "a month"], "MINITOWER_RETENTION"),
+            (["--retention-batch", "0"], "MINITOWER_RETENTION_BATCH"),
+            (["--retention-batch", "20000"], "MINITOWER_RETENTION_BATCH"),
+            (["--artifact-gc-grace", "5m"], "MINITOWER_ARTIFACT_GC_GRACE"),
+            (
+                ["--retention-interval", "soon"],
+                "MINITOWER_RETENTION_INTERVAL",
+            ),
+        ] {
+            let e = parse(&args).unwrap_err();
+            assert!(e.contains(var), "{args:?}: {e}");
+        }
     }
 
     #[test]

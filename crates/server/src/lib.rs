@@ -14,6 +14,7 @@ pub mod objects_s3;
 pub mod openapi;
 pub mod password;
 pub mod reaper;
+pub mod retention;
 pub mod routes;
 pub mod scheduler;
 pub mod scope;
@@ -138,7 +139,7 @@ impl Application {
 
     /// Serves until `shutdown` resolves, then stops accepting, lets in-flight
     /// requests finish (streams and long-polls are told to end), stops the
-    /// reaper and the scheduler and closes the database.
+    /// reaper, the scheduler and retention and closes the database.
     pub async fn run_until<F>(self, shutdown: F) -> Result<(), StartupError>
     where
         F: Future<Output = ()> + Send + 'static,
@@ -148,6 +149,7 @@ impl Application {
         let reaper = tokio::spawn(reaper::run(state.clone()));
         let scheduler = tokio::spawn(scheduler::run(state.clone()));
         let deliverer = tokio::spawn(webhooks::run(state.clone()));
+        let retention = tokio::spawn(retention::run(state.clone()));
         let app = routes::router(state.clone());
         let token = state.shutdown.clone();
         tracing::info!(addr = %self.local_addr, "minitowerd listening");
@@ -169,6 +171,7 @@ impl Application {
         let _ = reaper.await;
         let _ = scheduler.await;
         let _ = deliverer.await;
+        let _ = retention.await;
         if let Some(events) = events {
             let _ = events.await;
         }

@@ -94,6 +94,10 @@ pub struct Metrics {
     failure_retries: Family<AppLabels, Counter>,
     webhook_deliveries: Family<OutcomeLabels, Counter>,
     webhook_outbox_depth: Gauge,
+    retention_runs: Counter,
+    retention_log_lines: Counter,
+    artifacts_collected: Counter,
+    artifact_bytes_collected: Counter,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -132,6 +136,10 @@ impl Metrics {
             failure_retries: Family::default(),
             webhook_deliveries: Family::default(),
             webhook_outbox_depth: Gauge::default(),
+            retention_runs: Counter::default(),
+            retention_log_lines: Counter::default(),
+            artifacts_collected: Counter::default(),
+            artifact_bytes_collected: Counter::default(),
             registry: Registry::default(),
         };
         r.register(
@@ -234,6 +242,26 @@ impl Metrics {
             "Webhook events waiting for delivery",
             m.webhook_outbox_depth.clone(),
         );
+        r.register(
+            "minitower_retention_runs_deleted",
+            "Finished runs deleted by retention (MINITOWER_RETENTION)",
+            m.retention_runs.clone(),
+        );
+        r.register(
+            "minitower_retention_log_lines_deleted",
+            "Log lines deleted with their runs by retention",
+            m.retention_log_lines.clone(),
+        );
+        r.register(
+            "minitower_artifacts_collected",
+            "Stored artifacts deleted because no version references them",
+            m.artifacts_collected.clone(),
+        );
+        r.register(
+            "minitower_artifact_bytes_collected",
+            "Bytes of the artifacts deleted because no version references them",
+            m.artifact_bytes_collected.clone(),
+        );
         Metrics { registry: r, ..m }
     }
 
@@ -331,6 +359,18 @@ impl Metrics {
                 outcome: outcome.to_string(),
             })
             .inc();
+    }
+
+    /// Retention deleted `runs` runs with `log_lines` log lines.
+    pub fn retention_purged(&self, runs: u64, log_lines: u64) {
+        self.retention_runs.inc_by(runs);
+        self.retention_log_lines.inc_by(log_lines);
+    }
+
+    /// The collector deleted an unreferenced artifact of `bytes` bytes.
+    pub fn artifact_collected(&self, bytes: u64) {
+        self.artifacts_collected.inc();
+        self.artifact_bytes_collected.inc_by(bytes);
     }
 
     /// A runner registered.

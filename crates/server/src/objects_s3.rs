@@ -11,7 +11,7 @@
 //! stream the object body straight through.
 
 use crate::config::ServerConfig;
-use crate::objects::{ByteStream, LocalObjects, Objects};
+use crate::objects::{is_sha256, ByteStream, LocalObjects, Objects, StoredObject, REFRESH_AFTER};
 use crate::StartupError;
 use async_trait::async_trait;
 use futures::TryStreamExt;
@@ -21,6 +21,7 @@ use object_store::{ObjectStore, PutPayload, WriteMultipart};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::SystemTime;
 use tokio::io::AsyncReadExt;
 
 /// Files up to this size go up in one PUT; larger ones in parts of this
@@ -143,7 +144,7 @@ impl S3Objects {
 
     /// The key of an object: `<prefix>/sha256/<2 hex>/<hex>`.
     pub fn key(&self, sha256: &str) -> io::Result<ObjectPath> {
-        if sha256.len() != 64 || !sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+        if !is_sha256(sha256) {
             return Err(invalid("not a sha256 hex digest".into()));
         }
         let key = format!("sha256/{}/{sha256}", &sha256[..2]);
@@ -152,6 +153,15 @@ impl S3Objects {
         } else {
             ObjectPath::from(format!("{}/{key}", self.prefix))
         })
+    }
+
+    /// `<prefix>/sha256`, under which every object lives.
+    fn objects_root(&self) -> ObjectPath {
+        if self.prefix.is_empty() {
+            ObjectPath::from("sha256")
+        } else {
+            ObjectPath::from(format!("{}/sha256", self.prefix))
+        }
     }
 
     /// Streams a file to `key` in parts, aborting the upload on failure so
@@ -189,12 +199,15 @@ impl Objects for S3Objects {
 
     async fn commit(&self, spool: &Path, sha256: &str) -> io::Result<()> {
         let key = self.key(sha256)?;
-        let exists = match self.store.head(&key).await {
-            Ok(_) => true,
+        // Stored and recent enough: nothing to do. Stored long ago: put
+        // again, so the collector sees it as committed now.
+        let fresh_since = SystemTime::now() - REFRESH_AFTER;
+        let fresh = match self.store.head(&key).await {
+            Ok(meta) => SystemTime::from(meta.last_modified) >= fresh_since,
             Err(object_store::Error::NotFound { .. }) => false,
             Err(e) => return Err(e.into()),
         };
-        if !exists {
+        if !fresh {
             let mut file = tokio::fs::File::open(spool).await?;
             let size = file.metadata().await?.len();
             if size <= self.part_size as u64 {
@@ -219,6 +232,57 @@ impl Objects for S3Objects {
         let body = got.into_stream().map_err(io::Error::from);
         Ok(Some((Box::pin(body), size)))
     }
+
+    async fn list_before(&self, before: SystemTime) -> io::Result<Vec<StoredObject>> {
+        let root = self.objects_root();
+        let mut listing = self.store.list(Some(&root));
+        let mut out = Vec::new();
+        while let Some(meta) = listing.try_next().await? {
+            let Some(sha256) = sha_of(&root, &meta.location) else {
+                continue; // not an object of ours
+            };
+            let committed = SystemTime::from(meta.last_modified);
+            if committed < before {
+                out.push(StoredObject {
+                    sha256,
+                    size: meta.size,
+                    committed,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Checks the time again just before deleting. A bucket has no
+    /// compare-and-delete, so a commit landing between that check and the
+    /// delete (a request's length) could still lose its object: only one
+    /// that refreshed an object older than the grace period, i.e. content
+    /// re-uploaded after its first upload failed and was left over.
+    async fn delete_if_before(&self, sha256: &str, before: SystemTime) -> io::Result<bool> {
+        let key = self.key(sha256)?;
+        match self.store.head(&key).await {
+            Ok(meta) if SystemTime::from(meta.last_modified) < before => {}
+            Ok(_) | Err(object_store::Error::NotFound { .. }) => return Ok(false),
+            Err(e) => return Err(e.into()),
+        }
+        match self.store.delete(&key).await {
+            Ok(()) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+/// The hash a listed key names, when it is `<root>/<2 hex>/<hex>`.
+fn sha_of(root: &ObjectPath, location: &ObjectPath) -> Option<String> {
+    let mut parts = location.prefix_match(root)?;
+    let shard = parts.next()?;
+    let name = parts.next()?;
+    if parts.next().is_some() {
+        return None;
+    }
+    let (shard, name) = (shard.as_ref(), name.as_ref());
+    (is_sha256(name) && shard.len() == 2 && name.starts_with(shard)).then(|| name.to_string())
 }
 
 #[cfg(test)]
@@ -233,5 +297,17 @@ mod tests {
         assert_eq!(p("s3://b/x/y/"), ("b".into(), "x/y".into()));
         assert!(parse_url("s3:///x").is_err());
         assert!(parse_url("https://b/x").is_err());
+    }
+
+    #[test]
+    fn listed_keys_name_their_hash() {
+        let sha = format!("ab{}", "c".repeat(62));
+        let root = ObjectPath::from("pre/sha256");
+        let at = |k: &str| sha_of(&root, &ObjectPath::from(k));
+        assert_eq!(at(&format!("pre/sha256/ab/{sha}")), Some(sha.clone()));
+        assert_eq!(at(&format!("pre/sha256/cd/{sha}")), None, "wrong shard");
+        assert_eq!(at("pre/sha256/ab/notahash"), None);
+        assert_eq!(at(&format!("pre/sha256/ab/{sha}/x")), None);
+        assert_eq!(at(&format!("other/sha256/ab/{sha}")), None);
     }
 }

@@ -211,3 +211,70 @@ async fn minitowerd_serves_artifacts_from_s3() {
         .unwrap_err();
     assert_eq!(err.status(), Some(500), "{err}");
 }
+
+/// The collector's side of a bucket: objects last written before a cutoff
+/// are listed (keys that are not objects are not), deleted only while
+/// still that old, and committing stored content again after
+/// `REFRESH_AFTER` writes it again, so it counts as new.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_collector_lists_and_deletes_only_old_objects() {
+    use minitower_server::objects::REFRESH_AFTER;
+    use std::time::SystemTime;
+    let s3 = s3_server().await;
+    let dir = tempfile::tempdir().unwrap();
+    let objects = objects(&s3, dir.path(), 1024 * 1024);
+    let age = |sha: &str, by: Duration| {
+        let file = s3.file_of(&format!("mt/prod/sha256/{}/{sha}", &sha[..2]));
+        let f = std::fs::File::open(file).unwrap();
+        f.set_modified(SystemTime::now() - by).unwrap();
+    };
+    let mut shas = Vec::new();
+    for data in [&b"old one"[..], b"old two", b"new one"] {
+        let sha = hex_sha256(data);
+        objects
+            .commit(&spool(&objects, "s", data), &sha)
+            .await
+            .unwrap();
+        shas.push(sha);
+    }
+    let hour = Duration::from_secs(3600);
+    age(&shas[0], 3 * hour);
+    age(&shas[1], 3 * hour);
+    // not an object: wrong shard, and a key outside the objects
+    let stray = s3.file_of(&format!("mt/prod/sha256/zz/{}", shas[0]));
+    std::fs::create_dir_all(stray.parent().unwrap()).unwrap();
+    std::fs::write(&stray, b"x").unwrap();
+    let cutoff = SystemTime::now() - hour;
+    let mut listed: Vec<String> = objects
+        .list_before(cutoff)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| o.sha256)
+        .collect();
+    listed.sort();
+    let mut old = vec![shas[0].clone(), shas[1].clone()];
+    old.sort();
+    assert_eq!(listed, old);
+
+    // An upload of "old two" commits it again: older than REFRESH_AFTER,
+    // so it is written again and no longer old.
+    assert!(Duration::from_secs(3 * 3600) > REFRESH_AFTER);
+    objects
+        .commit(&spool(&objects, "again", b"old two"), &shas[1])
+        .await
+        .unwrap();
+    assert!(!objects.delete_if_before(&shas[1], cutoff).await.unwrap());
+    assert!(objects.delete_if_before(&shas[0], cutoff).await.unwrap());
+    assert!(
+        !objects.delete_if_before(&shas[2], cutoff).await.unwrap(),
+        "new"
+    );
+    assert!(read_back(&objects, &shas[0]).await.is_none());
+    assert!(read_back(&objects, &shas[1]).await.is_some());
+    assert!(read_back(&objects, &shas[2]).await.is_some());
+    assert!(
+        !objects.delete_if_before(&shas[0], cutoff).await.unwrap(),
+        "already gone"
+    );
+}
