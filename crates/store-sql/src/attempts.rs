@@ -276,12 +276,17 @@ pub(crate) async fn set_source_commit(
         tx,
         held(s, &mut tx, runner_id, run_id, lease_token_hash, true).await
     );
-    sqlx::query("UPDATE run_attempts SET source_commit = $1 WHERE id = $2")
-        .bind(commit)
-        .bind(h.attempt_id)
-        .execute(&mut *tx)
-        .await
-        .map_err(db::err)?;
+    // Only while the attempt is active: an ended attempt's token is stale.
+    tx_try!(tx, status::heartbeat(h.run, h.attempt));
+    tx_try!(
+        tx,
+        sqlx::query("UPDATE run_attempts SET source_commit = $1 WHERE id = $2")
+            .bind(commit)
+            .bind(h.attempt_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db::err)
+    );
     tx.commit().await.map_err(db::err)?;
     Ok(())
 }

@@ -25,6 +25,7 @@ pub mod retention;
 pub mod retries;
 pub mod runs;
 pub mod schedules;
+pub mod source_commit;
 pub mod teams;
 pub mod webhooks;
 
@@ -120,6 +121,7 @@ macro_rules! conformance_tests {
             retention::purged_numbers_are_never_reused,
             retention::racing_purges_delete_each_run_once,
             retention::referenced_artifacts_are_the_versions_hashes,
+            source_commit::source_commit_lands_on_the_held_attempt,
         );
     };
     (@each $factory:path; $($module:ident :: $name:ident),* $(,)?) => {

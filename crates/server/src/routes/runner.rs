@@ -313,6 +313,10 @@ pub async fn result(
     JsonBody(report): JsonBody<ResultReport>,
 ) -> ApiResult<Response> {
     let id = parse_id(&run, "run")?;
+    let commit = report.source_commit.clone();
+    if let Some(c) = &commit {
+        check_commit(c)?;
+    }
     let (mut req, mut lines) = report.split();
     if let Some(m) = req.error_message.as_mut() {
         truncate_utf8(m, MAX_ERROR_BYTES);
@@ -330,6 +334,20 @@ pub async fn result(
             // on a connection that was lost: its lines were stored with it.
             // The result call below says whether it is a harmless repeat.
             Err(minitower_store::StoreError::LeaseGone) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    // The commit a git source resolved to goes on the attempt before it
+    // ends, so whoever sees the run finished also sees what it ran.
+    if let Some(c) = &commit {
+        match st
+            .store
+            .set_source_commit(runner.runner_id, id, &lease, c)
+            .await
+        {
+            // As for the lines: the result call below tells a harmless
+            // repeat from a lost lease.
+            Ok(()) | Err(minitower_store::StoreError::LeaseGone) => {}
             Err(e) => return Err(e.into()),
         }
     }
@@ -421,6 +439,19 @@ pub async fn list_runners(
     Ok(Json(RunnerList { runners }))
 }
 
+/// A result's `source_commit`: a full commit SHA as git prints it (40
+/// lowercase hex digits, 64 for a SHA-256 repository).
+fn check_commit(c: &str) -> ApiResult<()> {
+    let hex = c.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    if hex && matches!(c.len(), 40 | 64) {
+        Ok(())
+    } else {
+        Err(ApiError::invalid_request(
+            "source_commit must be a full commit SHA: 40 or 64 lowercase hex digits",
+        ))
+    }
+}
+
 fn truncate_utf8(s: &mut String, max: usize) {
     if s.len() > max {
         let mut cut = max;
@@ -428,5 +459,26 @@ fn truncate_utf8(s: &mut String, max: usize) {
             cut -= 1;
         }
         s.truncate(cut);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_commit;
+
+    #[test]
+    fn source_commits_are_full_lowercase_shas() {
+        assert!(check_commit(&"a1".repeat(20)).is_ok());
+        assert!(check_commit(&"0f".repeat(32)).is_ok());
+        for bad in [
+            "".to_string(),
+            "abc1234".to_string(),
+            "A1".repeat(20),
+            "g1".repeat(20),
+            "a1".repeat(21),
+            format!("{} ", "a1".repeat(20)),
+        ] {
+            assert!(check_commit(&bad).is_err(), "{bad:?}");
+        }
     }
 }
