@@ -15,6 +15,7 @@ use crate::error::SetupError;
 use crate::events;
 use crate::forkserver::ForkServer;
 use crate::lease::{self, LeaseKeeper, Signals};
+use crate::limits::AttemptLimits;
 use crate::logs::{LogShipper, LogSink, Target};
 use crate::process::{self, Launch};
 use crate::registration::Session;
@@ -24,7 +25,7 @@ use crate::workspace::Workspace;
 use crate::RunnerConfig;
 use minitower_client::Client;
 use minitower_core::api::{Lease, NewLogLine, ResultReport, ResultRequest};
-use minitower_core::job::{Entry, PtySize};
+use minitower_core::job::{Entry, PtySize, Source};
 use minitower_core::ResultStatus;
 use nix::sys::signal::Signal;
 use std::path::PathBuf;
@@ -38,6 +39,8 @@ pub struct Shared {
     pub config: RunnerConfig,
     pub artifacts: ArtifactCache,
     pub envs: EnvCache,
+    /// Git checkouts and downloaded binaries (`crate::sources`).
+    pub sources: crate::sources::Sources,
     pub work_dir: PathBuf,
     /// Fork servers of the empty environment, one per slot (none when
     /// `prestart` is off).
@@ -52,6 +55,8 @@ pub struct Shared {
     pub scope: String,
     /// How scripts are separated from the runner and each other.
     pub isolation: crate::isolation::Isolation,
+    /// How resource limits are enforced (chosen at start).
+    pub limits: crate::limits::Limiter,
 }
 
 enum Outcome {
@@ -73,6 +78,8 @@ struct Prepared {
     ws: Workspace,
     launch: Launch,
     env: PyEnv,
+    /// A binary source's program, kept from collection while this lives.
+    _binary: Option<crate::sources::CachedBinary>,
     /// A pseudo-terminal of this size instead of pipes.
     pty: Option<PtySize>,
 }
@@ -132,6 +139,8 @@ pub async fn run(
         signals.clone(),
     );
     let sink = shipper.sink();
+    // The commit a git source resolved to, reported with the result.
+    let commit = std::sync::OnceLock::new();
 
     let mut workspace = None;
     let outcome = tokio::select! {
@@ -141,7 +150,7 @@ pub async fn run(
         _ = shared.force.cancelled() => Outcome::Release("runner shut down before the run started"),
         (started, prepared) = async { tokio::join!(
             async { started.is_some() || ack_start(&session, &lease, &signals).await },
-            prepare(&shared, &client, &lease, &sink),
+            prepare(&shared, &client, &lease, &sink, &commit),
         ) } => {
             match (started, prepared) {
                 (false, _) | (true, Err(SetupError::LeaseGone)) => {
@@ -179,7 +188,8 @@ pub async fn run(
                 shipper.finish().await.then(Vec::new)
             };
             if let Some(tail) = tail.filter(|_| !signals.fenced.is_cancelled()) {
-                send_result(&session, &lease, &result, tail, &signals).await;
+                let commit = commit.get().map(String::as_str);
+                send_result(&session, &lease, &result, tail, commit, &signals).await;
             }
         }
         Outcome::Release(why) => {
@@ -235,8 +245,62 @@ async fn prepare(
     client: &Client,
     lease: &Lease,
     sink: &LogSink,
+    commit: &std::sync::OnceLock<String>,
 ) -> Result<Prepared, SetupError> {
     let spec = lease.job_spec();
+    // A git source's workspace is its checkout; the others unpack the
+    // archive (a binary source runs its downloaded program in it).
+    let mut binary = None;
+    let ws = match &spec.source {
+        Source::Git {
+            url,
+            git_ref,
+            secret,
+        } => {
+            let source = (url.as_str(), git_ref.as_str(), secret.as_deref());
+            let c = shared
+                .sources
+                .checkout(lease, source, &shared.work_dir, sink)
+                .await?;
+            let _ = commit.set(c.commit);
+            c.ws
+        }
+        Source::Binary { url, sha256 } => {
+            binary = Some(shared.sources.binary(lease, url, sha256, sink).await?);
+            unpack_archive(shared, client, lease, sink).await?
+        }
+        Source::Archive => unpack_archive(shared, client, lease, sink).await?,
+    };
+    // A script is checked before its environment is built; a command's
+    // program is looked up on the PATH the environment starts.
+    let script = match &spec.entry {
+        Entry::Script { path } => Some(Launch::for_entrypoint(&ws.dir, path)?),
+        _ => None,
+    };
+    let deps = crate::envs::detect(&ws.dir)?;
+    let env = shared.envs.ensure(&deps, &ws.dir, sink).await?;
+    let program = binary.as_ref().map(|b| b.path.as_path());
+    let launch = match script {
+        Some(l) => l,
+        None => Launch::for_entry(&spec.entry, &ws.dir, &env, program)?,
+    };
+    Ok(Prepared {
+        ws,
+        launch,
+        env,
+        _binary: binary,
+        pty: spec.pty,
+    })
+}
+
+/// The version's archive, downloaded (or cached) and unpacked into a fresh
+/// workspace.
+async fn unpack_archive(
+    shared: &Shared,
+    client: &Client,
+    lease: &Lease,
+    sink: &LogSink,
+) -> Result<Workspace, SetupError> {
     let artifact = shared
         .artifacts
         .get(
@@ -263,24 +327,7 @@ async fn prepare(
     )
     .await?;
     drop(artifact);
-    // A script is checked before its environment is built; a command's
-    // program is looked up on the PATH the environment starts.
-    let script = match &spec.entry {
-        Entry::Script { path } => Some(Launch::for_entrypoint(&ws.dir, path)?),
-        _ => None,
-    };
-    let deps = crate::envs::detect(&ws.dir)?;
-    let env = shared.envs.ensure(&deps, &ws.dir, sink).await?;
-    let launch = match script {
-        Some(l) => l,
-        None => Launch::for_entry(&spec.entry, &ws.dir, &env, None)?,
-    };
-    Ok(Prepared {
-        ws,
-        launch,
-        env,
-        pty: spec.pty,
-    })
+    Ok(ws)
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -299,6 +346,7 @@ async fn spawn(
     p: &Prepared,
     signals: &Signals,
     sink: &LogSink,
+    limits: &AttemptLimits,
 ) -> Result<Supervised, SetupError> {
     let input = process::write_input(&p.ws.dir, &lease.input)?;
     let mut vars = process::script_env(lease, &p.ws.dir, &p.env, &input);
@@ -334,14 +382,11 @@ async fn spawn(
             r = acks.changed() => if r.is_err() { return Err(SetupError::LeaseGone) },
         }
     };
-    let cgroup = shared
-        .cgroups
-        .as_ref()
-        .map(|b| b.join(format!("{}-{}", lease.run_id, lease.attempt_no)));
+    let cgroup = limits.cgroup().cloned();
     // Each slot has its own fork server (running as the slot's user); it
-    // forks plain Python scripts on pipes only.
+    // forks plain Python scripts on pipes only, outside any limits.
     if let (Some(fork), Launch::Python { script }) = (shared.prestart.get(slot), &p.launch) {
-        if p.env.dir == shared.envs.empty().dir && p.pty.is_none() {
+        if p.env.dir == shared.envs.empty().dir && p.pty.is_none() && !limits.needs_plain_start() {
             let forked = fork
                 .launch(script, &p.ws.dir, &vars, deadline, cgroup.clone())
                 .await;
@@ -360,7 +405,7 @@ async fn spawn(
         cgroup,
         user,
     };
-    Supervised::start_with_pty(launch, p.pty).await
+    Supervised::start_confined(launch, p.pty, limits.confine().clone()).await
 }
 
 async fn execute(
@@ -371,7 +416,20 @@ async fn execute(
     signals: &Signals,
     sink: &LogSink,
 ) -> Outcome {
-    let mut child = match spawn(shared, slot, lease, p, signals, sink).await {
+    let name = format!("{}-{}", lease.run_id, lease.attempt_no);
+    let kill_cgroup = shared.cgroups.as_ref().map(|b| b.join(&name));
+    let wanted = lease.job.as_ref().map(|j| j.limits).unwrap_or_default();
+    let limits = match shared
+        .limits
+        .prepare(&name, &wanted, kill_cgroup, &p.ws.dir)
+    {
+        Ok(l) => l,
+        Err(e) => return report(ResultStatus::Failed, None, Some(e.to_string())),
+    };
+    for note in limits.notes() {
+        sink.send("setup", note.clone());
+    }
+    let mut child = match spawn(shared, slot, lease, p, signals, sink, &limits).await {
         Ok(c) => c,
         Err(SetupError::LeaseGone) => {
             signals.fenced.cancel();
@@ -379,6 +437,7 @@ async fn execute(
         }
         Err(e) => return report(ResultStatus::Failed, None, Some(e.to_string())),
     };
+    child.limits_mode = limits.mode();
     let began = Instant::now();
     sink.send(
         events::STREAM,
@@ -420,7 +479,7 @@ async fn execute(
     let mut kill_at: Option<Instant> = None;
     let mut killed = false;
     let (ctl, waiter) = (&mut child.control, &mut child.waiter);
-    let ending: Ending = loop {
+    let mut ending: Ending = loop {
         tokio::select! {
             biased;
             _ = signals.fenced.cancelled(), if !killed => {
@@ -436,6 +495,10 @@ async fn execute(
             _ = sleep_until_opt(timeout_at), if stop.is_none() => stop = Some(Stop::Timeout),
             _ = shared.force.cancelled(), if stop.is_none() => stop = Some(Stop::Shutdown),
             _ = sleep_until_opt(kill_at), if !killed => {
+                ctl.kill().await;
+                killed = true;
+            }
+            _ = limits.disk_exceeded(), if !killed => {
                 ctl.kill().await;
                 killed = true;
             }
@@ -467,6 +530,8 @@ async fn execute(
         let _ = err.await;
     })
     .await;
+    // Whether a limit ended it, from the kernel's counters (crate::limits).
+    limits.finish(&mut ending).await;
     sink.send(events::STREAM, events::finished(&ending, began.elapsed()));
     let code = ending.code;
     match stop {
@@ -489,6 +554,9 @@ async fn sleep_until_opt(at: Option<Instant>) {
 }
 
 fn exit_outcome(e: &Ending) -> Outcome {
+    if let Some(reason) = &e.reason {
+        return report(ResultStatus::Failed, e.code, Some(reason.clone()));
+    }
     match (e.code, e.signal) {
         (Some(0), _) => report(ResultStatus::Completed, Some(0), None),
         (Some(c), _) => report(
@@ -517,16 +585,22 @@ fn exit_outcome(e: &Ending) -> Outcome {
 /// Sends the result until acknowledged, refused as already decided (409) or
 /// fenced. A 401 (the runner token was rotated, e.g. by a second process
 /// with the same name) registers again and retries with the new token.
+/// The last log lines and a git source's commit go in the same body (a
+/// server without them ignores both fields).
 async fn send_result(
     session: &Session,
     lease: &Lease,
     result: &ResultRequest,
     tail: Vec<NewLogLine>,
+    source_commit: Option<&str>,
     signals: &Signals,
 ) {
     let run_id = lease.run_id;
     let delays = Delays::new(Duration::from_millis(100), Duration::from_secs(5));
-    let report = (!tail.is_empty()).then(|| ResultReport::new(result, tail));
+    let report = (!tail.is_empty() || source_commit.is_some()).then(|| ResultReport {
+        source_commit: source_commit.map(str::to_string),
+        ..ResultReport::new(result, tail)
+    });
     let report = report.as_ref();
     let answer = retry::call(
         session,
@@ -590,7 +664,7 @@ async fn release(session: &Session, lease: &Lease, why: &'static str, signals: &
                 exit_code: None,
                 error_message: Some(why.into()),
             };
-            send_result(session, lease, &result, Vec::new(), signals).await
+            send_result(session, lease, &result, Vec::new(), None, signals).await
         }
         Err(CallError::Refused(e)) => {
             tracing::warn!(run_id, error = %e, "could not hand the run back; its lease will expire")

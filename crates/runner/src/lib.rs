@@ -16,6 +16,7 @@ mod events;
 mod forkserver;
 mod isolation;
 mod lease;
+mod limits;
 mod logs;
 pub mod mask;
 mod process;
@@ -41,6 +42,23 @@ pub fn prestart_launches() -> u64 {
     forkserver::LAUNCHES.load(std::sync::atomic::Ordering::Relaxed)
 }
 
+/// The resource-limit mechanism a runner picks on this machine: "cgroup
+/// v2", "cgroup v1" or "rlimit" (see `limits.rs`). Probed once per process
+/// with a scope of its own; diagnostics, and tests skip by it.
+pub fn limits_mode() -> &'static str {
+    static MODE: std::sync::OnceLock<&'static str> = std::sync::OnceLock::new();
+    MODE.get_or_init(|| {
+        let scope = format!("probe-{}", std::process::id());
+        let v2 = supervisor::tree::cgroup_base(&scope);
+        let limiter = limits::Limiter::detect(&scope, v2.as_deref(), false);
+        limiter.remove_bases();
+        if let Some(b) = &v2 {
+            supervisor::tree::remove_cgroup(b);
+        }
+        limiter.mode()
+    })
+}
+
 /// Runs until `shutdown` is cancelled, then drains: no new leases, running
 /// attempts get `drain_timeout` to finish, what is left is cancelled and
 /// reported as `cancelled`.
@@ -64,6 +82,8 @@ pub async fn run_with(
     let artifacts =
         artifacts::ArtifactCache::open(artifacts_dir.clone(), config.artifact_cache_max_bytes)
             .map_err(|e| RunnerError::io(&artifacts_dir, e))?;
+    let sources =
+        sources::Sources::open(&config.data_dir).map_err(|e| RunnerError::io(&config.data_dir, e))?;
     let supervisor = match &config.supervisor_bin {
         Some(p) => p.clone(),
         None => std::env::current_exe().map_err(|e| RunnerError::io("current executable", e))?,
@@ -85,6 +105,11 @@ pub async fn run_with(
     let leftovers = supervisor::tree::kill_leftovers(&scope, cgroups.as_deref());
     if !leftovers.is_empty() {
         tracing::warn!(killed = %leftovers.join(", "), "killed processes a previous runner left running");
+    }
+    let limiter = limits::Limiter::detect(&scope, cgroups.as_deref(), config.cgroups == "off");
+    let stale = limiter.clean_stale();
+    if !stale.is_empty() {
+        tracing::warn!(killed = %stale.join(", "), "killed processes left in a previous runner's limit cgroups");
     }
     instance.clear_workspaces()?;
     probe(
@@ -133,6 +158,7 @@ pub async fn run_with(
         installer = envs.installer(),
         containment = if cgroups.is_some() { "cgroup v2 + subreaper supervisor" } else { "subreaper supervisor (no cgroups)" },
         isolation = %isolation.describe(),
+        limits = %limiter.describe(),
         "runner starting"
     );
 
@@ -181,12 +207,14 @@ pub async fn run_with(
         config: config.clone(),
         artifacts,
         envs,
+        sources,
         prestart,
         force: cancel_attempts.clone(),
         supervisor,
         cgroups,
         scope,
         isolation,
+        limits: limiter,
     });
     // Unused cache entries go at start and hourly (runners sharing the data
     // dir do the same; see `cache_gc`).
@@ -195,11 +223,13 @@ pub async fn run_with(
         move || {
             let a = shared.artifacts.collect_unused(max_age);
             let e = shared.envs.collect_unused(max_age);
-            if a.removed + e.removed > 0 {
+            let s = shared.sources.collect_unused(max_age);
+            if a.removed + e.removed + s.removed > 0 {
                 tracing::info!(
                     artifacts = a.removed,
                     environments = e.removed,
-                    bytes = a.bytes + e.bytes,
+                    sources = s.removed,
+                    bytes = a.bytes + e.bytes + s.bytes,
                     "removed cache entries unused for the max age"
                 );
             }
@@ -233,6 +263,7 @@ pub async fn run_with(
     if let Err(e) = client.runner_offline().await {
         tracing::debug!(error = %e, "could not mark the runner offline");
     }
+    shared.limits.remove_bases();
     if let Some(base) = &shared.cgroups {
         supervisor::tree::remove_cgroup(base);
     }

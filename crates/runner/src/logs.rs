@@ -307,7 +307,11 @@ struct Budget {
 impl Budget {
     fn accept(&mut self, pending: &mut VecDeque<Pending>, stream: &'static str, line: String) {
         let len = line.len() as u64;
-        if self.used + len > self.max_bytes {
+        if stream == crate::events::STREAM {
+            // Lifecycle events are small and say how the run went: a
+            // chatty script does not crowd them out.
+            self.push(pending, stream, line);
+        } else if self.used + len > self.max_bytes {
             self.dropped_lines += 1;
             self.dropped_bytes += len;
         } else {

@@ -407,22 +407,6 @@ fn separator(current: &mut i64, l: &LogLine) -> Option<String> {
     sep
 }
 
-/// Prints a log line: the script's stdout on stdout, everything else
-/// (stderr, the runner's `setup` lines) on stderr; or one JSON object per line.
-fn print_line(json: bool, l: &LogLine) {
-    if json {
-        print_json_line(l);
-    } else if l.stream == "stdout" {
-        let mut o = std::io::stdout().lock();
-        let _ = writeln!(o, "{}", l.line);
-        let _ = o.flush();
-    } else if l.stream == "stderr" {
-        let _ = writeln!(std::io::stderr().lock(), "{}", l.line);
-    } else {
-        let _ = writeln!(std::io::stderr().lock(), "[{}] {}", l.stream, l.line);
-    }
-}
-
 /// Streams a run's logs until its terminal status, reconnecting after
 /// `after_seq = last seen` when the stream breaks.
 pub async fn follow(
@@ -480,6 +464,9 @@ pub async fn follow(
         tokio::time::sleep(backoff).await;
     }
 }
+
+mod print;
+use print::print_line;
 
 #[cfg(test)]
 mod tests;

@@ -4,6 +4,7 @@
 use super::protocol::{encode, Command, Event};
 use super::{tree, CONTROL_FD, ENTRY_ARG};
 use crate::error::SetupError;
+use crate::limits::Confine;
 use minitower_core::job::PtySize;
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -92,11 +93,22 @@ impl Supervised {
         l: Launch<'_>,
         pty: Option<PtySize>,
     ) -> Result<Supervised, SetupError> {
+        Self::start_confined(l, pty, Confine::default()).await
+    }
+
+    /// [`Supervised::start_with_pty`], with the script entering `confine`
+    /// (its resource limits, see `crate::limits`) before it execs.
+    pub async fn start_confined(
+        l: Launch<'_>,
+        pty: Option<PtySize>,
+        confine: Confine,
+    ) -> Result<Supervised, SetupError> {
         let start = Command::Start {
             deadline_ns: l.deadline.map(|d| tree::to_boottime(d.into_std())),
             cgroup: l.cgroup.clone(),
             user: l.user,
             pty,
+            confine,
         };
         Self::launch(l, start).await
     }

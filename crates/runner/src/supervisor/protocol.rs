@@ -1,6 +1,7 @@
 //! Messages between the runner and a supervisor: one JSON object per line on
 //! the control socket (file descriptor 3 of the supervisor).
 
+use crate::limits::Confine;
 use minitower_core::job::PtySize;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -22,6 +23,10 @@ pub enum Command {
         /// supervisor's pipes (see `supervisor/pty.rs`).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pty: Option<PtySize>,
+        /// Resource limits the script enters between fork and exec (cgroup
+        /// v1 directories, rlimits; see `crate::limits`).
+        #[serde(default, skip_serializing_if = "Confine::is_empty")]
+        confine: Confine,
     },
     /// The first message of a fork server (see `crate::forkserver`): start
     /// the warm interpreter in `cgroup`, as `user`, and wait for runs.
@@ -93,6 +98,10 @@ mod tests {
                 cols: 120,
                 rows: 40,
             }),
+            confine: Confine {
+                cgroups: vec!["/sys/fs/cgroup/pids/m/1-1".into()],
+                address_space: Some(64 << 20),
+            },
         };
         let line = encode(&c);
         assert_eq!(line.last(), Some(&b'\n'));
@@ -108,7 +117,7 @@ mod tests {
         // An older supervisor's messages still read.
         let old: Command =
             serde_json::from_str(r#"{"op":"start","deadline_ns":null,"cgroup":null}"#).unwrap();
-        assert!(matches!(old, Command::Start { pty: None, .. }));
+        assert!(matches!(old, Command::Start { pty: None, ref confine, .. } if confine.is_empty()));
         let old: Event =
             serde_json::from_str(r#"{"event":"exited","code":0,"signal":null}"#).unwrap();
         assert!(matches!(

@@ -15,6 +15,7 @@
 use super::protocol::{Command, Event};
 use super::server::{release_stdio, report_killed, spawn, wait_readable, Control, Script};
 use super::tree;
+use crate::limits::Confine;
 use nix::sys::signal::{killpg, Signal};
 use nix::sys::signalfd::SignalFd;
 use nix::unistd::{getpid, Pid};
@@ -50,7 +51,14 @@ pub(super) fn main(
         Ok(p) => p,
         Err(e) => return spawn_failed(&mut ctl, format!("socket: {e}")),
     };
-    let pid = match spawn(argv, home.as_ref(), user, Some(theirs.as_raw_fd()), None) {
+    let pid = match spawn(
+        argv,
+        home.as_ref(),
+        user,
+        Some(theirs.as_raw_fd()),
+        None,
+        &Confine::default(),
+    ) {
         Ok(pid) => pid,
         Err(e) => {
             if let Some(cg) = &home {

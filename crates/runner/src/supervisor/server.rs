@@ -6,6 +6,7 @@
 
 use super::protocol::{encode, Command, Event};
 use super::{pty, tree, CONTROL_FD};
+use crate::limits::Confine;
 use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{killpg, SigSet, Signal};
@@ -250,7 +251,7 @@ pub fn main(argv: Vec<OsString>) -> i32 {
     let _ = nix::sys::prctl::set_child_subreaper(true);
 
     // The first command says how to start.
-    let (mut deadline, cgroup, user, pty) = loop {
+    let (mut deadline, cgroup, user, pty, confine) = loop {
         if !wait_readable(&ctl, &sfd, None) {
             return 0;
         }
@@ -260,7 +261,8 @@ pub fn main(argv: Vec<OsString>) -> i32 {
                 cgroup,
                 user,
                 pty,
-            }) => break (deadline_ns, cgroup, user, pty),
+                confine,
+            }) => break (deadline_ns, cgroup, user, pty, confine),
             Some(Command::Serve { cgroup, user }) => {
                 return super::serve::main(ctl, sfd, &argv, cgroup, user);
             }
@@ -292,6 +294,7 @@ pub fn main(argv: Vec<OsString>) -> i32 {
         user,
         None,
         terminal.as_ref().map(|t| &t.slave),
+        &confine,
     );
     // Only the script's tree may hold the slave: its end is the relay's EIO.
     let master = terminal.map(|t| t.master);
@@ -456,16 +459,19 @@ pub(super) fn poll_timeout(timeout: Option<Duration>) -> PollTimeout {
 /// socket); otherwise it has none (the control socket is close-on-exec).
 /// With `tty` (a pseudo-terminal's slave) that is its stdin, stdout and
 /// stderr and its controlling terminal, in a session of its own (whose
-/// process group is the script's, as without).
+/// process group is the script's, as without). `confine` (resource
+/// limits: cgroup v1 directories, rlimits) is entered with the cgroup.
 pub(super) fn spawn(
     argv: &[OsString],
     cgroup: Option<&PathBuf>,
     user: Option<(u32, u32)>,
     fd3: Option<std::os::fd::RawFd>,
     tty: Option<&OwnedFd>,
+    confine: &Confine,
 ) -> std::io::Result<Pid> {
     let me = getpid();
     let procs = cgroup.map(|c| c.join("cgroup.procs"));
+    let confine = confine.clone();
     let mut cmd = std::process::Command::new(&argv[0]);
     cmd.args(&argv[1..]);
     if let Some(t) = tty {
@@ -491,6 +497,9 @@ pub(super) fn spawn(
             if let Some(p) = &procs {
                 std::fs::write(p, "0")?;
             }
+            // Its resource limits, before its first instruction: nothing
+            // it forks can be outside them.
+            confine.enter()?;
             if let Some((uid, gid)) = user {
                 nix::unistd::setgroups(&[])?;
                 nix::unistd::setgid(nix::unistd::Gid::from_raw(gid))?;
