@@ -337,3 +337,52 @@ async fn the_disk_watcher_sees_a_workspace_grow() {
     a.finish(&mut ending).await;
     assert_eq!(ending.reason.as_deref(), Some("disk limit 1 MiB exceeded"));
 }
+
+/// What a crashed runner leaves (an attempt's directories with a process
+/// inside) is killed and removed by the next start of the same scope.
+#[test]
+fn a_crashed_runners_attempt_dirs_are_swept_at_the_next_start() {
+    let scope = format!("unit-{}", std::process::id());
+    let limiter = Limiter::detect(&scope, None, false);
+    let Mechanism::V1 { pids, .. } = &limiter.mech else {
+        eprintln!(
+            "skipped: no writable cgroup v1 memory and pids hierarchies here ({})",
+            limiter.mode()
+        );
+        limiter.remove_bases();
+        return;
+    };
+    let ws = tempfile::tempdir().unwrap();
+    let l = Limits {
+        memory: Some(64 << 20),
+        pids: Some(8),
+        ..Limits::default()
+    };
+    let a = limiter.prepare("7-1", &l, None, ws.path()).unwrap();
+    let dir = pids.join("7-1");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("pids.max")).unwrap().trim(),
+        "8"
+    );
+    let mut sleeper = std::process::Command::new("sleep")
+        .arg("60")
+        .spawn()
+        .unwrap();
+    for d in &a.confine().cgroups {
+        std::fs::write(d.join("cgroup.procs"), sleeper.id().to_string()).unwrap();
+    }
+    // The runner dies: nothing removes the directories.
+    std::mem::forget(a);
+    assert!(dir.is_dir());
+    let next = Limiter::detect(&scope, None, false);
+    let killed = next.clean_stale();
+    assert!(
+        killed.iter().any(|k| k.starts_with(&format!("{} ", sleeper.id()))),
+        "{killed:?}"
+    );
+    let status = sleeper.wait().unwrap();
+    assert!(!status.success());
+    assert!(!dir.exists());
+    next.remove_bases();
+    assert!(!pids.exists(), "{} left behind", pids.display());
+}
