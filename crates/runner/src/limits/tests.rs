@@ -361,7 +361,9 @@ fn a_crashed_runners_attempt_dirs_are_swept_at_the_next_start() {
     let a = limiter.prepare("7-1", &l, None, ws.path()).unwrap();
     let dir = pids.join("7-1");
     assert_eq!(
-        std::fs::read_to_string(dir.join("pids.max")).unwrap().trim(),
+        std::fs::read_to_string(dir.join("pids.max"))
+            .unwrap()
+            .trim(),
         "8"
     );
     let mut sleeper = std::process::Command::new("sleep")
@@ -377,7 +379,9 @@ fn a_crashed_runners_attempt_dirs_are_swept_at_the_next_start() {
     let next = Limiter::detect(&scope, None, false);
     let killed = next.clean_stale();
     assert!(
-        killed.iter().any(|k| k.starts_with(&format!("{} ", sleeper.id()))),
+        killed
+            .iter()
+            .any(|k| k.starts_with(&format!("{} ", sleeper.id()))),
         "{killed:?}"
     );
     let status = sleeper.wait().unwrap();
