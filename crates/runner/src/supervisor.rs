@@ -31,6 +31,10 @@
 //! - at the script's exit kills whatever the script left behind, and reports
 //!   each killed process so the run's log can say so.
 //!
+//! In PTY mode the supervisor also owns the script's pseudo-terminal and
+//! relays its output without ever blocking (`pty.rs`); none of the above
+//! changes.
+//!
 //! A runner that restarts with the same data dir kills what an earlier
 //! incarnation left (its supervisors SIGKILLed too, by an OOM killer or a
 //! `kill -9` of everything): by the runner's cgroup directory, and by the

@@ -160,6 +160,7 @@ print("\x1b[31mred\x1b[0m and \x1b[1;32mbold green\x1b[0m")
 print("also to the terminal", file=sys.stderr)
 print("progress 50%\rprogress 100%")
 print("ctty", os.getsid(0) == os.getpid(), os.tcgetpgrp(1) == os.getpgrp())
+print("stdin", repr(sys.stdin.read()))
 for i in range(3000):
     print(f"line {i:04} " + "x" * 60)
 print("the end")
@@ -202,6 +203,8 @@ async fn a_pty_run_sees_a_terminal_and_its_escapes_arrive_intact() {
     assert!(has("also to the terminal"), "{out:?}");
     assert!(has("progress 50%\rprogress 100%"), "{out:?}");
     assert!(has("ctty True True"), "{out:?}");
+    // Nobody types: reading the terminal ends at once, nothing echoed.
+    assert!(has("stdin ''"), "{out:?}");
     assert!(lines(&logs, "stderr").is_empty(), "{logs:?}");
     // Everything written before the exit arrives, in order.
     let numbered: Vec<&String> = out.iter().filter(|l| l.starts_with("line ")).collect();

@@ -12,6 +12,10 @@
 //! terminal (`TIOCSCTTY`): its session and process group ids are its pid,
 //! so the runner's signals to its process group reach it as with pipes.
 //!
+//! Nobody types on the terminal: the relay writes one end-of-file character
+//! to it at the start, so a script reading its stdin gets EOF as it would
+//! from the pipes' /dev/null rather than waiting for its timeout.
+//!
 //! The supervisor keeps no descriptor of the slave, so reading the master
 //! fails with EIO exactly when every process that had the terminal open is
 //! gone: the normal end of the output. The relay never blocks: the master
@@ -71,6 +75,10 @@ impl Relay {
     /// Relays `master` to a copy of our stdout (taken before the
     /// supervisor points its own stdio at /dev/null).
     pub(super) fn new(master: OwnedFd) -> std::io::Result<Relay> {
+        // Nobody types: the first read of the terminal sees end-of-file
+        // (VEOF at the start of a line), as a read of the pipes' /dev/null
+        // would, instead of waiting for the timeout.
+        let _ = nix::unistd::write(&master, b"\x04");
         let out = std::io::stdout().as_fd().try_clone_to_owned()?;
         for fd in [&master, &out] {
             fcntl(fd.as_raw_fd(), FcntlArg::F_SETFL(OFlag::O_NONBLOCK))?;
