@@ -70,6 +70,16 @@ pub enum SetupError {
     /// The process could not be started.
     #[error("could not start the entrypoint: {0}")]
     Spawn(String),
+    /// The git source could not be fetched, its ref resolved or checked
+    /// out; the message names the URL (never credentials) and the ref.
+    #[error("git source: {0}")]
+    Git(String),
+    /// The binary source could not be downloaded.
+    #[error("binary download failed: {0}")]
+    BinaryDownload(String),
+    /// The downloaded binary does not hash to the version's `sha256`.
+    #[error("binary sha256 mismatch: expected {expected}, got {actual}")]
+    BinaryMismatch { expected: String, actual: String },
     /// The control plane answered 410: the lease is gone (the attempt is fenced).
     #[error("the lease is gone")]
     LeaseGone,

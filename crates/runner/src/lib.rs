@@ -23,6 +23,7 @@ mod process;
 mod python;
 mod registration;
 mod retry;
+mod sources;
 pub mod supervisor;
 mod worker;
 mod workspace;
@@ -82,8 +83,8 @@ pub async fn run_with(
     let artifacts =
         artifacts::ArtifactCache::open(artifacts_dir.clone(), config.artifact_cache_max_bytes)
             .map_err(|e| RunnerError::io(&artifacts_dir, e))?;
-    let sources =
-        sources::Sources::open(&config.data_dir).map_err(|e| RunnerError::io(&config.data_dir, e))?;
+    let sources = sources::Sources::open(&config.data_dir)
+        .map_err(|e| RunnerError::io(&config.data_dir, e))?;
     let supervisor = match &config.supervisor_bin {
         Some(p) => p.clone(),
         None => std::env::current_exe().map_err(|e| RunnerError::io("current executable", e))?,
