@@ -5,8 +5,9 @@
 //! older than the retention is ever deleted, together with everything that
 //! refers to it (attempts, log lines, webhook events and their deliveries);
 //! a live run (queued, leased, running, cancelling) and its logs are never
-//! touched, nor is a run whose webhook event is still pending or the newest
-//! run of an app (so no id or run number is handed out twice), and the
+//! touched, nor is a run whose webhook event is still pending for an
+//! enabled endpoint or the newest run of an app (so no id or run number is
+//! handed out twice), and the
 //! writer is never held for long: a pass is a series of transactions of at
 //! most `MINITOWER_RETENTION_BATCH` runs and 100000 log lines, with a
 //! pause between them in which queued writes go first. The store decides

@@ -21,14 +21,16 @@ use std::collections::HashSet;
 /// attempts; one index seek per run). Skipped: the newest run of each app
 /// (run numbers and, on SQLite, row ids are assigned past the highest one
 /// stored, so keeping it means none is ever handed out twice) and runs
-/// whose webhook event is still being delivered.
+/// whose webhook event is still being delivered: pending for an enabled
+/// endpoint, which ends with the retry schedule. A disabled endpoint's
+/// pending events wait for nobody, so they do not keep a run forever.
 const CANDIDATES: &str = "SELECT r.id, \
          (SELECT COALESCE(MAX(l.seq), 0) FROM run_logs l WHERE l.run_id = r.id) AS lines \
      FROM runs r \
      WHERE r.finished_at IS NOT NULL AND r.finished_at < $1 \
        AND EXISTS (SELECT 1 FROM runs n WHERE n.app_id = r.app_id AND n.run_no > r.run_no) \
-       AND NOT EXISTS (SELECT 1 FROM webhook_outbox o \
-                       WHERE o.run_id = r.id AND o.status = 'pending') \
+       AND NOT EXISTS (SELECT 1 FROM webhook_outbox o JOIN webhooks w ON w.id = o.webhook_id \
+                       WHERE o.run_id = r.id AND o.status = 'pending' AND w.enabled = TRUE) \
      ORDER BY r.finished_at, r.id LIMIT $2 \
      FOR UPDATE SKIP LOCKED";
 

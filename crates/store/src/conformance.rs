@@ -117,6 +117,7 @@ macro_rules! conformance_tests {
             jobs::versions_keep_their_job_and_priority,
             jobs::leases_carry_the_merged_job_only_when_needed,
             retention::purge_deletes_old_finished_runs_and_what_they_own,
+            retention::a_disabled_endpoint_keeps_no_run,
             retention::purge_batches_are_bounded_and_oldest_first,
             retention::purged_numbers_are_never_reused,
             retention::racing_purges_delete_each_run_once,

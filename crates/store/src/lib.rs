@@ -665,9 +665,10 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes one batch (one transaction, within `limits`) of runs that
     /// finished before `finished_before`, oldest first, with their attempts,
     /// log lines, webhook events and delivery attempts. Never touches a run
-    /// that is not terminal, one with a webhook event still pending, or the
-    /// newest run of its app (ids and run numbers are assigned past the
-    /// highest stored one, so keeping it means none is ever reused). Runs
+    /// that is not terminal, one with a webhook event still pending for an
+    /// enabled endpoint, or the newest run of its app (ids and run numbers
+    /// are assigned past the highest stored one, so keeping it means none
+    /// is ever reused). Runs
     /// another replica is purging are skipped, not waited for. Nothing left
     /// to delete: all counts zero.
     async fn purge_finished_runs(

@@ -1,6 +1,6 @@
 //! Retention: old finished runs go with everything that refers to them, in
-//! bounded batches; live runs, runs with a webhook event still pending and
-//! the newest run of each app stay; numbers are never reused; racing
+//! bounded batches; live runs, runs with a webhook event still pending for
+//! an enabled endpoint and the newest run of each app stay; numbers are never reused; racing
 //! purges delete each run once.
 
 use super::*;
@@ -223,6 +223,42 @@ pub async fn purge_deletes_old_finished_runs_and_what_they_own(store: Arc<dyn St
         left = store.reclaim_space().await.unwrap();
     }
     assert_eq!(left, 0, "space reclaimed");
+}
+
+/// A pending event keeps its run only while its endpoint is enabled (and
+/// so still delivering it): a disabled endpoint's backlog does not keep
+/// runs forever, and goes with them.
+pub async fn a_disabled_endpoint_keeps_no_run(store: Arc<dyn Store>) {
+    let f = Fixture::new(store.clone()).await;
+    let runner = f.runner("default", 1).await;
+    let hook = store
+        .create_webhook(NewWebhook {
+            team_id: f.team.id,
+            app_id: None,
+            url: "https://example.com/hook".into(),
+            secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into(),
+            events: WebhookEvents::All,
+            enabled: true,
+            now: t(0),
+        })
+        .await
+        .unwrap();
+    let old = finished(&f, &runner, 10, 2, ResultStatus::Failed).await;
+    let newest = finished(&f, &runner, 20, 2, ResultStatus::Completed).await;
+    let p = store.purge_finished_runs(t(100), ALL).await.unwrap();
+    assert_eq!(p, Purged::default(), "its events are being delivered");
+    let off = crate::WebhookUpdate {
+        enabled: Some(false),
+        ..Default::default()
+    };
+    store
+        .update_webhook(f.team.id, hook.id, off, t(50))
+        .await
+        .unwrap();
+    let p = store.purge_finished_runs(t(100), ALL).await.unwrap();
+    assert_eq!(p.runs, 1);
+    assert!(p.webhook_events >= 2, "queued, started, failed: {p:?}");
+    assert!(!exists(&f, old).await && exists(&f, newest).await);
 }
 
 /// The cutoff is strict, batches take the oldest first within both
