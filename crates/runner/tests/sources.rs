@@ -446,7 +446,7 @@ async fn binaries_are_downloaded_once_verified_and_run_with_their_args() {
         .flatten()
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
-    assert_eq!(cached, [want.clone()], "only the verified binary");
+    assert_eq!(cached, std::slice::from_ref(&want), "only the verified binary");
     runner.stop().await;
 
     // A malformed hash never gets stored.
