@@ -62,7 +62,7 @@ pub enum Command {
     /// cancelled. Ctrl-C stops following (exit 130) without cancelling the run.
     /// With --json, log lines and then the final run are printed as one JSON
     /// object per line.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Print a run's logs (and keep following with --follow).
     Logs(LogsArgs),
     /// List recent runs.

@@ -127,7 +127,7 @@ pub async fn dispatch(ctx: &mut Ctx, command: Command) -> CliResult<()> {
     match command {
         Command::Login(a) => login::login(ctx, a).await,
         Command::Deploy(a) => deploy::deploy(ctx, a).await,
-        Command::Run(a) => run::run(ctx, a).await,
+        Command::Run(a) => run::run(ctx, *a).await,
         Command::Logs(a) => run::logs(ctx, a).await,
         Command::Runs(a) => inspect::runs(ctx, a).await,
         Command::Show(a) => inspect::show(ctx, a.run).await,

@@ -134,7 +134,7 @@ impl Limits {
             }
         }
         if let Some(c) = self.cpus {
-            if !(c.is_finite() && c >= 0.01 && c <= MAX_CPUS) {
+            if !(c.is_finite() && (0.01..=MAX_CPUS).contains(&c)) {
                 return Err(format!("limits.cpus must be 0.01 to {MAX_CPUS}, got {c}"));
             }
         }

@@ -128,8 +128,10 @@ fn validation_names_the_field() {
         argv: vec!["ls".into()],
     };
     assert!(wrong.validate().is_err());
-    let mut wrong = JobSpec::default();
-    wrong.entry = Entry::Binary { args: vec![] };
+    let wrong = JobSpec {
+        entry: Entry::Binary { args: vec![] },
+        ..JobSpec::default()
+    };
     assert!(wrong.validate().is_err());
 }
 
