@@ -384,3 +384,41 @@ async fn a_cancelled_pty_run_leaves_no_process_behind() {
     assert_eq!(ev.last().unwrap().1["signal"], "SIGKILL", "{logs:?}");
     runner.stop().await;
 }
+
+const OWN_TERMINAL: &str = r#"import os, sys
+print("uid", os.getuid())
+with open(os.ttyname(1), "w") as t:
+    t.write("by name\n")
+with open("/dev/tty", "w") as t:
+    t.write("by /dev/tty\n")
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pty_run_under_user_isolation_owns_its_terminal() {
+    let python = "/usr/bin/python3";
+    if !nix::unistd::geteuid().is_root() || !std::path::Path::new(python).exists() {
+        eprintln!("skipped: needs root and /usr/bin/python3 to run scripts as other users");
+        return;
+    }
+    let h = Harness::start().await;
+    deploy_job(
+        &h,
+        "own",
+        "script = \"main.py\"\npty = true",
+        &[("main.py", OWN_TERMINAL)],
+    )
+    .await;
+    let mut config = h.runner_config("iso");
+    config.isolation = "user".into();
+    config.python_bin = python.into();
+    let runner = RunnerHandle::spawn(config);
+    let id = h.trigger("own", json!({})).await;
+    let done = h.finished(id).await;
+    let logs = h.logs(id).await;
+    assert_eq!(done.run.status, RunStatus::Completed, "{logs:?}");
+    let out = lines(&logs, "stdout");
+    let uid: u32 = out[0]["uid ".len()..].parse().unwrap();
+    assert_ne!(uid, 0, "{out:?}");
+    assert_eq!(out[1..], ["by name", "by /dev/tty"], "{out:?}");
+    runner.stop().await;
+}

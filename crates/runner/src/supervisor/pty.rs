@@ -36,8 +36,13 @@ use std::time::{Duration, Instant};
 const BUF_BYTES: usize = 64 * 1024;
 
 /// A fresh pseudo-terminal of `size`; both ends close-on-exec (the script
-/// gets the slave as copies on 0, 1 and 2 only).
-pub(super) fn open(size: PtySize) -> nix::Result<nix::pty::OpenptyResult> {
+/// gets the slave as copies on 0, 1 and 2 only). With `user` isolation the
+/// slave belongs to the script's user, as a login's terminal does, so
+/// opening it by name (`/dev/tty`, `ttyname`) works for it too.
+pub(super) fn open(
+    size: PtySize,
+    user: Option<(u32, u32)>,
+) -> nix::Result<nix::pty::OpenptyResult> {
     let winsize = nix::pty::Winsize {
         ws_row: size.rows,
         ws_col: size.cols,
@@ -48,6 +53,13 @@ pub(super) fn open(size: PtySize) -> nix::Result<nix::pty::OpenptyResult> {
     let p = nix::pty::openpty(&winsize, None::<&nix::sys::termios::Termios>)?;
     for fd in [&p.master, &p.slave] {
         fcntl(fd.as_raw_fd(), FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC))?;
+    }
+    if let Some((uid, gid)) = user {
+        nix::unistd::fchown(
+            p.slave.as_raw_fd(),
+            Some(nix::unistd::Uid::from_raw(uid)),
+            Some(nix::unistd::Gid::from_raw(gid)),
+        )?;
     }
     Ok(p)
 }

@@ -278,7 +278,7 @@ pub fn main(argv: Vec<OsString>) -> i32 {
         ctl.send(&Event::Done);
         return 0;
     }
-    let terminal = match pty.map(pty::open).transpose() {
+    let terminal = match pty.map(|size| pty::open(size, user)).transpose() {
         Ok(t) => t,
         Err(e) => {
             ctl.send(&Event::SpawnFailed {
