@@ -199,3 +199,102 @@ fn secrets_become_variables_but_never_replace_the_runners_own() {
     assert_eq!(get(&vars, "DB_PASSWORD"), Some("hunter22"));
     assert_eq!(get(&vars, "MINITOWER_RUN_ID"), Some("42"));
 }
+
+#[test]
+fn commands_resolve_on_path_or_in_the_workspace_and_shells_use_sh() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let ws = dir.path().join("ws");
+    let bin = dir.path().join("venv").join("bin");
+    std::fs::create_dir_all(ws.join("tools")).unwrap();
+    std::fs::create_dir_all(&bin).unwrap();
+    let exe = |p: &Path| {
+        std::fs::write(p, "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    };
+    exe(&bin.join("tool"));
+    exe(&ws.join("tools").join("run"));
+    std::fs::write(bin.join("plain"), "").unwrap();
+    let path = std::env::join_paths([bin.clone(), "/usr/bin".into(), "/bin".into()]).unwrap();
+    assert_eq!(find_program("tool", &ws, &path), Some(bin.join("tool")));
+    // Not executable: skipped, as execvp would.
+    assert_eq!(find_program("plain", &ws, &path), None);
+    assert_eq!(
+        find_program("tools/run", &ws, &path),
+        Some(ws.join("tools").join("run"))
+    );
+    assert_eq!(
+        find_program("./tools/run", &ws, &path),
+        Some(ws.join("./tools/run"))
+    );
+    assert_eq!(find_program("/bin/sh", &ws, &path), Some("/bin/sh".into()));
+    assert_eq!(find_program("tools/nope", &ws, &path), None);
+    assert_eq!(find_program("", &ws, &path), None);
+
+    // The environment's bin comes first on the PATH a command is looked up on.
+    let env = PyEnv {
+        dir: dir.path().join("venv"),
+    };
+    let argv = |a: &[&str]| Entry::Command {
+        argv: a.iter().map(|s| s.to_string()).collect(),
+    };
+    let l = Launch::for_entry(&argv(&["tool", "a b", "$X"]), &ws, &env, None).unwrap();
+    assert_eq!(
+        l.argv(&env),
+        vec![OsString::from(bin.join("tool")), "a b".into(), "$X".into()]
+    );
+    match Launch::for_entry(&argv(&["no-such-tool-xyz"]), &ws, &env, None) {
+        Err(SetupError::Spawn(m)) => assert!(m.contains("was not found on PATH"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    match Launch::for_entry(&argv(&["tools/nope"]), &ws, &env, None) {
+        Err(SetupError::Spawn(m)) => assert!(m.contains("is not an executable file"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    let sh = Entry::Shell {
+        script: "echo hi && exit 3".into(),
+    };
+    assert_eq!(
+        Launch::for_entry(&sh, &ws, &env, None).unwrap().argv(&env),
+        vec![
+            OsString::from("/bin/sh"),
+            "-c".into(),
+            "echo hi && exit 3".into()
+        ]
+    );
+    // A binary entry runs the file its source fetched.
+    let b = Entry::Binary {
+        args: vec!["--x".into()],
+    };
+    assert!(Launch::for_entry(&b, &ws, &env, None).is_err());
+    let fetched = dir.path().join("bin-cache").join("abc");
+    assert_eq!(
+        Launch::for_entry(&b, &ws, &env, Some(&fetched))
+            .unwrap()
+            .argv(&env),
+        vec![OsString::from(&fetched), "--x".into()]
+    );
+}
+
+#[test]
+fn a_terminal_gets_term_unless_the_run_chose_one() {
+    let mut l = lease(json!({}), vec![]);
+    let none = InputDelivery::default();
+    let mut vars = BTreeMap::new();
+    vars.insert(OsString::from("TERM"), OsString::from("dumb"));
+    terminal_env(&mut vars, &l, &none);
+    assert_eq!(get(&vars, "TERM"), Some("xterm-256color"));
+    let chosen = InputDelivery {
+        vars: vec![("TERM".into(), "vt100".into())],
+        ..Default::default()
+    };
+    let mut vars = BTreeMap::new();
+    vars.insert(OsString::from("TERM"), OsString::from("vt100"));
+    terminal_env(&mut vars, &l, &chosen);
+    assert_eq!(get(&vars, "TERM"), Some("vt100"));
+    l.secrets.0.insert("TERM".into(), "screen".into());
+    let mut vars = BTreeMap::new();
+    vars.insert(OsString::from("TERM"), OsString::from("screen"));
+    terminal_env(&mut vars, &l, &none);
+    assert_eq!(get(&vars, "TERM"), Some("screen"));
+}
