@@ -446,7 +446,11 @@ async fn binaries_are_downloaded_once_verified_and_run_with_their_args() {
         .flatten()
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
-    assert_eq!(cached, std::slice::from_ref(&want), "only the verified binary");
+    assert_eq!(
+        cached,
+        std::slice::from_ref(&want),
+        "only the verified binary"
+    );
     runner.stop().await;
 
     // A malformed hash never gets stored.
@@ -458,4 +462,116 @@ async fn binaries_are_downloaded_once_verified_and_run_with_their_args() {
         assert!(e.to_string().contains("sha256"), "{e}");
     }
     assert!(h.team.list_versions("bad-sha").await.unwrap().is_empty());
+}
+
+/// Kills the runner process when the test ends, passed or not.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+const SNOOP_BINARY: &str = r#"#!/bin/sh
+if echo planted >> "$0" 2>/dev/null; then echo "ALLOWED: change the binary"; else echo "denied: change the binary"; fi
+if ls "$(dirname "$0")" >/dev/null 2>&1; then echo "ALLOWED: list the binaries"; else echo "denied: list the binaries"; fi
+echo "uid $(id -u)"
+"#;
+
+const SNOOP_GIT: &str = r#"if ls "$cache" >/dev/null 2>&1; then echo "ALLOWED: list the git cache"; else echo "denied: list the git cache"; fi
+if touch "$cache/planted" 2>/dev/null; then echo "ALLOWED: plant in the git cache"; else echo "denied: plant in the git cache"; fi
+echo "head $(git rev-parse HEAD)"
+git -c user.name=run -c user.email=run@example.com commit -q --allow-empty -m "made by the run" && echo "committed in the workspace"
+"#;
+
+/// Under user isolation (the default for a root runner with a system-wide
+/// interpreter) a run executes a cached binary and works in its checkout,
+/// but cannot change the binary, list the binaries, or reach the git cache.
+#[tokio::test(flavor = "multi_thread")]
+async fn isolated_runs_use_the_caches_without_changing_them() {
+    let python = Path::new("/usr/bin/python3");
+    if !nix::unistd::geteuid().is_root() || !python.exists() {
+        eprintln!("skipped: needs root and /usr/bin/python3 to run as other users");
+        return;
+    }
+    let h = Harness::start().await;
+    let served = h.dir.path().join("served");
+    std::fs::create_dir_all(&served).unwrap();
+    std::fs::write(served.join("snoop"), SNOOP_BINARY).unwrap();
+    let server = file_server(served, None).await;
+    let want = sha(SNOOP_BINARY.as_bytes());
+    deploy(
+        &h,
+        "snoop-bin",
+        &binary_app(&format!("{}/snoop", server.url), &want),
+    )
+    .await
+    .unwrap();
+    let repo = Repo::new(h.dir.path());
+    std::fs::write(repo.work.join("snoop.sh"), SNOOP_GIT).unwrap();
+    let head = repo.push("snoop");
+    let app =
+        git_app(repo.origin.to_str().unwrap(), "main", "").replace("build.sh", "snoop.sh") + "\n";
+    deploy(&h, "snoop-git", &app).await.unwrap();
+
+    let data = h.dir.path().join("iso");
+    let runner = std::process::Command::new(env!("CARGO_BIN_EXE_minitower-runner"))
+        .env("MINITOWER_SERVER_URL", &h.url)
+        .env("MINITOWER_RUNNER_NAME", "iso")
+        .env("MINITOWER_RUNNER_REGISTRATION_TOKEN", "reg")
+        .env("MINITOWER_DATA_DIR", &data)
+        .env("MINITOWER_PYTHON_BIN", python)
+        .env("MINITOWER_ISOLATION", "user")
+        .env("MINITOWER_POLL_INTERVAL", "200ms")
+        .env("RUST_LOG", "warn")
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let _runner = KillOnDrop(runner);
+    let tries = |logs: &[LogLine]| -> Vec<String> {
+        stdout(logs)
+            .into_iter()
+            .filter(|l| l.starts_with("denied:") || l.starts_with("ALLOWED:"))
+            .map(str::to_string)
+            .collect()
+    };
+
+    let (done, logs) = run(&h, "snoop-bin", None).await;
+    assert_eq!(done.run.status, RunStatus::Completed, "{logs:?}");
+    let t = tries(&logs);
+    assert_eq!(t.len(), 2, "{logs:?}");
+    assert!(t.iter().all(|l| l.starts_with("denied:")), "{t:?}");
+    assert!(stdout(&logs)
+        .iter()
+        .any(|l| l.starts_with("uid ") && *l != "uid 0"));
+    let cached = data.join("binaries").join(&want);
+    assert_eq!(sha(&std::fs::read(&cached).unwrap()), want, "unchanged");
+
+    let req = CreateRunRequest {
+        input: Some(serde_json::json!({ "cache": data.join("git") })),
+        ..Default::default()
+    };
+    let id = h
+        .team
+        .create_run("snoop-git", &req, None)
+        .await
+        .unwrap()
+        .0
+        .id;
+    let done = h.finished(id).await;
+    let logs = h.logs(id).await;
+    assert_eq!(done.run.status, RunStatus::Completed, "{logs:?}");
+    let t = tries(&logs);
+    assert_eq!(t.len(), 2, "{logs:?}");
+    assert!(t.iter().all(|l| l.starts_with("denied:")), "{t:?}");
+    let out = stdout(&logs);
+    assert!(out.contains(&format!("head {head}").as_str()), "{out:?}");
+    assert!(out.contains(&"committed in the workspace"), "{out:?}");
+    assert_eq!(
+        done.attempts[0].source_commit.as_deref(),
+        Some(head.as_str())
+    );
+    assert!(!data.join("git").join("planted").exists());
 }
