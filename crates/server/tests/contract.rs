@@ -102,8 +102,15 @@ async fn openapi_documents_the_errors_each_operation_answers() {
     assert_eq!(tokens["required"], true, "{tokens}");
     let runs = &doc["paths"]["/api/v1/apps/{app}/runs"]["post"]["requestBody"];
     assert_ne!(runs["required"], true, "{runs}");
-    let priority = &doc["components"]["schemas"]["CreateRunRequest"]["properties"]["priority"];
-    assert_eq!(priority["maximum"], 1_000_000, "{priority}");
+    // A number within the documented range, or one of the three names.
+    let priority = &doc["components"]["schemas"]["PriorityInput"]["oneOf"];
+    assert_eq!(priority[0]["maximum"], 1_000_000, "{priority}");
+    assert_eq!(priority[0]["minimum"], -1_000_000, "{priority}");
+    assert_eq!(
+        priority[1]["enum"],
+        json!(["foreground", "background", "best_effort"]),
+        "{priority}"
+    );
     app.stop().await;
 }
 

@@ -98,7 +98,7 @@ fn job_flags(
         .map(|p| {
             let input = match p.trim().parse::<i64>() {
                 Ok(n) => PriorityInput::Number(n.into()),
-                Err(_) => PriorityInput::Name(p.to_string()),
+                Err(_) => PriorityInput::Name(p.trim().to_ascii_lowercase().replace('-', "_")),
             };
             input.resolve().map_err(|e| usage("priority", e))?;
             Ok::<_, CliError>(input)

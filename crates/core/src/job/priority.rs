@@ -38,9 +38,9 @@ impl Priority {
         }
     }
 
-    /// `"best_effort"` (or `"best-effort"`) → the tier.
+    /// `"best_effort"` → the tier: exactly the names the API documents
+    /// (the CLI turns `best-effort` into `best_effort` itself).
     pub fn parse(s: &str) -> Option<Priority> {
-        let s = s.trim().to_ascii_lowercase().replace('-', "_");
         Priority::ALL.into_iter().find(|p| p.name() == s)
     }
 }
@@ -54,13 +54,38 @@ pub fn priority_name(value: i64) -> Option<&'static str> {
 }
 
 /// A priority as users write it: a number or a name.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum PriorityInput {
-    #[schema(value_type = f64)]
     Number(serde_json::Number),
     Name(String),
 }
+
+/// The contract: an integer in [`PRIORITY_RANGE`] or one of the names
+/// (written by hand: the derive cannot bound the number).
+impl utoipa::PartialSchema for PriorityInput {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
+        OneOfBuilder::new()
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(Type::Integer)
+                    .minimum(Some(*PRIORITY_RANGE.start()))
+                    .maximum(Some(*PRIORITY_RANGE.end())),
+            )
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .enum_values(Some(Priority::ALL.map(Priority::name))),
+            )
+            .description(Some(
+                "A number (higher is leased first) or foreground (100), background (0), best_effort (-100)",
+            ))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for PriorityInput {}
 
 /// Bounds of a numeric priority.
 pub const PRIORITY_RANGE: std::ops::RangeInclusive<i64> = -1_000_000..=1_000_000;
@@ -71,14 +96,9 @@ impl PriorityInput {
         let v = match self {
             PriorityInput::Name(s) => match Priority::parse(s) {
                 Some(p) => p.value(),
-                None => match s.trim().parse::<i64>() {
-                    Ok(n) => n,
-                    Err(_) => {
-                        return Err(format!(
-                            "priority {s:?} is not a number or one of foreground, background, best_effort"
-                        ))
-                    }
-                },
+                None => return Err(format!(
+                    "priority {s:?} is not a number or one of foreground, background, best_effort"
+                )),
             },
             PriorityInput::Number(n) => match n.as_i64() {
                 Some(i) => i,
