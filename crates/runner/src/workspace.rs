@@ -3,6 +3,8 @@
 //! ```text
 //! <data_dir>/artifacts/<sha256>.tar.gz     shared artifact cache
 //! <data_dir>/envs/<hash>/                  shared Python environments
+//! <data_dir>/git/<key>.git                 shared git clones (see `sources`)
+//! <data_dir>/binaries/<sha256>             shared downloaded binaries (see `sources`)
 //! <data_dir>/runners/<name>/token.json     saved runner token (0600)
 //! <data_dir>/runners/<name>/lock           held while the runner lives
 //! <data_dir>/runners/<name>/work/<run>-<attempt>/   one workspace per attempt

@@ -63,21 +63,29 @@ pub struct GitCache {
     locks: tokio::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
-/// Why a git command failed.
+/// Why a git command (or the file work around it) failed.
 enum Failed {
     Start(std::io::Error),
+    Io(std::io::Error),
     Exit(String),
     TimedOut(Duration),
 }
 
 impl Failed {
-    fn describe(&self, log: &SetupLog) -> String {
+    fn describe(&self) -> String {
         match self {
             Failed::Start(e) => format!("cannot run git: {e}"),
-            Failed::Exit(stderr) => log.mask(&tail(stderr, 3)),
+            Failed::Io(e) => format!("runner I/O error: {e}"),
+            Failed::Exit(stderr) => tail(stderr, 3),
             Failed::TimedOut(t) => format!("timed out after {} s", t.as_secs()),
         }
     }
+}
+
+/// A setup error whose whole text went through the run's masker (git's
+/// output, the URL and the ref, like script output).
+fn fail(log: &SetupLog, message: String) -> SetupError {
+    SetupError::Git(log.mask(&message))
 }
 
 impl GitCache {
@@ -124,9 +132,7 @@ impl GitCache {
             log.line(&format!("git: cloning {shown}"));
             self.clone_mirror(url, &mirror, password)
                 .await
-                .map_err(|e| {
-                    SetupError::Git(format!("could not fetch {shown}: {}", e.describe(log)))
-                })?;
+                .map_err(|e| fail(log, format!("could not fetch {shown}: {}", e.describe())))?;
         } else if full_sha && self.resolve(&mirror, git_ref).await.is_some() {
             log.line(&format!("git: commit {git_ref} is already cached"));
         } else {
@@ -143,9 +149,7 @@ impl GitCache {
             args.extend(refspecs.iter().map(|s| OsStr::new(*s)));
             self.git(Some(&mirror), &args, password, self.fetch_timeout)
                 .await
-                .map_err(|e| {
-                    SetupError::Git(format!("could not fetch {shown}: {}", e.describe(log)))
-                })?;
+                .map_err(|e| fail(log, format!("could not fetch {shown}: {}", e.describe())))?;
         }
         cache_gc::touch(&mirror);
         let mut commit = self.resolve(&mirror, git_ref).await;
@@ -169,16 +173,19 @@ impl GitCache {
             }
         }
         let Some(commit) = commit else {
-            return Err(SetupError::Git(format!(
-                "ref {git_ref:?} not found in {shown} (no tag, branch or commit by that name)"
-            )));
+            let what = "no tag, branch or commit by that name";
+            return Err(fail(
+                log,
+                format!("ref {git_ref:?} not found in {shown} ({what})"),
+            ));
         };
         log.line(&format!("git: {git_ref} is commit {commit}"));
         self.check_out(&mirror, &commit, dest).await.map_err(|e| {
-            SetupError::Git(format!(
-                "could not check out {commit} of {shown}: {}",
-                e.describe(log)
-            ))
+            let why = e.describe();
+            fail(
+                log,
+                format!("could not check out {commit} of {shown}: {why}"),
+            )
         })?;
         Ok(commit)
     }
@@ -237,7 +244,7 @@ impl GitCache {
                     f.write_all(b"[gc]\n\tauto = 0\n[uploadpack]\n\tallowAnySHA1InWant = true\n")
                 })
                 .and_then(|_| std::fs::rename(&tmp, mirror))
-                .map_err(Failed::Start)
+                .map_err(Failed::Io)
         });
         if done.is_err() {
             crate::workspace::remove_tree(&tmp);
