@@ -96,9 +96,11 @@ impl PriorityInput {
         let v = match self {
             PriorityInput::Name(s) => match Priority::parse(s) {
                 Some(p) => p.value(),
-                None => return Err(format!(
+                None => {
+                    return Err(format!(
                     "priority {s:?} is not a number or one of foreground, background, best_effort"
-                )),
+                ))
+                }
             },
             PriorityInput::Number(n) => match n.as_i64() {
                 Some(i) => i,
