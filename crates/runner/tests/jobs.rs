@@ -3,8 +3,7 @@
 
 mod common;
 
-use common::{process_gone, targz, wait_for, Harness, RunnerHandle};
-use minitower_client::VersionUpload;
+use common::{process_gone, wait_for, Harness, RunnerHandle};
 use minitower_core::api::LogLine;
 use minitower_core::RunStatus;
 use serde_json::{json, Value};
@@ -12,26 +11,10 @@ use serde_json::{json, Value};
 /// Uploads `files` (with a Towerfile saying what to run) as a new version
 /// of `slug`: no entrypoint field, so the Towerfile's entry is taken.
 async fn deploy_job(h: &Harness, slug: &str, app: &str, files: &[(&str, &str)]) {
-    if h.team.get_app(slug).await.unwrap().is_none() {
-        h.team.create_app(slug, None).await.unwrap();
-    }
     let towerfile = format!("[app]\nname = \"{slug}\"\n{app}\n");
     let mut all: Vec<(&str, &str)> = files.to_vec();
     all.push(("Towerfile", &towerfile));
-    let bytes = targz(&all);
-    h.team
-        .upload_version(
-            slug,
-            VersionUpload {
-                artifact_len: Some(bytes.len() as u64),
-                artifact: bytes.into(),
-                entrypoint: None,
-                timeout_seconds: None,
-                params_schema: None,
-            },
-        )
-        .await
-        .unwrap();
+    h.upload(slug, &all, None, None).await.unwrap();
 }
 
 fn lines(logs: &[LogLine], stream: &str) -> Vec<String> {

@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{targz, wait_for, Harness};
+use common::{wait_for, Harness};
 use minitower_core::api::{CreateRunRequest, Role};
 use std::io::Write;
 use std::process::{Child, Command, Stdio};
@@ -109,21 +109,8 @@ fn runner_process(h: &Harness, env: &str, out: &std::path::Path) -> Child {
 
 /// App `db`: the Towerfile declaring `DB_PASSWORD`, and `main` as its script.
 async fn deploy_db(h: &Harness, main: &str) {
-    h.team.create_app("db", None).await.unwrap();
-    let bytes = targz(&[("Towerfile", TOWERFILE), ("main.py", main)]);
-    h.team
-        .upload_version(
-            "db",
-            minitower_client::VersionUpload {
-                artifact_len: Some(bytes.len() as u64),
-                artifact: bytes.into(),
-                entrypoint: None,
-                timeout_seconds: None,
-                params_schema: None,
-            },
-        )
-        .await
-        .unwrap();
+    let files = [("Towerfile", TOWERFILE), ("main.py", main)];
+    h.upload("db", &files, None, None).await.unwrap();
 }
 
 fn holds(haystack: &[u8], needle: &str) -> bool {

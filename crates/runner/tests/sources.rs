@@ -4,8 +4,8 @@
 
 mod common;
 
-use common::{targz, Harness, RunnerHandle};
-use minitower_client::{ClientError, VersionUpload};
+use common::{Harness, RunnerHandle};
+use minitower_client::ClientError;
 use minitower_core::api::{CreateRunRequest, LogLine, RunDetail};
 use minitower_core::RunStatus;
 use sha2::{Digest, Sha256};
@@ -76,27 +76,12 @@ impl Repo {
 /// Uploads a version of `slug` whose Towerfile has `app` (the entry) and
 /// a `main.txt` file; the upload's answer.
 async fn deploy(h: &Harness, slug: &str, app: &str) -> Result<(), ClientError> {
-    if h.team.get_app(slug).await.unwrap().is_none() {
-        h.team.create_app(slug, None).await.unwrap();
-    }
     let towerfile = format!("[app]\nname = \"{slug}\"\n{app}\n");
-    let bytes = targz(&[
-        ("Towerfile", &towerfile),
+    let files = [
+        ("Towerfile", towerfile.as_str()),
         ("data.txt", "from the archive\n"),
-    ]);
-    h.team
-        .upload_version(
-            slug,
-            VersionUpload {
-                artifact_len: Some(bytes.len() as u64),
-                artifact: bytes.into(),
-                entrypoint: None,
-                timeout_seconds: None,
-                params_schema: None,
-            },
-        )
-        .await
-        .map(|_| ())
+    ];
+    h.upload(slug, &files, None, None).await.map(|_| ())
 }
 
 fn git_app(url: &str, r: &str, extra: &str) -> String {

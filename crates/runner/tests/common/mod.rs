@@ -111,6 +111,21 @@ impl Harness {
         entrypoint: &str,
         timeout_seconds: Option<i64>,
     ) -> Version {
+        self.upload(slug, files, Some(entrypoint), timeout_seconds)
+            .await
+            .unwrap()
+    }
+
+    /// Uploads `files` as a new version of `slug` (created when missing);
+    /// without `entrypoint` the archive's Towerfile says what runs. The
+    /// answer, so a test can check a refusal.
+    pub async fn upload(
+        &self,
+        slug: &str,
+        files: &[(&str, &str)],
+        entrypoint: Option<&str>,
+        timeout_seconds: Option<i64>,
+    ) -> Result<Version, minitower_client::ClientError> {
         if self.team.get_app(slug).await.unwrap().is_none() {
             self.team.create_app(slug, None).await.unwrap();
         }
@@ -121,13 +136,12 @@ impl Harness {
                 VersionUpload {
                     artifact_len: Some(bytes.len() as u64),
                     artifact: bytes.into(),
-                    entrypoint: Some(entrypoint.into()),
+                    entrypoint: entrypoint.map(str::to_string),
                     timeout_seconds,
                     params_schema: None,
                 },
             )
             .await
-            .unwrap()
     }
 
     /// Queues a run and returns its id.
