@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import type { JobLimits, Version } from '../src/api/types'
-import { buildOverrides, jobSummary, overrideBadges, priorityLabel, shellJoin } from '../src/lib/jobs'
+import { buildOverrides, jobSummary, overrideBadges, priorityLabel, rerunBody, shellJoin } from '../src/lib/jobs'
 import { FieldError } from '../src/lib/schema'
 
 describe('priorityLabel', () => {
@@ -114,5 +114,31 @@ describe('run overrides', () => {
     expect(err({ cpus: '0' })).toBe('cpus')
     expect(err({ pids: '2.5' })).toBe('pids')
     expect(err({ pids: '0' })).toBe('pids')
+  })
+})
+
+describe('rerunBody', () => {
+  it('runs a run again with its input, version, environment, priority and overrides', () => {
+    const body = rerunBody({
+      input: { name: 'Ada' },
+      version_no: 3,
+      environment: 'prod',
+      priority: -100,
+      job_overrides: { pty: { cols: 100, rows: 30 }, limits: { memory: 67108864, cpus: null }, ref: 'v2' },
+    })
+    expect(body).toEqual({
+      input: { name: 'Ada' },
+      version_no: 3,
+      environment: 'prod',
+      priority: -100,
+      pty: { cols: 100, rows: 30 },
+      limits: { memory: 67108864 },
+      ref: 'v2',
+    })
+  })
+  it('sends no override the run did not have', () => {
+    const body = rerunBody({ input: {}, version_no: 1, environment: 'default', priority: 0 })
+    expect(body).toEqual({ input: {}, version_no: 1, environment: 'default', priority: 0 })
+    expect(rerunBody({ input: {}, version_no: 1, environment: 'default', priority: 0, job_overrides: { pty: false } }).pty).toBe(false)
   })
 })

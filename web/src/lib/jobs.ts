@@ -1,5 +1,5 @@
 // What a version runs (its job) and how runs are prioritised, in words for tables and forms.
-import type { CreateRunBody, CreateRunLimits, JobLimits, JobOverrides, JobSpec, PriorityName, PtySize, Version } from '../api/types'
+import type { CreateRunBody, CreateRunLimits, JobLimits, JobOverrides, JobSpec, PriorityName, PtySize, Run, Version } from '../api/types'
 import { FieldError } from './schema'
 import { formatBytes } from './format'
 
@@ -164,4 +164,30 @@ export function buildOverrides(i: OverrideInputs): Pick<CreateRunBody, 'pty' | '
   if (Object.keys(limits).length) out.limits = limits
   if (i.ref.trim()) out.ref = i.ref.trim()
   return out
+}
+
+/**
+ * The body that runs `r` again as it ran: same input, version, environment
+ * and priority, and the same PTY, limits and ref overrides (its version's
+ * own choices still apply where it overrode nothing).
+ */
+export function rerunBody(r: Pick<Run, 'input' | 'version_no' | 'environment' | 'priority' | 'job_overrides'>): CreateRunBody {
+  const body: CreateRunBody = {
+    input: r.input,
+    version_no: r.version_no,
+    environment: r.environment,
+    priority: r.priority,
+  }
+  const o = r.job_overrides
+  if (o?.pty !== undefined && o.pty !== null) body.pty = o.pty
+  if (o?.limits) {
+    const limits: CreateRunLimits = {}
+    for (const k of ['memory', 'cpus', 'pids', 'disk'] as const) {
+      const v = o.limits[k]
+      if (v !== undefined && v !== null) (limits as Record<string, string | number>)[k] = v
+    }
+    if (Object.keys(limits).length > 0) body.limits = limits
+  }
+  if (o?.ref) body.ref = o.ref
+  return body
 }
