@@ -3,7 +3,7 @@
 use crate::db::{self, get, ms};
 use crate::SqlStore;
 use chrono::{DateTime, Utc};
-use minitower_core::api::{Lease, RunnerInfo, RunnerStatus};
+use minitower_core::api::{AttemptState, Lease, RunnerInfo, RunnerStatus};
 use minitower_core::job::{JobOverrides, JobSpec};
 use minitower_core::status::{self, AttemptStatus, RunStatus};
 use minitower_store::{LeaseParams, Leased, RunLabels, RunnerIdentity, StoreError, StoreResult};
@@ -176,15 +176,33 @@ pub(crate) async fn lease(
         return Ok(None);
     };
     let t = status::lease(RunStatus::Queued)?;
-    let done = sqlx::query("UPDATE runs SET status = $1 WHERE id = $2 AND status = 'queued'")
-        .bind(t.run.as_str())
-        .bind(run_id)
-        .execute(&mut *tx)
-        .await
-        .map_err(db::err)?;
+    let leased_attempt = t.attempt.unwrap_or(AttemptStatus::Leased);
+    // The fast path starts it too: the plan `start` makes of a leased
+    // attempt, applied in this transaction.
+    let (run_status, attempt_status) = if params.start {
+        let s = status::start(t.run, leased_attempt)?;
+        (s.run, s.attempt.unwrap_or(leased_attempt))
+    } else {
+        (t.run, leased_attempt)
+    };
+    let done = sqlx::query(
+        "UPDATE runs SET status = $1, \
+         started_at = CASE WHEN $2 THEN COALESCE(started_at, $3) ELSE started_at END \
+         WHERE id = $4 AND status = 'queued'",
+    )
+    .bind(run_status.as_str())
+    .bind(params.start)
+    .bind(now)
+    .bind(run_id)
+    .execute(&mut *tx)
+    .await
+    .map_err(db::err)?;
     db::cas(done.rows_affected(), "lease run")?;
     crate::webhooks::run_event(&mut tx, run_id, minitower_core::api::RunEvent::Leased, now).await?;
-    let attempt_status = t.attempt.unwrap_or(AttemptStatus::Leased);
+    if params.start {
+        crate::webhooks::run_event(&mut tx, run_id, minitower_core::api::RunEvent::Started, now)
+            .await?;
+    }
     let expires = db::expiry(now, params.ttl);
     let attempt_no: i64 = sqlx::query_scalar(
         "INSERT INTO run_attempts (run_id, attempt_no, runner_id, status, lease_token_hash, \
@@ -244,8 +262,15 @@ pub(crate) async fn lease(
         fencing_token: Some(attempt_no),
         // Filled by the server, which holds the key (see routes/runner.rs).
         secrets: Default::default(),
-        // Filled by the server when the lease also starts the attempt.
-        started: None,
+        // What `start` would have answered (a queued run has no cancel
+        // pending: cancelling one ends it at once).
+        started: params.start.then_some(AttemptState {
+            status: attempt_status,
+            run_status,
+            cancel_requested: false,
+            lease_expires_at: db::ts(expires)?,
+            ttl_ms: Some(params.ttl.as_millis() as u64),
+        }),
     };
     Ok(Some(Leased {
         lease,

@@ -114,6 +114,7 @@ macro_rules! conformance_tests {
             schedules::fire_tick_is_idempotent,
             schedules::racing_fires_create_one_run,
             schedules::towerfile_schedules_follow_deploys,
+            lease::lease_that_starts_is_one_transaction,
             jobs::versions_keep_their_job_and_priority,
             jobs::leases_carry_the_merged_job_only_when_needed,
             retention::purge_deletes_old_finished_runs_and_what_they_own,
@@ -152,6 +153,7 @@ pub fn t(secs: i64) -> DateTime<Utc> {
 /// Lease parameters at `t(secs)`.
 pub fn at(secs: i64) -> LeaseParams {
     LeaseParams {
+        start: false,
         now: t(secs),
         ttl: TTL,
     }

@@ -285,6 +285,10 @@ pub struct Leased {
 pub struct LeaseParams {
     pub now: DateTime<Utc>,
     pub ttl: Duration,
+    /// `lease` only: also start the attempt (`leased -> running`) in the
+    /// same transaction, as `start_attempt` would, and say so in
+    /// `Lease.started` (the protocol's fast path, one write instead of two).
+    pub start: bool,
 }
 
 /// A row of the pending-runs gauge.

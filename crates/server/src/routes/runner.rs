@@ -28,6 +28,7 @@ fn params(st: &State) -> LeaseParams {
     LeaseParams {
         now: st.now(),
         ttl: st.config.lease_ttl,
+        start: false,
     }
 }
 
@@ -121,7 +122,12 @@ pub async fn lease(
                 &runner,
                 &lease_token,
                 &hash_token(&lease_token),
-                params(&st),
+                LeaseParams {
+                    // The fast path: the store starts the attempt in the
+                    // lease's own transaction (`started` in the answer).
+                    start: req.start,
+                    ..params(&st)
+                },
             )
             .await?;
         if let Some(mut l) = leased {
@@ -135,22 +141,6 @@ pub async fn lease(
             let wait_s = (st.now() - l.queued_at).num_milliseconds() as f64 / 1000.0;
             st.metrics
                 .run_leased(&l.labels.team, &l.labels.app, &l.labels.environment, wait_s);
-            if req.start {
-                // The fast path: acknowledge in the same call. Should it
-                // fail, the lease still goes out without `started` and the
-                // runner acknowledges it itself, as with an older server.
-                let hash = hash_token(&lease_token);
-                match st
-                    .store
-                    .start_attempt(runner.runner_id, l.lease.run_id, &hash, params(&st))
-                    .await
-                {
-                    Ok((state, _)) => l.lease.started = Some(state),
-                    Err(e) => {
-                        tracing::warn!(run_id = l.lease.run_id, error = %e, "lease not started with its answer")
-                    }
-                }
-            }
             st.notifier.run_changed(l.lease.run_id);
             let id = l.lease.run_id;
             return Ok(RunIdExt::attach(id, Json(l.lease).into_response()));

@@ -444,3 +444,54 @@ pub async fn leased_artifact_needs_active_lease(store: Arc<dyn Store>) {
             .await,
     );
 }
+
+/// The fast path: a lease asked to start leaves the attempt and the run
+/// running in its one transaction, answers what `start` would have, and a
+/// later `start` (a runner that calls it anyway) changes nothing.
+pub async fn lease_that_starts_is_one_transaction(store: Arc<dyn Store>) {
+    let f = Fixture::new(store.clone()).await;
+    let run = f.run(1).await;
+    let runner = f.runner("default", 1).await;
+    let token = unique("lease");
+    let hash = format!("hash-of-{token}");
+    let leased = store
+        .lease(
+            &runner,
+            &token,
+            &hash,
+            LeaseParams {
+                start: true,
+                ..at(10)
+            },
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    let started = leased.lease.started.clone().expect("started in the answer");
+    assert_eq!(
+        (started.status, started.run_status, started.cancel_requested),
+        (AttemptStatus::Running, RunStatus::Running, false)
+    );
+    assert_eq!(started.lease_expires_at, leased.lease.lease_expires_at);
+    let d = f.get(run.id).await;
+    assert_eq!(d.run.status, RunStatus::Running);
+    assert_eq!(d.run.started_at, Some(t(10)));
+    assert_eq!(d.attempts[0].status, AttemptStatus::Running);
+    let (again, labels) = store
+        .start_attempt(runner.runner_id, run.id, &hash, at(11))
+        .await
+        .unwrap();
+    assert_eq!(
+        (again.status, again.run_status),
+        (AttemptStatus::Running, RunStatus::Running)
+    );
+    assert!(labels.is_none(), "nothing changed");
+    assert_eq!(f.get(run.id).await.run.started_at, Some(t(10)));
+    // A plain lease still leaves the attempt leased and says nothing.
+    let second = f.run(20).await;
+    let other = f.runner("default", 1).await;
+    let h = lease(&store, &other, 21).await.unwrap();
+    assert_eq!(h.run_id(), second.id);
+    assert!(h.leased.lease.started.is_none());
+    assert_eq!(f.get(second.id).await.run.status, RunStatus::Leased);
+}
