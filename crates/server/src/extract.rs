@@ -31,7 +31,8 @@ where
             .map_err(|e| {
                 if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
                     ApiError::too_large(
-                        "request body is larger than MINITOWER_MAX_REQUEST_BODY_SIZE",
+                        "request body is larger than this call accepts \
+                         (MINITOWER_MAX_REQUEST_BODY_SIZE; 512 KiB for a secret)",
                     )
                 } else {
                     ApiError::invalid_request(format!("cannot read request body: {e}"))
@@ -72,7 +73,8 @@ where
             .map_err(|e| {
                 if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
                     ApiError::too_large(
-                        "request body is larger than MINITOWER_MAX_REQUEST_BODY_SIZE",
+                        "request body is larger than this call accepts \
+                         (MINITOWER_MAX_REQUEST_BODY_SIZE; 512 KiB for a secret)",
                     )
                 } else {
                     ApiError::invalid_request(format!("cannot read request body: {e}"))

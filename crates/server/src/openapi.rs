@@ -117,6 +117,12 @@ fn add_common_errors(path: &str, op: &mut Operation) {
     if json_body || op.request_body.is_some() || has_query {
         want.push(("400", "invalid request (malformed body or parameters)"));
     }
+    if op.request_body.is_some() {
+        want.push((
+            "413",
+            "the body is larger than this call accepts (MINITOWER_MAX_REQUEST_BODY_SIZE; 512 KiB for a secret)",
+        ));
+    }
     if secured {
         want.push(("401", "missing, unknown or revoked token"));
     }
