@@ -124,7 +124,7 @@ describe('rerunBody', () => {
       version_no: 3,
       environment: 'prod',
       priority: -100,
-      job_overrides: { pty: { cols: 100, rows: 30 }, limits: { memory: 67108864, cpus: null }, ref: 'v2' },
+      job_overrides: { pty: { cols: 100, rows: 30 }, limits: { memory: 67108864, cpus: null }, ref: 'v2', git_url: '/srv/fork.git' },
     })
     expect(body).toEqual({
       input: { name: 'Ada' },
@@ -134,6 +134,7 @@ describe('rerunBody', () => {
       pty: { cols: 100, rows: 30 },
       limits: { memory: 67108864 },
       ref: 'v2',
+      git_url: '/srv/fork.git',
     })
   })
   it('sends no override the run did not have', () => {

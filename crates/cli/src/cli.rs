@@ -192,6 +192,10 @@ pub struct RunArgs {
     /// Another ref (tag, branch, commit) of a git version's repository.
     #[arg(long = "ref", value_name = "REF")]
     pub git_ref: Option<String>,
+    /// Check out this git repository (at --ref) for the run instead of the
+    /// version's archive or repository.
+    #[arg(long = "git-url", value_name = "URL")]
+    pub git_url: Option<String>,
     /// Runner environment that may take the run (server default: default).
     #[arg(long, value_name = "ENV")]
     pub environment: Option<String>,

@@ -286,6 +286,11 @@ pub struct CreateRunRequest {
     /// Another ref (tag, branch, commit) of a git version's repository.
     #[serde(default, rename = "ref", skip_serializing_if = "Option::is_none")]
     pub git_ref: Option<String>,
+    /// A git repository to check out for this run instead of the version's
+    /// archive or repository, at `ref` (required then); the version's
+    /// script or command runs in the checkout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub git_url: Option<String>,
 }
 
 impl CreateRunRequest {
@@ -295,6 +300,7 @@ impl CreateRunRequest {
             pty: self.pty,
             limits: self.limits.clone(),
             git_ref: self.git_ref.clone(),
+            git_url: self.git_url.clone(),
         }
     }
 }

@@ -128,7 +128,7 @@ pub struct JobOverrides {
     /// Each limit given replaces the version's; the others stay.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limits: Option<LimitsInput>,
-    /// Another ref of a git version's repository.
+    /// Another ref of a git version's repository, or the ref of `git_url`.
     #[serde(
         default,
         rename = "ref",
@@ -136,6 +136,15 @@ pub struct JobOverrides {
         deserialize_with = "some_string"
     )]
     pub git_ref: Option<String>,
+    /// A repository to check out instead of the version's archive (or its
+    /// own repository), at `ref`; the version's script or command runs in
+    /// the checkout.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "some_string"
+    )]
+    pub git_url: Option<String>,
 }
 
 fn some_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
@@ -144,7 +153,10 @@ fn some_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Err
 
 impl JobOverrides {
     pub fn is_empty(&self) -> bool {
-        self.pty.is_none() && self.limits.is_none() && self.git_ref.is_none()
+        self.pty.is_none()
+            && self.limits.is_none()
+            && self.git_ref.is_none()
+            && self.git_url.is_none()
     }
 }
 
@@ -282,10 +294,35 @@ impl JobSpec {
         if let Some(l) = &o.limits {
             spec.limits = spec.limits.merged(&l.resolve()?);
         }
-        if let Some(r) = &o.git_ref {
+        if let Some(url) = &o.git_url {
+            spec.source = match spec.source {
+                Source::Binary { .. } => {
+                    return Err("git_url is not for a version that runs a binary".into())
+                }
+                Source::Git {
+                    git_ref, secret, ..
+                } => Source::Git {
+                    url: url.clone(),
+                    git_ref: o.git_ref.clone().unwrap_or(git_ref),
+                    secret,
+                },
+                Source::Archive => Source::Git {
+                    url: url.clone(),
+                    git_ref: o
+                        .git_ref
+                        .clone()
+                        .ok_or("git_url needs a ref (a tag, branch or commit)")?,
+                    secret: None,
+                },
+            };
+        } else if let Some(r) = &o.git_ref {
             match &mut spec.source {
                 Source::Git { git_ref, .. } => *git_ref = r.clone(),
-                _ => return Err("ref is only for a version with a git source".into()),
+                _ => {
+                    return Err(
+                        "ref is only for a version with a git source (or with git_url)".into(),
+                    )
+                }
             }
         }
         spec.validate()?;

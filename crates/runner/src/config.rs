@@ -94,6 +94,14 @@ pub struct RunnerConfig {
           value_parser = bool_parser("MINITOWER_PRESTART"), action = clap::ArgAction::Set)]
     pub prestart: bool,
 
+    /// Let git sources name a repository on this host (a path or `file://`
+    /// URL). Off by default: the runner fetches as itself, so a local URL
+    /// could read what its own user can, another team's cached clone
+    /// included. For single-team runners and tests.
+    #[arg(long, env = "MINITOWER_RUNNER_GIT_ALLOW_LOCAL", default_value = "false",
+          value_parser = bool_parser("MINITOWER_RUNNER_GIT_ALLOW_LOCAL"), action = clap::ArgAction::Set)]
+    pub git_allow_local: bool,
+
     /// The executable started as each attempt's supervisor (see the README's
     /// "Fenced execution"); default: this program itself.
     #[arg(long, env = "MINITOWER_SUPERVISOR_BIN")]
@@ -140,6 +148,7 @@ impl RunnerConfig {
             artifact_cache_max_bytes: 1 << 30,
             cache_max_age: Duration::from_secs(14 * 86400),
             prestart: true,
+            git_allow_local: false,
             supervisor_bin: None,
             cgroups: "auto".into(),
             isolation: "auto".into(),

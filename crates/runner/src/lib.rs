@@ -83,7 +83,7 @@ pub async fn run_with(
     let artifacts =
         artifacts::ArtifactCache::open(artifacts_dir.clone(), config.artifact_cache_max_bytes)
             .map_err(|e| RunnerError::io(&artifacts_dir, e))?;
-    let sources = sources::Sources::open(&config.data_dir)
+    let sources = sources::Sources::open(&config.data_dir, config.git_allow_local)
         .map_err(|e| RunnerError::io(&config.data_dir, e))?;
     let supervisor = match &config.supervisor_bin {
         Some(p) => p.clone(),

@@ -78,10 +78,19 @@ use std::time::Duration;
 
 pub use binary::CachedBinary;
 
+/// A path, `file://` URL or scp-less local form: what git would read from
+/// this host's file system.
+pub fn is_local_git_url(url: &str) -> bool {
+    let lower = url.to_ascii_lowercase();
+    url.starts_with('/') || url.starts_with('.') || lower.starts_with("file:")
+}
+
 /// The git and binary caches of one data dir.
 pub struct Sources {
     git: git::GitCache,
     binaries: binary::BinaryCache,
+    /// Whether a git URL may name a repository on this host.
+    allow_local_git: bool,
 }
 
 /// A git checkout: the attempt's workspace and the commit it holds.
@@ -94,10 +103,11 @@ pub struct Checkout {
 impl Sources {
     /// Opens (creating) both caches under `data_dir` and removes what dead
     /// processes left half-done.
-    pub fn open(data_dir: &Path) -> std::io::Result<Sources> {
+    pub fn open(data_dir: &Path, allow_local_git: bool) -> std::io::Result<Sources> {
         Ok(Sources {
             git: git::GitCache::open(data_dir.join("git"))?,
             binaries: binary::BinaryCache::open(data_dir.join("binaries"))?,
+            allow_local_git,
         })
     }
 
@@ -112,6 +122,13 @@ impl Sources {
         sink: &LogSink,
     ) -> Result<Checkout, SetupError> {
         let log = SetupLog::new(sink, lease);
+        // The fetch runs as the runner: a path on this host would read what
+        // the runner can read (another team's cached clone, say).
+        if !self.allow_local_git && is_local_git_url(url) {
+            return Err(SetupError::Git(format!(
+                "git.url {url:?} names a repository on the runner's host, which this runner does not allow (MINITOWER_RUNNER_GIT_ALLOW_LOCAL)"
+            )));
+        }
         let password = match secret {
             None => None,
             Some(name) => Some(lease.secrets.0.get(name).ok_or_else(|| {

@@ -173,6 +173,26 @@ async fn git_runs_at_a_tag_a_commit_and_a_moving_branch() {
     let (done, logs) = run(&h, "at-branch", Some("v1")).await;
     assert_eq!(stdout(&logs)[0], "version one");
     assert_eq!(done.attempts[0].source_commit.as_deref(), Some(v1.as_str()));
+
+    // A run may point an archive version at a repository: the version's
+    // command runs in that checkout instead of the archive.
+    deploy(&h, "archive", "command = [\"sh\", \"build.sh\"]")
+        .await
+        .unwrap();
+    let req = CreateRunRequest {
+        git_url: Some(file_url.clone()),
+        git_ref: Some("v1".into()),
+        ..Default::default()
+    };
+    let id = h.team.create_run("archive", &req, None).await.unwrap().0.id;
+    let done = h.finished(id).await;
+    let logs = h.logs(id).await;
+    assert_eq!(done.run.status, RunStatus::Completed, "{logs:?}");
+    assert_eq!(stdout(&logs), ["version one", &format!("head {v1}")]);
+    assert_eq!(done.attempts[0].source_commit.as_deref(), Some(v1.as_str()));
+    // Without the run's repository the archive has no build.sh.
+    let (done, _) = run(&h, "archive", None).await;
+    assert_eq!(done.run.status, RunStatus::Failed);
     runner.stop().await;
 }
 
@@ -212,6 +232,27 @@ async fn unknown_refs_unreachable_repositories_and_credentials_in_urls_fail_clea
         msg.starts_with("git source: could not fetch") && msg.contains(missing),
         "{msg}"
     );
+    runner.stop().await;
+
+    // A runner that does not allow repositories on its host (the default:
+    // it fetches as itself, so a path could read another team's cached
+    // clone) fails such a run before running git.
+    let mut strict = h.runner_config("strict");
+    strict.git_allow_local = false;
+    let runner = RunnerHandle::spawn(strict);
+    for slug in ["at-path", "at-file"] {
+        let u = if slug == "at-path" {
+            url.clone()
+        } else {
+            format!("file://{url}")
+        };
+        deploy(&h, slug, &git_app(&u, "v1", "")).await.unwrap();
+        let (done, logs) = run(&h, slug, None).await;
+        assert_eq!(done.run.status, RunStatus::Failed);
+        let msg = done.run.error_message.unwrap_or_default();
+        assert!(msg.contains("MINITOWER_RUNNER_GIT_ALLOW_LOCAL"), "{msg}");
+        assert!(stdout(&logs).is_empty(), "nothing ran");
+    }
     runner.stop().await;
 
     // Credentials in the URL never get stored: the upload is a 400.
@@ -509,6 +550,7 @@ async fn isolated_runs_use_the_caches_without_changing_them() {
         .env("MINITOWER_DATA_DIR", &data)
         .env("MINITOWER_PYTHON_BIN", python)
         .env("MINITOWER_ISOLATION", "user")
+        .env("MINITOWER_RUNNER_GIT_ALLOW_LOCAL", "true")
         .env("MINITOWER_POLL_INTERVAL", "200ms")
         .env("RUST_LOG", "warn")
         .stdin(std::process::Stdio::null())

@@ -146,6 +146,18 @@ async fn run_overrides_merge_with_the_version_and_are_shown_on_the_run() {
         (job.limits.memory, job.limits.cpus),
         (Some(64 << 20), Some(2.0))
     );
+    // A run may point at another repository (the version's entry runs there).
+    let req: CreateRunRequest = serde_json::from_value(json!({
+        "git_url": "https://git.example.org/fork.git", "ref": "feature"
+    }))
+    .unwrap();
+    let (run, _) = team.create_run("hello", &req, None).await.unwrap();
+    assert_eq!(
+        run.job_overrides
+            .as_ref()
+            .and_then(|o| o.git_url.as_deref()),
+        Some("https://git.example.org/fork.git")
+    );
     // A numeric priority has no name.
     let n = CreateRunRequest {
         priority: Some(PriorityInput::Number(7.into())),
@@ -287,6 +299,11 @@ async fn bad_job_input_is_a_400_naming_the_field_and_stores_nothing() {
         (
             json!({"ref":"v1"}),
             "ref is only for a version with a git source",
+        ),
+        (json!({"git_url":"/srv/r.git"}), "git_url needs a ref"),
+        (
+            json!({"git_url":"https://me:tok@h/r.git","ref":"v1"}),
+            "git.url",
         ),
         (json!({"limits":{"pids":0}}), "limits.pids"),
         (json!({"pty":{"cols":5000,"rows":1}}), "pty.cols"),

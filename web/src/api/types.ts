@@ -171,6 +171,8 @@ export interface JobOverrides {
   pty?: PtySize | boolean | null
   limits?: JobLimits | null
   ref?: string | null
+  /** A repository the run checked out instead of the version's source. */
+  git_url?: string | null
 }
 
 export interface Run {
@@ -305,8 +307,10 @@ export interface CreateRunBody {
   /** true/false, or a window size */
   pty?: boolean | PtySize
   limits?: CreateRunLimits
-  /** git versions only */
+  /** git versions only (or with git_url) */
   ref?: string
+  /** a repository to check out for this run */
+  git_url?: string
 }
 
 export type WebhookEvents = 'terminal' | 'failures' | 'all'

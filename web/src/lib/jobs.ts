@@ -112,6 +112,7 @@ export function overrideBadges(o: JobOverrides | null | undefined): string[] {
   if (!o) return []
   const out = jobBadges(o.pty, o.limits)
   if (o.pty === false) out.unshift('pipes')
+  if (o.git_url) out.push(`git ${o.git_url}`)
   if (o.ref) out.push(`ref ${o.ref}`)
   return out
 }
@@ -189,5 +190,6 @@ export function rerunBody(r: Pick<Run, 'input' | 'version_no' | 'environment' | 
     if (Object.keys(limits).length > 0) body.limits = limits
   }
   if (o?.ref) body.ref = o.ref
+  if (o?.git_url) body.git_url = o.git_url
   return body
 }

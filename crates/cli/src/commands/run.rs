@@ -155,6 +155,7 @@ pub async fn run(ctx: &Ctx, args: RunArgs) -> CliResult<()> {
         pty,
         limits,
         git_ref: args.git_ref.clone(),
+        git_url: args.git_url.clone(),
         max_retries: args.max_retries,
         environment: args.environment.clone(),
         retries: args.retries,

@@ -251,3 +251,52 @@ fn labels_describe_the_entry() {
     };
     assert!(long.entrypoint_label().ends_with('…'));
 }
+
+#[test]
+fn a_run_may_point_at_a_repository() {
+    let o = |v: serde_json::Value| serde_json::from_value::<JobOverrides>(v).unwrap();
+    // An archive script runs in a checkout instead.
+    let s = JobSpec::script("etl.py")
+        .with_overrides(&o(json!({"git_url": "file:///srv/other.git", "ref": "v3"})))
+        .unwrap();
+    assert_eq!(
+        s.entry,
+        Entry::Script {
+            path: "etl.py".into()
+        }
+    );
+    assert_eq!(
+        s.source,
+        Source::Git {
+            url: "file:///srv/other.git".into(),
+            git_ref: "v3".into(),
+            secret: None
+        }
+    );
+    // A git version keeps its ref (and secret) unless the run names one.
+    let g = git("/r", "main")
+        .with_overrides(&o(json!({"git_url": "/fork"})))
+        .unwrap();
+    assert!(
+        matches!(&g.source, Source::Git { url, git_ref, .. } if url == "/fork" && git_ref == "main")
+    );
+    // Refused: no ref for an archive version, credentials, a binary version, a shell line.
+    let e = JobSpec::script("a.py")
+        .with_overrides(&o(json!({"git_url": "/r"})))
+        .unwrap_err();
+    assert!(e.contains("needs a ref"), "{e}");
+    let e = JobSpec::script("a.py")
+        .with_overrides(&o(json!({"git_url": "https://u:p@h/r.git", "ref": "v1"})))
+        .unwrap_err();
+    assert!(e.contains("git.url"), "{e}");
+    let shell = JobSpec {
+        entry: Entry::Shell {
+            script: "ls".into(),
+        },
+        ..JobSpec::default()
+    };
+    assert!(shell
+        .with_overrides(&o(json!({"git_url": "/r", "ref": "v1"})))
+        .is_err());
+    assert!(!o(json!({"git_url": "/r"})).is_empty());
+}

@@ -100,6 +100,8 @@ impl Harness {
         c.drain_timeout = Duration::from_secs(10);
         // The test binary is not a runner: supervisors run from the real one.
         c.supervisor_bin = Some(env!("CARGO_BIN_EXE_minitower-runner").into());
+        // The git tests serve repositories from the local file system.
+        c.git_allow_local = true;
         c
     }
 

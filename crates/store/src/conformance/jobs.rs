@@ -84,6 +84,7 @@ pub async fn leases_carry_the_merged_job_only_when_needed(store: Arc<dyn Store>)
             ..LimitsInput::default()
         }),
         git_ref: Some("v2".into()),
+        git_url: None,
     };
     let run = f
         .run_with(4, |r| {
