@@ -337,8 +337,11 @@ async fn a_cancelled_pty_run_leaves_no_process_behind() {
     .await;
     let runner = RunnerHandle::spawn(h.runner_config("r1"));
     let id = h.trigger("ptyd", json!({})).await;
-    let line = h.wait_log(id, |l| l.line.starts_with("daemons ")).await;
-    let pids: Vec<i32> = line.line["daemons ".len()..]
+    // Two processes share the terminal: the grandchild's first line may
+    // have been cut in two by this one, so look for it inside a line.
+    let line = h.wait_log(id, |l| l.line.contains("daemons ")).await;
+    let at = line.line.find("daemons ").unwrap() + "daemons ".len();
+    let pids: Vec<i32> = line.line[at..]
         .split(' ')
         .map(|p| p.parse().unwrap())
         .collect();

@@ -186,19 +186,19 @@ impl Harness {
 
     /// Waits until a log line satisfies `pred` and returns it.
     pub async fn wait_log(&self, run_id: i64, pred: impl Fn(&LogLine) -> bool) -> LogLine {
-        let team = self.team.clone();
-        let pred = &pred;
-        wait_for("log line", || {
-            let team = team.clone();
-            async move {
-                team.logs(run_id, 0)
-                    .await
-                    .ok()?
-                    .into_iter()
-                    .find(|l| pred(l))
+        let deadline = tokio::time::Instant::now() + DEADLINE;
+        loop {
+            let logs = self.team.logs(run_id, 0).await.unwrap_or_default();
+            if let Some(l) = logs.iter().find(|l| pred(l)) {
+                return l.clone();
             }
-        })
-        .await
+            // Say what did arrive, and how the run stands, when it never comes.
+            if tokio::time::Instant::now() >= deadline {
+                let run = self.team.get_run(run_id).await.ok().map(|d| d.run);
+                panic!("timed out waiting for a log line of run {run_id}: {run:?}, lines {logs:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 }
 
