@@ -36,6 +36,23 @@ async fn finished(
     run.id
 }
 
+/// Records a claimed event as delivered (200) at `t(secs)`; whether the
+/// claim still held.
+async fn delivered(store: &Arc<dyn Store>, e: &crate::ClaimedEvent, secs: i64) -> bool {
+    let rec = DeliveryRecord {
+        outbox_id: e.outbox_id,
+        claim: e.claim,
+        status_code: Some(200),
+        latency_ms: 3,
+        response_excerpt: None,
+        error: None,
+        outcome: DeliveryOutcome::Delivered,
+        next_attempt_at: None,
+        now: t(secs),
+    };
+    store.record_webhook_delivery(rec).await.unwrap()
+}
+
 /// Purges before `t(secs)` until a batch deletes nothing; the summed counts.
 async fn purge_all(store: &Arc<dyn Store>, secs: i64, limits: PurgeLimits) -> (Purged, usize) {
     let mut total = Purged::default();
@@ -94,18 +111,7 @@ pub async fn purge_deletes_old_finished_runs_and_what_they_own(store: Arc<dyn St
     let events = store.claim_webhook_events(t(40), 100, TTL).await.unwrap();
     assert_eq!(events.len(), 3, "one terminal event per finished run");
     for e in &events {
-        let rec = DeliveryRecord {
-            outbox_id: e.outbox_id,
-            claim: e.claim,
-            status_code: Some(200),
-            latency_ms: 3,
-            response_excerpt: Some("ok".into()),
-            error: None,
-            outcome: DeliveryOutcome::Delivered,
-            next_attempt_at: None,
-            now: t(41),
-        };
-        assert!(store.record_webhook_delivery(rec).await.unwrap());
+        assert!(delivered(&store, e, 41).await);
     }
     // Old too, but its event is still pending.
     let pending = finished(&f, &runner, 50, 3, ResultStatus::Completed).await;
@@ -125,18 +131,7 @@ pub async fn purge_deletes_old_finished_runs_and_what_they_own(store: Arc<dyn St
         .into_iter()
         .filter(|e| run_of(&e.payload) == newest)
     {
-        let rec = DeliveryRecord {
-            outbox_id: e.outbox_id,
-            claim: e.claim,
-            status_code: Some(200),
-            latency_ms: 3,
-            response_excerpt: None,
-            error: None,
-            outcome: DeliveryOutcome::Delivered,
-            next_attempt_at: None,
-            now: t(301),
-        };
-        store.record_webhook_delivery(rec).await.unwrap();
+        assert!(delivered(&store, &e, 301).await);
     }
 
     let (purged, _) = purge_all(&store, 150, ALL).await;
@@ -193,18 +188,7 @@ pub async fn purge_deletes_old_finished_runs_and_what_they_own(store: Arc<dyn St
 
     // Once its event is delivered, the pending run goes too.
     for e in store.claim_webhook_events(t(400), 100, TTL).await.unwrap() {
-        let rec = DeliveryRecord {
-            outbox_id: e.outbox_id,
-            claim: e.claim,
-            status_code: Some(200),
-            latency_ms: 3,
-            response_excerpt: None,
-            error: None,
-            outcome: DeliveryOutcome::Delivered,
-            next_attempt_at: None,
-            now: t(401),
-        };
-        store.record_webhook_delivery(rec).await.unwrap();
+        assert!(delivered(&store, &e, 401).await);
     }
     let (purged, _) = purge_all(&store, 150, ALL).await;
     assert_eq!(
