@@ -2,13 +2,13 @@
 // priorities, a version's job, per-run overrides in the trigger form, an attempt's commit.
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
 import { api } from '../src/api/client'
-import type { Attempt, LogLine, Run, Version } from '../src/api/types'
+import type { Attempt, LogLine, Version } from '../src/api/types'
 import AttemptsTimeline from '../src/components/AttemptsTimeline.vue'
 import LogViewer from '../src/components/LogViewer.vue'
 import RunsTable from '../src/components/RunsTable.vue'
 import TriggerRunForm from '../src/components/TriggerRunForm.vue'
 import VersionsTable from '../src/components/VersionsTable.vue'
-import { allByTestId, byTestId, json, mount, routes, settle, waitFor } from './mount'
+import { allByTestId, byTestId, json, mount, routes, settle, waitFor, fakeRun } from './mount'
 
 let unmount: (() => void) | null = null
 beforeEach(() => {
@@ -108,25 +108,7 @@ describe('Log viewer: colours and events', () => {
   })
 })
 
-const run = (over: Partial<Run>): Run => ({
-  id: 1,
-  run_no: 1,
-  app: 'hello',
-  version_no: 1,
-  status: 'completed',
-  input: {},
-  priority: 0,
-  max_retries: 0,
-  retry_count: 0,
-  cancel_requested: false,
-  exit_code: 0,
-  error_message: null,
-  queued_at: '2026-11-22T10:00:00Z',
-  started_at: '2026-11-22T10:00:01Z',
-  finished_at: '2026-11-22T10:00:02Z',
-  environment: 'default',
-  ...over,
-})
+const run = fakeRun
 
 describe('Runs table priority', () => {
   it('shows the name when there is one, else the number', async () => {

@@ -1,4 +1,5 @@
 // Mounts a component with the app's plugins (Pinia, vue-query, a memory router) into happy-dom.
+import type { Run } from '../src/api/types'
 import { createApp, defineComponent, h, nextTick, type Component } from 'vue'
 import { createPinia, setActivePinia } from 'pinia'
 import { QueryClient, VueQueryPlugin } from '@tanstack/vue-query'
@@ -69,3 +70,24 @@ export function routes(table: Record<string, (init: RequestInit, url: string) =>
 
 export const byTestId = (root: ParentNode, id: string) => root.querySelector<HTMLElement>(`[data-testid="${id}"]`)
 export const allByTestId = (root: ParentNode, id: string) => [...root.querySelectorAll<HTMLElement>(`[data-testid="${id}"]`)]
+
+/** A finished run as the API sends it, with `over` changed. */
+export const fakeRun = (over: Partial<Run>): Run => ({
+  id: 1,
+  run_no: 1,
+  app: 'hello',
+  version_no: 1,
+  status: 'completed',
+  input: {},
+  priority: 0,
+  max_retries: 0,
+  retry_count: 0,
+  cancel_requested: false,
+  exit_code: 0,
+  error_message: null,
+  queued_at: '2026-11-22T10:00:00Z',
+  started_at: '2026-11-22T10:00:01Z',
+  finished_at: '2026-11-22T10:00:02Z',
+  environment: 'default',
+  ...over,
+})

@@ -1,7 +1,7 @@
 // Components mounted against a stubbed API: what the issue-15 UI fixes render.
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
 import { api } from '../src/api/client'
-import type { Run, Version } from '../src/api/types'
+import type { Version } from '../src/api/types'
 import AppsPage from '../src/pages/AppsPage.vue'
 import RunnersPage from '../src/pages/RunnersPage.vue'
 import { useSessionStore } from '../src/stores/session'
@@ -11,7 +11,7 @@ import TriggerRunForm from '../src/components/TriggerRunForm.vue'
 import LogViewer from '../src/components/LogViewer.vue'
 import type { LogLine } from '../src/api/types'
 import { SIGNIN_MODE_KEY } from '../src/lib/signinMode'
-import { allByTestId, byTestId, json, mount, routes, settle, waitFor } from './mount'
+import { allByTestId, byTestId, json, mount, routes, settle, waitFor, fakeRun } from './mount'
 
 let unmount: (() => void) | null = null
 beforeEach(() => {
@@ -24,25 +24,7 @@ afterEach(() => {
   unmount = null
 })
 
-const run = (over: Partial<Run>): Run => ({
-  id: 1,
-  run_no: 1,
-  app: 'hello',
-  version_no: 1,
-  status: 'completed',
-  input: {},
-  priority: 0,
-  max_retries: 0,
-  retry_count: 0,
-  cancel_requested: false,
-  exit_code: 0,
-  error_message: null,
-  queued_at: '2026-11-22T10:00:00Z',
-  started_at: '2026-11-22T10:00:01Z',
-  finished_at: '2026-11-22T10:00:02Z',
-  environment: 'default',
-  ...over,
-})
+const run = fakeRun
 
 const version = (n: number, schema: Version['params_schema'] = null): Version => ({
   version_no: n,

@@ -36,6 +36,22 @@ async fn finished(
     run.id
 }
 
+/// An enabled endpoint of the fixture team for `events`.
+async fn webhook(f: &Fixture, events: WebhookEvents) -> crate::Webhook {
+    f.store
+        .create_webhook(NewWebhook {
+            team_id: f.team.id,
+            app_id: None,
+            url: "https://example.com/hook".into(),
+            secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into(),
+            events,
+            enabled: true,
+            now: t(0),
+        })
+        .await
+        .unwrap()
+}
+
 /// Records a claimed event as delivered (200) at `t(secs)`; whether the
 /// claim still held.
 async fn delivered(store: &Arc<dyn Store>, e: &crate::ClaimedEvent, secs: i64) -> bool {
@@ -85,18 +101,7 @@ async fn exists(f: &Fixture, run_id: i64) -> bool {
 pub async fn purge_deletes_old_finished_runs_and_what_they_own(store: Arc<dyn Store>) {
     let f = Fixture::new(store.clone()).await;
     let runner = f.runner("default", 4).await;
-    let hook = store
-        .create_webhook(NewWebhook {
-            team_id: f.team.id,
-            app_id: None,
-            url: "https://example.com/hook".into(),
-            secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into(),
-            events: WebhookEvents::Terminal,
-            enabled: true,
-            now: t(0),
-        })
-        .await
-        .unwrap();
+    let hook = webhook(&f, WebhookEvents::Terminal).await;
     // A live run queued before everything else, in its own environment so
     // the leases below do not take it.
     let queued = f.run_with(1, |r| r.environment = "later".into()).await;
@@ -215,18 +220,7 @@ pub async fn purge_deletes_old_finished_runs_and_what_they_own(store: Arc<dyn St
 pub async fn a_disabled_endpoint_keeps_no_run(store: Arc<dyn Store>) {
     let f = Fixture::new(store.clone()).await;
     let runner = f.runner("default", 1).await;
-    let hook = store
-        .create_webhook(NewWebhook {
-            team_id: f.team.id,
-            app_id: None,
-            url: "https://example.com/hook".into(),
-            secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into(),
-            events: WebhookEvents::All,
-            enabled: true,
-            now: t(0),
-        })
-        .await
-        .unwrap();
+    let hook = webhook(&f, WebhookEvents::All).await;
     let old = finished(&f, &runner, 10, 2, ResultStatus::Failed).await;
     let newest = finished(&f, &runner, 20, 2, ResultStatus::Completed).await;
     let p = store.purge_finished_runs(t(100), ALL).await.unwrap();
