@@ -319,6 +319,9 @@ print("argv", n(sys.argv), n(sys.orig_argv))
 print("path", n(sys.path))
 print("main", n(__file__), __name__, __spec__, __package__, n(sys.modules["__main__"].__file__))
 print("loader", type(__loader__).__name__, __loader__.name, n(__loader__.path))
+import typing, re, enum, dataclasses
+print("warm", isinstance(re.I, enum.Enum), typing.List[int], json.loads("[1]"))
+print("own module first", getattr(dataclasses, "LOCAL", False))
 print("modules", sorted(sys.modules))
 print("globals", sorted(globals()))
 print("stdin", repr(sys.stdin.read()))
@@ -338,9 +341,26 @@ print("random", random.random())
 import atexit
 atexit.register(lambda: print("atexit ran"))
 print("to stderr", file=sys.stderr)
+# What the end of the interpreter does: join threads, run atexit, finalize
+# what the script left alive and flush what it left unflushed.
+import threading, time
+class Noisy:
+    def __init__(self, name):
+        self.name = name
+    def __del__(self):
+        print("del", self.name)
+kept = Noisy("global")
+unclosed = open(1, "w", closefd=False)
+unclosed.write("unclosed file flushed\n")
+threading.Thread(target=lambda: (time.sleep(0.2), print("thread finished"))).start()
 sys.exit(5)
 "#;
-    h.deploy("probe", &[("main.py", probe)], "main.py", None)
+    h.deploy(
+        "probe",
+        &[("main.py", probe), ("dataclasses.py", "LOCAL = True\n")],
+        "main.py",
+        None,
+    )
         .await;
     // Per mode, the output of two runs.
     let mut outputs: Vec<Vec<Vec<(String, String)>>> = Vec::new();
@@ -373,8 +393,17 @@ sys.exit(5)
         runner.stop().await;
     }
     let forked = &outputs[0];
-    assert!(
-        forked[0].iter().any(|(_, l)| l == "atexit ran"),
+    let stdout = |o: &Vec<(String, String)>| -> Vec<String> {
+        o.iter()
+            .filter(|(s, _)| s == "stdout")
+            .map(|(_, l)| l.clone())
+            .collect()
+    };
+    // The end of a run, in CPython's order (checked against the fresh
+    // interpreter below too).
+    assert_eq!(
+        stdout(&forked[0])[stdout(&forked[0]).len() - 4..],
+        ["thread finished", "atexit ran", "del global", "unclosed file flushed"],
         "{:?}",
         forked[0]
     );
@@ -388,6 +417,12 @@ sys.exit(5)
             .unwrap_or_default()
     };
     assert!(!random(&forked[0]).is_empty());
+    assert!(
+        stdout(&forked[0]).contains(&"warm True typing.List[int] [1]".to_string())
+            && stdout(&forked[0]).contains(&"own module first True".to_string()),
+        "{:?}",
+        forked[0]
+    );
     assert_ne!(
         random(&forked[0]),
         random(&forked[1]),

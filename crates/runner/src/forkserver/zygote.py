@@ -8,6 +8,121 @@
 # answers {"pid": N} once the middle process is gone.
 import sys
 _keep = set(sys.modules)
+
+
+# Warm modules (see forkserver.rs): these stdlib modules, and what they
+# import, are imported once here; a run importing one gets this pristine
+# copy (forked, so no other run touched it) instead of executing it again.
+_WARM = ("json", "re", "collections", "functools", "enum", "typing",
+         "dataclasses", "datetime", "pathlib")
+
+
+class _Starts:
+    # Records the order imports start in (pre-order); `sys.modules` ends in
+    # the order they finish (post-order). Together they give the modules
+    # each import loaded itself.
+    def find_spec(self, name, path=None, target=None):
+        _pre.setdefault(name, len(_pre))
+
+
+def _recording_import(name, globals=None, locals=None, fromlist=(), level=0):
+    # Records which module imports which (an import of a module already
+    # loaded loads nothing, but a fresh interpreter would load it).
+    m = _import(name, globals, locals, fromlist, level)
+    g = globals or {}
+    full = name
+    if level:
+        b = sys.modules["_frozen_importlib"]
+        full = b._resolve_name(name, b._calc___package__(g), level) if name else b._calc___package__(g)
+    parts = full.split(".")
+    to = [".".join(parts[:i + 1]) for i in range(len(parts))]
+    to += [full + "." + f for f in fromlist or () if full + "." + f in sys.modules]
+    _edges.setdefault(g.get("__name__"), []).extend(to)
+    return m
+
+
+_pre, _edges = {}, {}
+_import = __builtins__.__import__ if hasattr(__builtins__, "__import__") else __builtins__["__import__"]
+sys.meta_path.insert(0, _Starts())
+__builtins__.__import__ = _recording_import
+for _n in _WARM:
+    try:
+        __import__(_n)
+    except Exception:
+        pass
+__builtins__.__import__ = _import
+del sys.meta_path[0]
+
+
+def _closures():
+    post = [n for n in sys.modules if n not in _keep]
+    pre = {}
+    for n in post:
+        # set straight into sys.modules by its package (typing.io): inside it
+        parent = n.rpartition(".")[0]
+        pre[n] = _pre[n] if n in _pre else pre.get(parent, _pre.get(parent, -1)) + 0.5
+    pos = {n: i for i, n in enumerate(post)}
+    # what each module loaded itself, and what it imported
+    step = {m: [d for d in post if pre[d] > pre[m] and pos[d] < pos[m]] + _edges.get(m, [])
+            for m in post}
+    out = {}
+    for m in post:
+        if pre[m] < 0:
+            continue
+        seen, todo = set(), [m]
+        while todo:
+            for d in step.get(todo.pop(), ()):
+                if d in pos and d not in seen:
+                    seen.add(d)
+                    todo.append(d)
+        seen.discard(m)
+        out[m] = [d for d in post if d in seen]
+    return out
+
+
+class WarmModules:
+    """Hands a run the warm copy of a stdlib module (see forkserver.rs)."""
+
+    __module__ = "minitower"
+
+    def __init__(self, closures):
+        self.modules = {n: sys.modules[n] for n in closures}
+        # what a package set into sys.modules itself (typing.io, a class)
+        # comes only with its package
+        self.specs = {n: m.__spec__ for n, m in self.modules.items()
+                      if isinstance(m, type(sys)) and getattr(m, "__spec__", None) is not None}
+        self.closures = closures
+        self.finder = sys.modules["_frozen_importlib_external"].PathFinder
+        self.spec = sys.modules["_frozen_importlib"].ModuleSpec
+
+    def find_spec(self, name, path=None, target=None):
+        orig = self.specs.get(name)
+        if orig is None or name in sys.modules:
+            return None
+        if path is None and orig.origin not in ("built-in", "frozen"):
+            # A module of the run's own (its directory, PYTHONPATH) by the
+            # same name comes first, as in a fresh interpreter.
+            found = self.finder.find_spec(name)
+            if found is None or found.origin != orig.origin:
+                return None
+        spec = self.spec(name, self, origin=orig.origin,
+                         is_package=orig.submodule_search_locations is not None)
+        spec.has_location = orig.has_location
+        return spec
+
+    def create_module(self, spec):
+        return self.modules[spec.name]
+
+    def exec_module(self, module):
+        name = module.__spec__.name
+        module.__spec__ = self.specs[name]
+        for d in self.closures[name]:
+            if d not in sys.modules:
+                sys.modules[d] = self.modules[d]
+
+
+_warm = WarmModules(_closures())
+del _Starts, _pre, _edges, _import, _recording_import, _closures, _n
 import os, socket, json, ctypes, builtins, io, types
 
 _sup = os.getppid()
@@ -106,6 +221,7 @@ for _k in list(sys.modules):
     if _k not in _keep:
         del sys.modules[_k]
 sys.path_importer_cache.clear()
+sys.meta_path.insert(0, _warm)
 _main = types.ModuleType("__main__")
 _main.__file__ = _script
 _main.__cached__ = None
@@ -114,14 +230,83 @@ _main.__loader__ = _loader("__main__", _script)
 _main.__annotations__ = {}
 sys.modules["__main__"] = _main
 _exec, _compile, _open_code = exec, compile, io.open_code
-del _k, _req, _fd, _fds, _msg, _dir, _mid, _sup, _prctl, _sock, _paths, _loader, _keep
+
+
+def _finish(code, sigint, fresh=frozenset(_keep), warm=_warm.modules, sys=sys, os=os):
+    # The end of a run: what `Py_FinalizeEx` does that a script can see,
+    # without tearing down the objects the run inherited from this server.
+    # That teardown decrefs every inherited object, copying each of the
+    # server's pages the fork shared (measured: two thirds of a forked
+    # hello-world's CPU). In CPython's order: non-daemon threads are joined,
+    # atexit callbacks run, then the modules the run itself made
+    # (`__main__` and whatever it imported) are cleared the way
+    # `_PyModule_ClearDict` clears them, so the run's objects get their
+    # `__del__`, weakref callbacks and unclosed files their flush; then a
+    # collection (the server's objects are frozen, so it walks only the
+    # run's) and the standard streams' flush, which fails the exit with 120
+    # as CPython does. Not done: finalizing objects the run hung on a module
+    # it inherited (`sys`, `os`, ...), which CPython does not promise either.
+    threading = sys.modules.get("threading")
+    if threading is not None:
+        try:
+            threading._shutdown()
+        except BaseException as e:
+            sys.excepthook(type(e), e, e.__traceback__)
+    import atexit
+    atexit._run_exitfuncs()
+    made = [(n, m) for n, m in sys.modules.items()
+            if n == "__main__" or (n not in fresh and m is not warm.get(n))]
+    for n, _ in made:
+        sys.modules[n] = None
+    while made:
+        d = getattr(made.pop()[1], "__dict__", None)
+        if type(d) is dict:
+            for k in list(d):
+                if k[:1] == "_" and k[1:2] != "_":
+                    d[k] = None
+            for k in list(d):
+                if k != "__builtins__":
+                    d[k] = None
+        d = None
+    del made
+    import gc
+    gc.collect()
+    for s in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
+        try:
+            if s is not None:
+                s.flush()
+        except BaseException:
+            code = 120 if code == 0 else code
+    if sigint:
+        import signal
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGINT)
+    os._exit(code)
+
+
+def _exit_code(e):
+    # As CPython's `_Py_HandleSystemExit` reads a SystemExit.
+    code = e.code
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code if -(1 << 31) <= code < (1 << 31) else -1
+    try:
+        sys.stderr.write(str(code) + "\n")
+    except BaseException:
+        pass
+    return 1
+
+
+del _k, _req, _fd, _fds, _msg, _dir, _mid, _sup, _prctl, _sock, _paths, _loader, _keep, _warm
 del _recv_exact, _serve, os, socket, json, ctypes, builtins, io, types
+_status, _sigint = 0, False
 try:
     with _open_code(_script) as _f:
         _code = _compile(_f.read(), _script, "exec", dont_inherit=True)
     _exec(_code, _main.__dict__)
-except SystemExit:
-    raise
+except SystemExit as _e:
+    _status = _exit_code(_e)
 except BaseException as _e:
     _tb = _e.__traceback__
     while _tb is not None and _tb.tb_frame.f_code.co_filename != _script:
@@ -130,10 +315,6 @@ except BaseException as _e:
         _tb = _e.__traceback__
     _e.__traceback__ = _tb
     sys.excepthook(type(_e), _e, _tb)
-    if isinstance(_e, KeyboardInterrupt):
-        import signal
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
-        import os
-        os.kill(os.getpid(), signal.SIGINT)
-    sys.stdout.flush()
-    sys.exit(1)
+    _status, _sigint = 1, isinstance(_e, KeyboardInterrupt)
+    _tb = None
+_finish(_status, _sigint)
