@@ -361,7 +361,7 @@ sys.exit(5)
         "main.py",
         None,
     )
-        .await;
+    .await;
     // Per mode, the output of two runs.
     let mut outputs: Vec<Vec<Vec<(String, String)>>> = Vec::new();
     for prestart in [true, false] {
@@ -403,7 +403,12 @@ sys.exit(5)
     // interpreter below too).
     assert_eq!(
         stdout(&forked[0])[stdout(&forked[0]).len() - 4..],
-        ["thread finished", "atexit ran", "del global", "unclosed file flushed"],
+        [
+            "thread finished",
+            "atexit ran",
+            "del global",
+            "unclosed file flushed"
+        ],
         "{:?}",
         forked[0]
     );

@@ -13,24 +13,24 @@
 use crate::extract::State;
 use crate::secrets_crypto::SecretRef;
 use minitower_core::api::LeaseSecrets;
-use minitower_store::StoreResult;
+use minitower_store::RunSecrets;
 use std::collections::BTreeMap;
 
 /// Why a leased run cannot start; the message becomes the run's error.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Undeliverable(pub String);
 
-/// The declared secrets of a leased run, opened, or why it must fail.
-pub async fn for_run(st: &State, run_id: i64) -> StoreResult<Result<LeaseSecrets, Undeliverable>> {
-    let rs = st.store.run_secrets(run_id).await?;
+/// The declared secrets of a leased run, opened, or why it must fail. `rs`
+/// was read in the lease's transaction (`Leased::secrets`).
+pub fn for_run(st: &State, rs: &RunSecrets) -> Result<LeaseSecrets, Undeliverable> {
     let declared = match rs.towerfile.as_deref() {
         None => Vec::new(),
         Some(text) => match minitower_core::towerfile::parse(text) {
             Ok(p) => p.towerfile.app.secrets,
             Err(e) => {
-                return Ok(Err(Undeliverable(format!(
+                return Err(Undeliverable(format!(
                     "the version's Towerfile does not parse any more: {e}"
-                ))))
+                )))
             }
         },
     };
@@ -43,10 +43,10 @@ pub async fn for_run(st: &State, run_id: i64) -> StoreResult<Result<LeaseSecrets
     if !missing.is_empty() {
         let list = missing.join(", ");
         let first = missing[0];
-        return Ok(Err(Undeliverable(format!(
+        return Err(Undeliverable(format!(
             "secret {list} not set in environment {env:?}; the app's Towerfile declares it \
              (set it with `minitower secrets set {first} --environment {env}`)"
-        ))));
+        )));
     }
     let mut out = BTreeMap::new();
     for s in rs
@@ -78,12 +78,12 @@ pub async fn for_run(st: &State, run_id: i64) -> StoreResult<Result<LeaseSecrets
                     .map_or_else(|| "not UTF-8".to_string(), |e| e.to_string());
                 tracing::error!(secret = %s.info.name, environment = env, error = %why,
                     "a stored secret does not open");
-                return Ok(Err(Undeliverable(format!(
+                return Err(Undeliverable(format!(
                     "secret {} of environment {env:?} cannot be opened by this server: {why}",
                     s.info.name
-                ))));
+                )));
             }
         }
     }
-    Ok(Ok(LeaseSecrets(out)))
+    Ok(LeaseSecrets(out))
 }

@@ -62,8 +62,17 @@ impl Clock for ManualClock {
 /// In-process wake-ups: waiting lease calls per environment, and log
 /// streams per run. Waiters re-read the store after a wake, so a missed or
 /// spurious wake only costs a query, never correctness.
+///
+/// A queue wake reaches every lease call waiting on the environment (a
+/// call may be waiting for a run, for a slot of its runner to free up, or
+/// for a retry to come due, and only it can tell). The woken calls then
+/// take turns ([`Notifier::lease_turn`]) and read the queue before writing,
+/// so sixteen waiting runners cost one lease transaction per queued run
+/// instead of sixteen. A wake sent while a call holds its turn changes the
+/// watched value, so that call looks again: none is lost.
 pub struct Notifier {
     queues: Mutex<HashMap<String, watch::Sender<u64>>>,
+    turns: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     runs: broadcast::Sender<i64>,
 }
 
@@ -71,8 +80,22 @@ impl Notifier {
     fn new() -> Self {
         Notifier {
             queues: Mutex::new(HashMap::new()),
+            turns: Mutex::new(HashMap::new()),
             runs: broadcast::channel(4096).0,
         }
+    }
+
+    /// The turn of a woken lease call on `env` (see [`Notifier`]); held
+    /// until dropped.
+    pub async fn lease_turn(&self, env: &str) -> tokio::sync::OwnedMutexGuard<()> {
+        let turn = self
+            .turns
+            .lock()
+            .unwrap()
+            .entry(env.to_string())
+            .or_default()
+            .clone();
+        turn.lock_owned().await
     }
 
     fn queue_sender(&self, env: &str) -> watch::Sender<u64> {

@@ -30,6 +30,8 @@ struct Held {
     failure_retries: i64,
     failure_retry_count: i64,
     retry_delay_ms: i64,
+    /// Read with the attempt, so ending it needs no second read.
+    labels: RunLabels,
 }
 
 /// Locks the run (when `lock`) and reads the attempt the token names. The
@@ -51,8 +53,10 @@ async fn held(
     let row = sqlx::query(
         "SELECT a.id, a.attempt_no, a.status, a.exit_code, a.error_message, a.lease_expires_at, \
                 r.status AS run_status, r.cancel_requested, r.queued_at, r.started_at, \
-                r.failure_retries, r.failure_retry_count, r.retry_delay_ms \
+                r.failure_retries, r.failure_retry_count, r.retry_delay_ms, \
+                r.environment, ap.slug AS app, t.slug AS team \
          FROM run_attempts a JOIN runs r ON r.id = a.run_id \
+              JOIN apps ap ON ap.id = r.app_id JOIN teams t ON t.id = r.team_id \
          WHERE a.run_id = $1 AND a.runner_id = $2 AND a.lease_token_hash = $3 \
          ORDER BY a.attempt_no DESC LIMIT 1",
     )
@@ -77,6 +81,12 @@ async fn held(
         failure_retries: get(&row, "failure_retries")?,
         failure_retry_count: get(&row, "failure_retry_count")?,
         retry_delay_ms: get(&row, "retry_delay_ms")?,
+        labels: RunLabels {
+            run_id,
+            team: get(&row, "team")?,
+            app: get(&row, "app")?,
+            environment: get(&row, "environment")?,
+        },
     })
 }
 
@@ -220,6 +230,23 @@ pub(crate) async fn append_logs(
     );
     // Logs are accepted exactly while a heartbeat would be.
     tx_try!(tx, status::heartbeat(h.run, h.attempt));
+    let stored = tx_try!(
+        tx,
+        insert_lines(s, &mut tx, run_id, h.attempt_no, lines, now).await
+    );
+    tx.commit().await.map_err(db::err)?;
+    Ok((stored, h.cancel_requested))
+}
+
+/// Stores an attempt's log lines; returns how many were new.
+async fn insert_lines(
+    s: &SqlStore,
+    conn: &mut AnyConnection,
+    run_id: i64,
+    attempt_no: i64,
+    lines: &[NewLogLine],
+    now: DateTime<Utc>,
+) -> StoreResult<i64> {
     // A seq already stored (a resent batch) is ignored, not an error; within
     // a batch the first line of a seq wins, as with one insert per line.
     let mut seen_seqs = std::collections::HashSet::with_capacity(lines.len());
@@ -252,16 +279,26 @@ pub(crate) async fn append_logs(
             q = q
                 .bind(run_id)
                 .bind(l.seq)
-                .bind(h.attempt_no)
+                .bind(attempt_no)
                 .bind(s.dialect.text(&l.stream).into_owned())
                 .bind(s.dialect.text(&l.line).into_owned())
                 .bind(ms(l.logged_at.unwrap_or(now)));
         }
-        let done = q.execute(&mut *tx).await.map_err(db::err)?;
+        let done = q.execute(&mut *conn).await.map_err(db::err)?;
         stored += done.rows_affected() as i64;
     }
-    tx.commit().await.map_err(db::err)?;
-    Ok((stored, h.cancel_requested))
+    Ok(stored)
+}
+
+/// Records the commit a git source resolved to on the attempt.
+async fn store_commit(conn: &mut AnyConnection, attempt_id: i64, commit: &str) -> StoreResult<()> {
+    sqlx::query("UPDATE run_attempts SET source_commit = $1 WHERE id = $2")
+        .bind(commit)
+        .bind(attempt_id)
+        .execute(conn)
+        .await
+        .map_err(db::err)?;
+    Ok(())
 }
 
 pub(crate) async fn set_source_commit(
@@ -278,15 +315,7 @@ pub(crate) async fn set_source_commit(
     );
     // Only while the attempt is active: an ended attempt's token is stale.
     tx_try!(tx, status::heartbeat(h.run, h.attempt));
-    tx_try!(
-        tx,
-        sqlx::query("UPDATE run_attempts SET source_commit = $1 WHERE id = $2")
-            .bind(commit)
-            .bind(h.attempt_id)
-            .execute(&mut *tx)
-            .await
-            .map_err(db::err)
-    );
+    tx_try!(tx, store_commit(&mut tx, h.attempt_id, commit).await);
     tx.commit().await.map_err(db::err)?;
     Ok(())
 }
@@ -299,12 +328,61 @@ pub(crate) async fn complete_attempt(
     result: &ResultRequest,
     now: DateTime<Utc>,
 ) -> StoreResult<ResultOutcome> {
-    let now = ms(now);
     let mut tx = s.write().await?;
     let h = tx_try!(
         tx,
         held(s, &mut tx, runner_id, run_id, lease_token_hash, true).await
     );
+    complete_held(s, tx, h, run_id, result, ms(now)).await
+}
+
+/// The fast path's end of an attempt in one transaction: its last log lines
+/// and the commit its git source resolved to (both stored only while the
+/// attempt is active, as `append_logs` and `set_source_commit` would), then
+/// its result as `complete_attempt` records it. A repeated result stores
+/// nothing new and gets the same answer. Returns the outcome and how many
+/// lines were new.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn finish_attempt(
+    s: &SqlStore,
+    runner_id: i64,
+    run_id: i64,
+    lease_token_hash: &str,
+    result: &ResultRequest,
+    lines: &[NewLogLine],
+    commit: Option<&str>,
+    now: DateTime<Utc>,
+) -> StoreResult<(ResultOutcome, i64)> {
+    let mut tx = s.write().await?;
+    let h = tx_try!(
+        tx,
+        held(s, &mut tx, runner_id, run_id, lease_token_hash, true).await
+    );
+    let mut stored = 0;
+    if status::heartbeat(h.run, h.attempt).is_ok() {
+        stored = tx_try!(
+            tx,
+            insert_lines(s, &mut tx, run_id, h.attempt_no, lines, now).await
+        );
+        if let Some(c) = commit {
+            tx_try!(tx, store_commit(&mut tx, h.attempt_id, c).await);
+        }
+    }
+    Ok((
+        complete_held(s, tx, h, run_id, result, ms(now)).await?,
+        stored,
+    ))
+}
+
+/// `complete_attempt` once the attempt is held.
+async fn complete_held(
+    s: &SqlStore,
+    tx: crate::Tx,
+    h: Held,
+    run_id: i64,
+    result: &ResultRequest,
+    now: i64,
+) -> StoreResult<ResultOutcome> {
     let message = s.dialect.text_opt(result.error_message.as_deref());
     let recorded = (!h.attempt.is_active()).then(|| RecordedResult {
         status: h.attempt,
@@ -379,6 +457,8 @@ pub(crate) struct Ends {
     /// passes its `now`, so a heartbeat that won the race keeps the attempt
     /// alive; a runner holding the lease token passes `i64::MAX`).
     pub lease_before: i64,
+    /// The run's labels when already read (else `end_attempt` reads them).
+    pub labels: Option<RunLabels>,
 }
 
 impl Held {
@@ -391,6 +471,7 @@ impl Held {
             queued_at: self.queued_at,
             started_at: self.started_at,
             lease_before: i64::MAX,
+            labels: Some(self.labels.clone()),
         }
     }
 }
@@ -460,7 +541,10 @@ pub(crate) async fn end_attempt(
         other => RunEvent::of(other),
     };
     crate::webhooks::run_event(&mut tx, run_id, event, now).await?;
-    let labels = db::labels(&mut tx, run_id).await?;
+    let labels = match &h.labels {
+        Some(l) => l.clone(),
+        None => db::labels(&mut tx, run_id).await?,
+    };
     tx.commit().await.map_err(db::err)?;
     let finished = if e.run.is_terminal() {
         Some(Finished {

@@ -381,18 +381,33 @@ pub(crate) async fn run_secrets(s: &SqlStore, run_id: i64) -> StoreResult<RunSec
     .ok_or(StoreError::NotFound("run"))?;
     let team_id: i64 = get(&row, "team_id")?;
     let environment: String = get(&row, "environment")?;
+    let secrets = sealed_secrets(s, &mut tx, team_id, &environment).await?;
+    tx.commit().await.map_err(db::err)?;
+    Ok(RunSecrets {
+        team_id,
+        environment,
+        towerfile: get(&row, "towerfile")?,
+        secrets,
+    })
+}
+
+/// Every secret of a team in one environment, sealed.
+pub(crate) async fn sealed_secrets(
+    s: &SqlStore,
+    conn: &mut sqlx::AnyConnection,
+    team_id: i64,
+    environment: &str,
+) -> StoreResult<Vec<SealedSecret>> {
     let rows = sqlx::query(&s.sql(&format!(
         "SELECT {SECRET_COLUMNS} FROM secrets WHERE team_id = $1 AND environment = $2 \
          ORDER BY name COLLATE \"C\""
     )))
     .bind(team_id)
-    .bind(&environment)
-    .fetch_all(&mut *tx)
+    .bind(environment)
+    .fetch_all(conn)
     .await
     .map_err(db::err)?;
-    tx.commit().await.map_err(db::err)?;
-    let secrets = rows
-        .iter()
+    rows.iter()
         .map(|r| {
             Ok(SealedSecret {
                 info: secret_info(r)?,
@@ -400,11 +415,5 @@ pub(crate) async fn run_secrets(s: &SqlStore, run_id: i64) -> StoreResult<RunSec
                 key_id: get(r, "key_id")?,
             })
         })
-        .collect::<StoreResult<Vec<_>>>()?;
-    Ok(RunSecrets {
-        team_id,
-        environment,
-        towerfile: get(&row, "towerfile")?,
-        secrets,
-    })
+        .collect()
 }

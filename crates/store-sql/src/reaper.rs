@@ -85,6 +85,7 @@ async fn reap_one(
         queued_at: get(&row, "queued_at")?,
         started_at: get(&row, "started_at")?,
         lease_before: now,
+        labels: None,
     };
     match end_attempt(tx, &ends, &e, now).await {
         Ok((outcome, labels)) => Ok(Some(Reaped {

@@ -3,10 +3,12 @@
 use crate::db::{self, get, ms};
 use crate::SqlStore;
 use chrono::{DateTime, Utc};
-use minitower_core::api::{AttemptState, Lease, RunnerInfo, RunnerStatus};
+use minitower_core::api::{AttemptState, Lease, RunEvent, RunnerInfo, RunnerStatus};
 use minitower_core::job::{JobOverrides, JobSpec};
 use minitower_core::status::{self, AttemptStatus, RunStatus};
-use minitower_store::{LeaseParams, Leased, RunLabels, RunnerIdentity, StoreError, StoreResult};
+use minitower_store::{
+    LeaseParams, Leased, QueueState, RunLabels, RunSecrets, RunnerIdentity, StoreError, StoreResult,
+};
 use sqlx::any::AnyRow;
 use sqlx::AnyConnection;
 
@@ -141,10 +143,13 @@ pub(crate) async fn lease(
     // turns, so the count read here is the count the insert below changes.
     // The stored row, not the caller's copy, is the truth: a re-registration
     // may have changed environment or concurrency since the token was read.
-    let row = sqlx::query(&s.sql(
-        "SELECT environment, max_concurrency, active_attempts FROM runners WHERE id = $1 \
-         FOR UPDATE",
-    ))
+    // Marking it seen takes that lock (an UPDATE locks its row as FOR
+    // UPDATE would) and reads the row in the same statement.
+    let row = sqlx::query(
+        "UPDATE runners SET last_seen_at = $1, status = 'online' WHERE id = $2 \
+         RETURNING environment, max_concurrency, active_attempts",
+    )
+    .bind(now)
     .bind(runner.runner_id)
     .fetch_optional(&mut *tx)
     .await
@@ -153,7 +158,6 @@ pub(crate) async fn lease(
     let environment: String = get(&row, "environment")?;
     let max_concurrency: i64 = get(&row, "max_concurrency")?;
     let active: i64 = get(&row, "active_attempts")?;
-    seen(&mut tx, runner.runner_id, now).await?;
     if active >= max_concurrency {
         tx.commit().await.map_err(db::err)?;
         return Ok(None);
@@ -198,11 +202,12 @@ pub(crate) async fn lease(
     .await
     .map_err(db::err)?;
     db::cas(done.rows_affected(), "lease run")?;
-    crate::webhooks::run_event(&mut tx, run_id, minitower_core::api::RunEvent::Leased, now).await?;
-    if params.start {
-        crate::webhooks::run_event(&mut tx, run_id, minitower_core::api::RunEvent::Started, now)
-            .await?;
-    }
+    let events: &[RunEvent] = if params.start {
+        &[RunEvent::Leased, RunEvent::Started]
+    } else {
+        &[RunEvent::Leased]
+    };
+    crate::webhooks::run_events(&mut tx, run_id, events, now).await?;
     let expires = db::expiry(now, params.ttl);
     let attempt_no: i64 = sqlx::query_scalar(
         "INSERT INTO run_attempts (run_id, attempt_no, runner_id, status, lease_token_hash, \
@@ -224,7 +229,7 @@ pub(crate) async fn lease(
                 t.slug AS team, v.version_no, v.entrypoint, \
                 COALESCE(r.timeout_seconds, v.timeout_seconds) AS timeout_seconds, \
                 v.artifact_sha256, v.import_paths AS import_paths, v.job AS job, \
-                r.job_overrides AS job_overrides, \
+                r.job_overrides AS job_overrides, r.team_id, v.towerfile, \
                 (SELECT MAX(seq) FROM run_logs l WHERE l.run_id = r.id) AS last_log_seq \
          FROM runs r JOIN apps a ON a.id = r.app_id JOIN teams t ON t.id = r.team_id \
               JOIN versions v ON v.id = r.version_id \
@@ -234,6 +239,9 @@ pub(crate) async fn lease(
     .fetch_one(&mut *tx)
     .await
     .map_err(db::err)?;
+    let team_id: i64 = get(&row, "team_id")?;
+    let run_env: String = get(&row, "environment")?;
+    let sealed = crate::environments::sealed_secrets(s, &mut tx, team_id, &run_env).await?;
     tx.commit().await.map_err(db::err)?;
 
     let import_paths = serde_json::from_value(db::json(&row, "import_paths")?)
@@ -281,6 +289,12 @@ pub(crate) async fn lease(
             environment: get(&row, "environment")?,
         },
         queued_at: db::time(&row, "queued_at")?,
+        secrets: RunSecrets {
+            team_id,
+            environment: run_env,
+            towerfile: get(&row, "towerfile")?,
+            secrets: sealed,
+        },
     }))
 }
 
@@ -329,22 +343,26 @@ pub(crate) async fn list_runners(s: &SqlStore) -> StoreResult<Vec<RunnerInfo>> {
         .collect()
 }
 
-/// The earliest time after `now` at which a queued run of `environment`
-/// waiting for a failure retry becomes leasable (one seek on the
-/// `runs_retry_due` index), so a long-polling lease can wake then.
-pub(crate) async fn next_retry_at(
+/// See `Store::queue_state`: two seeks, on the `runs_queue` and
+/// `runs_retry_due` indexes, in one statement on the read pool.
+pub(crate) async fn queue_state(
     s: &SqlStore,
     environment: &str,
     now: DateTime<Utc>,
-) -> StoreResult<Option<DateTime<Utc>>> {
-    let at: Option<i64> = sqlx::query_scalar(
-        "SELECT MIN(not_before) FROM runs WHERE status = 'queued' AND environment = $1 \
-         AND not_before IS NOT NULL AND not_before > $2",
+) -> StoreResult<QueueState> {
+    let row = sqlx::query(
+        "SELECT EXISTS (SELECT 1 FROM runs WHERE status = 'queued' AND environment = $1 \
+                AND (not_before IS NULL OR not_before <= $2)) AS leasable, \
+                (SELECT MIN(not_before) FROM runs WHERE status = 'queued' AND environment = $1 \
+                AND not_before IS NOT NULL AND not_before > $2) AS next_retry_at",
     )
     .bind(environment)
     .bind(ms(now))
     .fetch_one(&s.reader)
     .await
     .map_err(db::err)?;
-    db::ts_opt(at)
+    Ok(QueueState {
+        leasable_now: db::flag(&row, "leasable")?,
+        next_retry_at: db::time_opt(&row, "next_retry_at")?,
+    })
 }

@@ -58,9 +58,12 @@ pub(crate) async fn insert_run(
     key: Option<&str>,
     tick: Option<(i64, i64)>,
 ) -> StoreResult<i64> {
-    // The version's failure-retry settings are the run's unless it has its own.
+    // The version's failure-retry settings are the run's unless it has its
+    // own; the next run number comes with them (one statement, not two).
     let version = sqlx::query(
-        "SELECT retries, retry_delay_ms, priority FROM versions WHERE id = $1 AND app_id = $2",
+        "SELECT retries, retry_delay_ms, priority, \
+         (SELECT COALESCE(MAX(run_no), 0) + 1 FROM runs WHERE app_id = $2) AS run_no \
+         FROM versions WHERE id = $1 AND app_id = $2",
     )
     .bind(run.version_id)
     .bind(run.app_id)
@@ -82,12 +85,7 @@ pub(crate) async fn insert_run(
         Some(_) => get::<Option<i64>>(&version, "priority")?.unwrap_or(run.priority),
         None => run.priority,
     };
-    let run_no: i64 =
-        sqlx::query_scalar("SELECT COALESCE(MAX(run_no), 0) + 1 FROM runs WHERE app_id = $1")
-            .bind(run.app_id)
-            .fetch_one(&mut **tx)
-            .await
-            .map_err(db::err)?;
+    let run_no: i64 = get(&version, "run_no")?;
     let overrides = match &run.job_overrides {
         Some(o) if !o.is_empty() => {
             Some(serde_json::to_string(o).map_err(|e| StoreError::Database(format!("job: {e}")))?)

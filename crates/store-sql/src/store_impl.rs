@@ -13,8 +13,9 @@ use minitower_core::api::{
 use minitower_core::api::{Webhook, WebhookDelivery};
 use minitower_core::status::RunStatus;
 use minitower_store::{
-    AppRecord, LeaseParams, Leased, NewRun, NewVersion, PendingCount, Reaped, ResultOutcome,
-    RunFilter, RunLabels, RunnerIdentity, Store, StoreResult, TokenIdentity, VersionRecord,
+    AppRecord, LeaseParams, Leased, NewRun, NewVersion, PendingCount, QueueState, Reaped,
+    ResultOutcome, RunFilter, RunLabels, RunnerIdentity, Store, StoreResult, TokenIdentity,
+    VersionRecord,
 };
 use minitower_store::{ClaimedEvent, DeliveryRecord, NewWebhook, WebhookUpdate};
 use minitower_store::{FireOutcome, FireTick, NewSchedule, ScheduleRecord, ScheduleUpdate};
@@ -321,12 +322,8 @@ impl Store for SqlStore {
     async fn next_webhook_due(&self) -> StoreResult<Option<DateTime<Utc>>> {
         webhooks::next_due(self).await
     }
-    async fn next_retry_at(
-        &self,
-        environment: &str,
-        now: DateTime<Utc>,
-    ) -> StoreResult<Option<DateTime<Utc>>> {
-        runner::next_retry_at(self, environment, now).await
+    async fn queue_state(&self, environment: &str, now: DateTime<Utc>) -> StoreResult<QueueState> {
+        runner::queue_state(self, environment, now).await
     }
     async fn lease(
         &self,
@@ -383,6 +380,28 @@ impl Store for SqlStore {
         now: DateTime<Utc>,
     ) -> StoreResult<ResultOutcome> {
         attempts::complete_attempt(self, runner_id, run_id, lease_token_hash, result, now).await
+    }
+    async fn finish_attempt(
+        &self,
+        runner_id: i64,
+        run_id: i64,
+        lease_token_hash: &str,
+        result: &ResultRequest,
+        lines: &[NewLogLine],
+        commit: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<(ResultOutcome, i64)> {
+        attempts::finish_attempt(
+            self,
+            runner_id,
+            run_id,
+            lease_token_hash,
+            result,
+            lines,
+            commit,
+            now,
+        )
+        .await
     }
     async fn release_attempt(
         &self,

@@ -43,14 +43,14 @@ fn webhook(row: &AnyRow) -> StoreResult<Webhook> {
     })
 }
 
-/// The `events` filters that receive `event`, as an SQL list.
-fn filters_for(event: RunEvent) -> &'static str {
+/// The `events` filters that receive `event`.
+fn filters_for(event: RunEvent) -> &'static [&'static str] {
     if event.is_failure() {
-        "('all', 'terminal', 'failures')"
+        &["all", "terminal", "failures"]
     } else if event.is_terminal() {
-        "('all', 'terminal')"
+        &["all", "terminal"]
     } else {
-        "('all')"
+        &["all"]
     }
 }
 
@@ -97,11 +97,33 @@ pub(crate) async fn run_event(
     event: RunEvent,
     now: i64,
 ) -> StoreResult<()> {
-    let hooks: Vec<(i64, i64)> = sqlx::query_as(&format!(
-        "SELECT w.id, w.team_id FROM webhooks w JOIN runs r ON r.team_id = w.team_id \
+    run_events(conn, run_id, &[event], now).await
+}
+
+/// [`run_event`] for several events of one state change (a lease that
+/// starts is `run.leased` then `run.started`), with one query for all.
+pub(crate) async fn run_events(
+    conn: &mut AnyConnection,
+    run_id: i64,
+    events: &[RunEvent],
+    now: i64,
+) -> StoreResult<()> {
+    let mut filters: Vec<&str> = events
+        .iter()
+        .flat_map(|e| filters_for(*e))
+        .copied()
+        .collect();
+    filters.sort_unstable();
+    filters.dedup();
+    let list = filters
+        .iter()
+        .map(|f| format!("'{f}'"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let hooks: Vec<(i64, i64, String)> = sqlx::query_as(&format!(
+        "SELECT w.id, w.team_id, w.events FROM webhooks w JOIN runs r ON r.team_id = w.team_id \
          WHERE r.id = $1 AND w.enabled = TRUE AND (w.app_id IS NULL OR w.app_id = r.app_id) \
-         AND w.events IN {}",
-        filters_for(event)
+         AND w.events IN ({list}) ORDER BY w.id"
     ))
     .bind(run_id)
     .fetch_all(&mut *conn)
@@ -112,18 +134,23 @@ pub(crate) async fn run_event(
     }
     let run = db::load_run(&mut *conn, run_id).await?;
     let data = serde_json::to_value(&run).map_err(|e| StoreError::Database(e.to_string()))?;
-    let body = payload(event.as_str(), now, data)?;
-    for (webhook_id, team_id) in hooks {
-        insert_event(
-            conn,
-            webhook_id,
-            team_id,
-            Some(run_id),
-            event.as_str(),
-            &body,
-            now,
-        )
-        .await?;
+    for event in events {
+        let body = payload(event.as_str(), now, data.clone())?;
+        for (webhook_id, team_id, _) in hooks
+            .iter()
+            .filter(|(_, _, f)| filters_for(*event).contains(&f.as_str()))
+        {
+            insert_event(
+                conn,
+                *webhook_id,
+                *team_id,
+                Some(run_id),
+                event.as_str(),
+                &body,
+                now,
+            )
+            .await?;
+        }
     }
     Ok(())
 }

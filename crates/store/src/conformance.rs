@@ -30,8 +30,8 @@ pub mod teams;
 pub mod webhooks;
 
 use crate::{
-    AppRecord, LeaseParams, Leased, NewRun, NewVersion, RunnerIdentity, Store, StoreError,
-    StoreResult, TokenOptions, VersionRecord,
+    AppRecord, LeaseParams, Leased, NewRun, NewVersion, QueueState, RunnerIdentity, Store,
+    StoreError, StoreResult, TokenOptions, VersionRecord,
 };
 use chrono::{DateTime, TimeZone, Utc};
 use minitower_core::api::{AttemptState, NewLogLine, ResultRequest, Role, Run, RunDetail, Team};
@@ -124,6 +124,7 @@ macro_rules! conformance_tests {
             retention::racing_purges_delete_each_run_once,
             retention::referenced_artifacts_are_the_versions_hashes,
             source_commit::source_commit_lands_on_the_held_attempt,
+            source_commit::finish_attempt_is_one_transaction,
         );
     };
     (@each $factory:path; $($module:ident :: $name:ident),* $(,)?) => {

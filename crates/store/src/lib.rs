@@ -278,6 +278,17 @@ pub struct Leased {
     pub lease: Lease,
     pub labels: RunLabels,
     pub queued_at: DateTime<Utc>,
+    /// The run's Towerfile and its team's secrets in its environment, read
+    /// in the lease's transaction (what `run_secrets` would answer), for
+    /// the server to open the declared ones.
+    pub secrets: RunSecrets,
+}
+
+/// See [`Store::queue_state`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueState {
+    pub leasable_now: bool,
+    pub next_retry_at: Option<DateTime<Utc>>,
 }
 
 /// Lease parameters.
@@ -547,15 +558,12 @@ pub trait Store: Send + Sync + 'static {
     async fn skip_schedule_tick(&self, schedule_id: i64, tick: DateTime<Utc>) -> StoreResult<bool>;
 
     // ---- runners ----
-
-    /// When the next queued run of `environment` that waits for a failure
-    /// retry becomes leasable (its `not_before`, the earliest one after
-    /// `now`); `None` when none waits.
-    async fn next_retry_at(
-        &self,
-        environment: &str,
-        now: DateTime<Utc>,
-    ) -> StoreResult<Option<DateTime<Utc>>>;
+    /// What a waiting lease call needs to know of `environment`'s queue,
+    /// in one read: whether a run is leasable now (so a call woken for a
+    /// run another call already took skips the write), and the earliest
+    /// time after `now` a run waiting for its failure retry becomes
+    /// leasable (the `not_before` it can wake at; `None` when none waits).
+    async fn queue_state(&self, environment: &str, now: DateTime<Utc>) -> StoreResult<QueueState>;
 
     /// Registers a runner or rotates the token of an existing name.
     async fn register_runner(
@@ -627,6 +635,23 @@ pub trait Store: Send + Sync + 'static {
         result: &ResultRequest,
         now: DateTime<Utc>,
     ) -> StoreResult<ResultOutcome>;
+    /// The fast path's end of an attempt, in one transaction: the
+    /// attempt's last log lines and the commit its git source resolved to,
+    /// stored only while it is active (as `append_logs` and
+    /// `set_source_commit` would), then its result as `complete_attempt`
+    /// records it. A repeated result stores nothing new and gets the same
+    /// answer. Returns the outcome and how many lines were new.
+    #[allow(clippy::too_many_arguments)]
+    async fn finish_attempt(
+        &self,
+        runner_id: i64,
+        run_id: i64,
+        lease_token_hash: &str,
+        result: &ResultRequest,
+        lines: &[NewLogLine],
+        commit: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<(ResultOutcome, i64)>;
     /// The runner hands its active attempt back without spending a retry
     /// (see `status::release`): the run is queued again, or cancelled when a
     /// cancel was requested. `LeaseGone` on a stale token.

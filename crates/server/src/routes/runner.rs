@@ -113,25 +113,46 @@ pub async fn lease(
     let deadline = tokio::time::Instant::now() + wait;
     // Subscribe before the first try so a run queued in between still wakes us.
     let mut wake = st.notifier.watch_queue(&runner.environment);
+    let mut woken = false;
     loop {
         wake.borrow_and_update();
-        let lease_token = new_secret("mtl");
-        let leased = st
-            .store
-            .lease(
-                &runner,
-                &lease_token,
-                &hash_token(&lease_token),
-                LeaseParams {
-                    // The fast path: the store starts the attempt in the
-                    // lease's own transaction (`started` in the answer).
-                    start: req.start,
-                    ..params(&st)
-                },
-            )
-            .await?;
-        if let Some(mut l) = leased {
-            match crate::lease_secrets::for_run(&st, l.lease.run_id).await? {
+        // A wake reaches every call waiting on the environment, but one run
+        // is taken by one of them: the woken take turns and each first
+        // reads whether a run is still leasable, so the others skip the
+        // write (a queued run's wake, seen after that read, comes round
+        // again; see `Notifier`).
+        let turn = match woken {
+            true => Some(st.notifier.lease_turn(&runner.environment).await),
+            false => None,
+        };
+        let queue = match &turn {
+            Some(_) => Some(st.store.queue_state(&runner.environment, st.now()).await?),
+            None => None,
+        };
+        let leased = match queue {
+            Some(q) if !q.leasable_now => None,
+            _ => {
+                let lease_token = new_secret("mtl");
+                st.store
+                    .lease(
+                        &runner,
+                        &lease_token,
+                        &hash_token(&lease_token),
+                        LeaseParams {
+                            // The fast path: the store starts the attempt in
+                            // the lease's own transaction (`started` in the
+                            // answer).
+                            start: req.start,
+                            ..params(&st)
+                        },
+                    )
+                    .await?
+                    .map(|l| (l, lease_token))
+            }
+        };
+        drop(turn);
+        if let Some((mut l, lease_token)) = leased {
+            match crate::lease_secrets::for_run(&st, &l.secrets) {
                 Ok(secrets) => l.lease.secrets = secrets,
                 Err(why) => {
                     fail_undeliverable(&st, &runner, &l, &hash_token(&lease_token), why).await?;
@@ -150,7 +171,16 @@ pub async fn lease(
         let mut wake_at = deadline;
         if deadline > tokio::time::Instant::now() {
             let now = st.now();
-            if let Some(at) = st.store.next_retry_at(&runner.environment, now).await? {
+            let next = match queue {
+                Some(q) => q.next_retry_at,
+                None => {
+                    st.store
+                        .queue_state(&runner.environment, now)
+                        .await?
+                        .next_retry_at
+                }
+            };
+            if let Some(at) = next {
                 let until = (at - now).to_std().unwrap_or_default();
                 wake_at = wake_at.min(tokio::time::Instant::now() + until);
             }
@@ -168,6 +198,7 @@ pub async fn lease(
                 }
             }
         }
+        woken = true;
     }
 }
 
@@ -312,39 +343,23 @@ pub async fn result(
         truncate_utf8(m, MAX_ERROR_BYTES);
     }
     check_lines(&mut lines)?;
-    if !lines.is_empty() {
-        let stored = st
-            .store
-            .append_logs(runner.runner_id, id, &lease, &lines, st.now())
-            .await;
-        match stored {
-            Ok((accepted, _)) if accepted > 0 => st.notifier.run_changed(id),
-            Ok(_) => {}
-            // Already ended by this same result, sent before and answered
-            // on a connection that was lost: its lines were stored with it.
-            // The result call below says whether it is a harmless repeat.
-            Err(minitower_store::StoreError::LeaseGone) => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-    // The commit a git source resolved to goes on the attempt before it
-    // ends, so whoever sees the run finished also sees what it ran.
-    if let Some(c) = &commit {
-        match st
-            .store
-            .set_source_commit(runner.runner_id, id, &lease, c)
-            .await
-        {
-            // As for the lines: the result call below tells a harmless
-            // repeat from a lost lease.
-            Ok(()) | Err(minitower_store::StoreError::LeaseGone) => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-    let outcome = st
+    // Lines, commit and result in one transaction: whoever sees the run
+    // finished also sees its last lines and what it ran.
+    let (outcome, stored) = st
         .store
-        .complete_attempt(runner.runner_id, id, &lease, &req, st.now())
+        .finish_attempt(
+            runner.runner_id,
+            id,
+            &lease,
+            &req,
+            &lines,
+            commit.as_deref(),
+            st.now(),
+        )
         .await?;
+    if stored > 0 {
+        st.notifier.run_changed(id);
+    }
     st.run_transitioned(id, &runner.environment, outcome.finished.as_ref());
     if let Some(r) = &outcome.retry {
         st.metrics

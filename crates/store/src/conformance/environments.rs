@@ -371,6 +371,11 @@ pub async fn run_secrets_of_the_runs_environment(store: Arc<dyn Store>) {
         .collect();
     assert_eq!(sealed, vec![("DB_PASSWORD", "v1.k1.prod", "k1")]);
     assert_not_found(store.run_secrets(999_999).await);
+    // A lease reads the same in its own transaction.
+    let runner = f.runner("prod", 1).await;
+    let held = lease(&store, &runner, 2).await.unwrap();
+    assert_eq!(held.run_id(), run.id);
+    assert_eq!(held.leased.secrets, got);
 }
 
 /// A scoped token keeps its scope; a refusal is recorded with its reason

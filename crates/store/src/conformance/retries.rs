@@ -63,12 +63,22 @@ pub async fn failed_attempt_requeues_until_the_budget_is_spent(store: Arc<dyn St
         let early = (not_before - chrono::Duration::milliseconds(1) - t(0)).num_seconds();
         assert!(lease(&store, &runner, early).await.is_none());
         assert_eq!(
-            store.next_retry_at("default", t(early)).await.unwrap(),
-            Some(not_before)
+            store.queue_state("default", t(early)).await.unwrap(),
+            QueueState {
+                leasable_now: false,
+                next_retry_at: Some(not_before)
+            }
         );
-        assert_eq!(store.next_retry_at("other", t(early)).await.unwrap(), None);
+        let other = store.queue_state("other", t(early)).await.unwrap();
+        assert_eq!(other.next_retry_at, None);
         now = (not_before - t(0)).num_seconds() + 1;
-        assert_eq!(store.next_retry_at("default", t(now)).await.unwrap(), None);
+        assert_eq!(
+            store.queue_state("default", t(now)).await.unwrap(),
+            QueueState {
+                leasable_now: true,
+                next_retry_at: None
+            }
+        );
     }
     let h = lease(&store, &runner, now).await.unwrap();
     assert_eq!(h.leased.lease.attempt_no, 3);
@@ -213,7 +223,13 @@ pub async fn cancels_and_expiries_are_not_failure_retries(store: Arc<dyn Store>)
     let run = store.cancel_run(f.team.id, c.id, t(103)).await.unwrap();
     assert_eq!(run.status, RunStatus::Cancelled);
     assert!(lease(&store, &runner, 200).await.is_none());
-    assert_eq!(store.next_retry_at("default", t(103)).await.unwrap(), None);
+    assert_eq!(
+        store.queue_state("default", t(103)).await.unwrap(),
+        QueueState {
+            leasable_now: false,
+            next_retry_at: None
+        }
+    );
     let d = f.get(c.id).await;
     assert_eq!(d.attempts.len(), 2);
     assert_eq!(d.run.failure_retry_count, 1);

@@ -1,6 +1,7 @@
 //! The commit a git source resolved to, recorded on the attempt.
 
 use super::*;
+use minitower_core::status::RunStatus;
 
 /// The commit lands on the attempt the lease token holds, and only there:
 /// a forged token, another runner, or the token of an attempt that has
@@ -69,4 +70,107 @@ pub async fn source_commit_lands_on_the_held_attempt(store: Arc<dyn Store>) {
     );
     let d = f.get(run.id).await;
     assert_eq!(d.attempts[1].source_commit.as_deref(), Some(b.as_str()));
+}
+
+/// The fast path's end of an attempt stores its last lines, its commit and
+/// its result together; a repeat stores nothing new and answers the same;
+/// a stale or forged token stores nothing at all.
+pub async fn finish_attempt_is_one_transaction(store: Arc<dyn Store>) {
+    let f = Fixture::new(store.clone()).await;
+    let run = f.run(1).await;
+    let runner = f.runner("default", 1).await;
+    let held = lease(&store, &runner, 2).await.unwrap();
+    held.start(3).await.unwrap();
+    held.logs(&[1], 4).await.unwrap();
+    let line = |seq: i64| NewLogLine {
+        seq,
+        stream: "stdout".to_string(),
+        line: format!("tail {seq}"),
+        logged_at: None,
+    };
+    // seq 1 was sent in a batch already; 2 and 3 are new.
+    let tail = [line(1), line(2), line(3)];
+    let commit = "c3".repeat(20);
+    let done = ResultRequest {
+        status: ResultStatus::Completed,
+        exit_code: Some(0),
+        error_message: None,
+    };
+    assert_gone(
+        store
+            .finish_attempt(
+                runner.runner_id,
+                run.id,
+                "forged",
+                &done,
+                &tail,
+                Some(&commit),
+                t(5),
+            )
+            .await
+            .map(|(o, _)| o),
+    );
+    let d = f.get(run.id).await;
+    assert_eq!(d.run.status, RunStatus::Running);
+    assert_eq!(d.attempts[0].source_commit, None);
+    let (outcome, stored) = store
+        .finish_attempt(
+            runner.runner_id,
+            run.id,
+            &held.token_hash,
+            &done,
+            &tail,
+            Some(&commit),
+            t(5),
+        )
+        .await
+        .unwrap();
+    assert_eq!(stored, 2);
+    assert_eq!(outcome.ack.run_status, RunStatus::Completed);
+    let finished = outcome.finished.expect("the run finished");
+    assert_eq!(finished.labels.run_id, run.id);
+    assert_eq!(finished.labels.app, run.app);
+    let d = f.get(run.id).await;
+    assert_eq!(d.run.status, RunStatus::Completed);
+    assert_eq!(
+        d.attempts[0].source_commit.as_deref(),
+        Some(commit.as_str())
+    );
+    let logs = store
+        .get_logs(Some(f.team.id), run.id, 0, 100)
+        .await
+        .unwrap();
+    let lines: Vec<&str> = logs.iter().map(|l| l.line.as_str()).collect();
+    assert_eq!(lines, ["line 1", "tail 2", "tail 3"]);
+
+    // The same call again (its answer was lost): nothing new, same answer.
+    let more = [line(4)];
+    let (again, stored) = store
+        .finish_attempt(
+            runner.runner_id,
+            run.id,
+            &held.token_hash,
+            &done,
+            &more,
+            Some("d4d4d4d4"),
+            t(6),
+        )
+        .await
+        .unwrap();
+    assert_eq!(stored, 0);
+    assert_eq!(
+        (again.ack.status, again.ack.run_status),
+        (outcome.ack.status, outcome.ack.run_status)
+    );
+    assert!(again.finished.is_none());
+    let d = f.get(run.id).await;
+    assert_eq!(
+        d.attempts[0].source_commit.as_deref(),
+        Some(commit.as_str())
+    );
+    let logs = store
+        .get_logs(Some(f.team.id), run.id, 0, 100)
+        .await
+        .unwrap();
+    assert_eq!(logs.len(), 3);
 }
