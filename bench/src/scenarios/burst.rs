@@ -105,7 +105,7 @@ async fn measure(opts: &Options, stack: &mut Stack) -> Result<ScenarioReport> {
         wall_s * 1000.0,
         "ms",
     ));
-    r.metric(Metric::new("throughput", n as f64 / wall_s, "runs/s").goal(Goal::at_least(120.0)));
+    r.metric(Metric::new("throughput", n as f64 / wall_s, "runs/s").goal(Goal::at_least(250.0)));
     r.metric(Metric::new(
         "submit all (concurrent creates)",
         submitted.as_secs_f64() * 1000.0,

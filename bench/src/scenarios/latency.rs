@@ -71,9 +71,10 @@ async fn measure(opts: &Options, stack: &mut Stack) -> Result<ScenarioReport> {
             wall.as_secs_f64() * 1000.0,
             "ms",
         )
-        .goal(Goal::below(500.0)),
+        // the issue's: 40 runs in 0.4 s
+        .goal(Goal::below(10.0 * s.n as f64)),
     );
-    r.metric(Metric::new("p50", s.p50_ms, "ms").goal(Goal::below(12.0)));
+    r.metric(Metric::new("p50", s.p50_ms, "ms").goal(Goal::below(8.0)));
     r.metric(Metric::new("p90", s.p90_ms, "ms"));
     r.metric(Metric::new("max", s.max_ms, "ms"));
     r.metric(Metric::new(
