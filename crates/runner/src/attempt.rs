@@ -16,7 +16,7 @@ use crate::artifacts::ArtifactCache;
 use crate::envs::{EnvCache, PyEnv};
 use crate::error::SetupError;
 use crate::events;
-use crate::forkserver::ForkServer;
+use crate::forkserver::SlotForks;
 use crate::lease::{self, LeaseKeeper, Signals};
 use crate::limits::AttemptLimits;
 use crate::logs::{LogShipper, LogSink, Target};
@@ -45,9 +45,8 @@ pub struct Shared {
     /// Git checkouts and downloaded binaries (`crate::sources`).
     pub sources: crate::sources::Sources,
     pub work_dir: PathBuf,
-    /// Fork servers of the empty environment, one per slot (none when
-    /// `prestart` is off).
-    pub prestart: Vec<Arc<ForkServer>>,
+    /// Each slot's fork servers (none when `prestart` is off).
+    pub prestart: Vec<Arc<SlotForks>>,
     /// Cancels the attempts still running (second signal or drain timeout).
     pub force: CancellationToken,
     /// The supervisor executable.
@@ -333,15 +332,18 @@ async fn spawn(
         }
     };
     let cgroup = limits.cgroup().cloned();
-    // Each slot has its own fork server (running as the slot's user); it
-    // forks plain Python scripts on pipes only, outside any limits.
-    if let (Some(fork), Launch::Python { script }) = (shared.prestart.get(slot), &p.launch) {
-        if p.env.dir == shared.envs.empty().dir && p.pty.is_none() && !limits.needs_plain_start() {
-            let forked = fork
-                .launch(script, &p.ws.dir, &vars, deadline, cgroup.clone())
-                .await;
-            if let Some(s) = forked {
-                return Ok(s);
+    // Each slot has its own fork servers (running as the slot's user), one
+    // per environment; they fork plain Python scripts on pipes only,
+    // outside any limits.
+    if let (Some(forks), Launch::Python { script }) = (shared.prestart.get(slot), &p.launch) {
+        if p.pty.is_none() && !limits.needs_plain_start() {
+            if let Some(fork) = forks.for_env(&p.env.dir) {
+                let forked = fork
+                    .launch(script, &p.ws.dir, &vars, deadline, cgroup.clone())
+                    .await;
+                if let Some(s) = forked {
+                    return Ok(s);
+                }
             }
         }
     }

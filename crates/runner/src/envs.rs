@@ -561,6 +561,12 @@ pub fn manifest(dir: &Path) -> std::io::Result<String> {
     Ok(hex::encode(h.finalize()))
 }
 
+/// The marker of the complete environment at `dir` (its interpreter and
+/// manifest), or `None` when it is not complete.
+pub fn marker(dir: &Path) -> Option<String> {
+    std::fs::read_to_string(dir.join(MARKER)).ok()
+}
+
 /// Whether the environment at `dir` still matches the manifest in its marker.
 pub fn manifest_matches(dir: &Path) -> bool {
     let Ok(marker) = std::fs::read_to_string(dir.join(MARKER)) else {

@@ -1,4 +1,5 @@
-//! A fork server per concurrency slot for the shared empty environment: a
+//! A fork server per concurrency slot for the shared empty environment, and
+//! for the cached environments of apps with dependencies (`slots.rs`): a
 //! warm interpreter that has done its start-up once and forks a child per
 //! run, so a hello-world run costs a fork instead of an interpreter start.
 //!
@@ -86,6 +87,9 @@
 //! default), so a SIGKILLed or frozen runner, daemons and double forks and
 //! the fencing deadline are proven for forked runs too.
 
+mod slots;
+pub use slots::{SlotForks, StartArgs};
+
 use crate::supervisor::client::{self as sup, Control, Supervised, Waiter};
 use crate::supervisor::{Command, Event};
 use std::collections::BTreeMap;
@@ -118,7 +122,7 @@ struct Conn {
     route: Arc<Mutex<Route>>,
 }
 
-/// One slot's fork server for the empty environment.
+/// One slot's fork server for one environment.
 pub struct ForkServer {
     python: PathBuf,
     cwd: PathBuf,

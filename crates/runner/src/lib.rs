@@ -131,22 +131,19 @@ pub async fn run_with(
     if let isolation::Isolation::User { .. } = isolation {
         isolation::lock_down(&config.data_dir, &instance.state_dir, &instance.work_dir)?;
     }
-    // One fork server per slot: each serves one run at a time, and under
+    // Fork servers per slot: each serves one run at a time, and under
     // `user` isolation runs as its slot's user.
     let mut prestart = Vec::new();
     if config.prestart {
         for slot in 0..config.concurrency {
-            prestart.push(
-                forkserver::ForkServer::start(
-                    &envs.empty().dir,
-                    instance.work_dir.clone(),
-                    supervisor.clone(),
-                    cgroups.clone(),
-                    &scope,
-                    isolation.user_for(slot),
-                )
-                .await,
-            );
+            let args = forkserver::StartArgs {
+                cwd: instance.work_dir.clone(),
+                supervisor: supervisor.clone(),
+                cgroups: cgroups.clone(),
+                scope: scope.clone(),
+                user: isolation.user_for(slot),
+            };
+            prestart.push(forkserver::SlotForks::start(&envs.empty().dir, args).await);
         }
     }
     tracing::info!(

@@ -474,6 +474,81 @@ async fn killed_by_a_signal_fails_naming_it() {
     runner.stop().await;
 }
 
+/// An app with dependencies is forked by its environment's own fork server
+/// once that server is up (its first run starts it in the background),
+/// imports its dependency from its environment, and once the environment
+/// is not what the server started from (its marker changed), no run is
+/// forked by that stale server. A run tells a fork from a plain start by
+/// its `/proc/self/cmdline` (`python -c <server>`, documented as shared).
+#[tokio::test(flavor = "multi_thread")]
+async fn an_app_with_dependencies_is_forked_once_its_server_is_up() {
+    let h = Harness::start().await;
+    let wheels = h.dir.path().join("wheels");
+    std::fs::create_dir_all(&wheels).unwrap();
+    let wheel = common::write_wheel(&wheels, "forkdep", "VALUE = 'fork 7'\n");
+    let script = "import forkdep, sys\nprint('value', forkdep.VALUE)\nprint('prefix', sys.prefix)\nprint('forked', open('/proc/self/cmdline', 'rb').read().split(b'\\0')[1] == b'-c')\n";
+    let requirements = format!("{}\n", wheel.display());
+    h.deploy(
+        "deps",
+        &[("main.py", script), ("requirements.txt", &requirements)],
+        "main.py",
+        None,
+    )
+    .await;
+    let config = h.runner_config("r1");
+    let envs_dir = config.data_dir.join("envs");
+    let runner = RunnerHandle::spawn(config);
+    // (forked, prefix) of one run, which must import its dependency.
+    let run = || async {
+        let id = h.trigger("deps", json!({})).await;
+        let done = h.finished(id).await;
+        let logs = h.logs(id).await;
+        assert_eq!(done.run.status, RunStatus::Completed, "{logs:?}");
+        assert!(logs.iter().any(|l| l.line == "value fork 7"), "{logs:?}");
+        let of = |key: &str| {
+            logs.iter()
+                .find_map(|l| l.line.strip_prefix(key).map(str::to_string))
+                .unwrap_or_default()
+        };
+        (of("forked ") == "True", of("prefix "))
+    };
+    let (forked, prefix) = run().await;
+    assert!(
+        !forked,
+        "the first run of an environment starts the ordinary way"
+    );
+    assert!(
+        prefix.starts_with(&envs_dir.to_string_lossy().into_owned()),
+        "{prefix}"
+    );
+    assert!(!prefix.contains("/empty-"), "{prefix}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let (forked, again) = run().await;
+        assert_eq!(again, prefix, "same environment");
+        if forked {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no run of the app was forked"
+        );
+    }
+    // The environment changes under the server: its runs start the
+    // ordinary way (and a new server is started for the environment as
+    // it is now).
+    let marker = std::path::Path::new(&prefix).join(".minitower-complete");
+    let mut text = std::fs::read_to_string(&marker).unwrap();
+    text.push_str("rebuilt\n");
+    std::fs::write(&marker, text).unwrap();
+    let (forked, _) = run().await;
+    assert!(
+        !forked,
+        "a run was forked by a server of an older environment"
+    );
+    runner.stop().await;
+}
+
 /// The repository's `examples/with-deps` app: a requirements.txt naming a
 /// local source package (relative path, in-tree build backend, no network).
 #[tokio::test(flavor = "multi_thread")]

@@ -130,18 +130,22 @@ pub async fn finish_attempt_is_one_transaction(store: Arc<dyn Store>) {
     let finished = outcome.finished.expect("the run finished");
     assert_eq!(finished.labels.run_id, run.id);
     assert_eq!(finished.labels.app, run.app);
-    let d = f.get(run.id).await;
-    assert_eq!(d.run.status, RunStatus::Completed);
+    // What the run holds: its status, its attempt's commit, its lines.
+    let stored_now = || async {
+        let d = f.get(run.id).await;
+        let logs = store.get_logs(Some(f.team.id), run.id, 0, 100).await;
+        let lines: Vec<String> = logs.unwrap().into_iter().map(|l| l.line).collect();
+        (d.run.status, d.attempts[0].source_commit.clone(), lines)
+    };
+    let after_first = stored_now().await;
     assert_eq!(
-        d.attempts[0].source_commit.as_deref(),
-        Some(commit.as_str())
+        after_first,
+        (
+            RunStatus::Completed,
+            Some(commit.clone()),
+            vec!["line 1".into(), "tail 2".into(), "tail 3".into()]
+        )
     );
-    let logs = store
-        .get_logs(Some(f.team.id), run.id, 0, 100)
-        .await
-        .unwrap();
-    let lines: Vec<&str> = logs.iter().map(|l| l.line.as_str()).collect();
-    assert_eq!(lines, ["line 1", "tail 2", "tail 3"]);
 
     // The same call again (its answer was lost): nothing new, same answer.
     let more = [line(4)];
@@ -163,14 +167,5 @@ pub async fn finish_attempt_is_one_transaction(store: Arc<dyn Store>) {
         (outcome.ack.status, outcome.ack.run_status)
     );
     assert!(again.finished.is_none());
-    let d = f.get(run.id).await;
-    assert_eq!(
-        d.attempts[0].source_commit.as_deref(),
-        Some(commit.as_str())
-    );
-    let logs = store
-        .get_logs(Some(f.team.id), run.id, 0, 100)
-        .await
-        .unwrap();
-    assert_eq!(logs.len(), 3);
+    assert_eq!(stored_now().await, after_first);
 }
