@@ -167,18 +167,9 @@ print("import path:", mylib.X)
 #[tokio::test(flavor = "multi_thread")]
 async fn requirements_are_installed_once_and_reused() {
     let h = Harness::start().await;
-    let wheels = h.dir.path().join("wheels");
-    std::fs::create_dir_all(&wheels).unwrap();
-    let wheel = common::write_wheel(&wheels, "tinydep", "VALUE = 'tiny 42'\n");
-    let requirements = format!("{}\n", wheel.display());
     let script = "import tinydep, sys\nprint('value', tinydep.VALUE)\nprint('cached', tinydep.__cached__ is not None)\n";
-    h.deploy(
-        "deps",
-        &[("main.py", script), ("requirements.txt", &requirements)],
-        "main.py",
-        None,
-    )
-    .await;
+    h.deploy_with_wheel("deps", "tinydep", "VALUE = 'tiny 42'\n", script)
+        .await;
     let config = h.runner_config("r1");
     let envs_dir = config.data_dir.join("envs");
     let runner = RunnerHandle::spawn(config);
@@ -483,18 +474,9 @@ async fn killed_by_a_signal_fails_naming_it() {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_app_with_dependencies_is_forked_once_its_server_is_up() {
     let h = Harness::start().await;
-    let wheels = h.dir.path().join("wheels");
-    std::fs::create_dir_all(&wheels).unwrap();
-    let wheel = common::write_wheel(&wheels, "forkdep", "VALUE = 'fork 7'\n");
     let script = "import forkdep, sys\nprint('value', forkdep.VALUE)\nprint('prefix', sys.prefix)\nprint('forked', open('/proc/self/cmdline', 'rb').read().split(b'\\0')[1] == b'-c')\n";
-    let requirements = format!("{}\n", wheel.display());
-    h.deploy(
-        "deps",
-        &[("main.py", script), ("requirements.txt", &requirements)],
-        "main.py",
-        None,
-    )
-    .await;
+    h.deploy_with_wheel("deps", "forkdep", "VALUE = 'fork 7'\n", script)
+        .await;
     let config = h.runner_config("r1");
     let envs_dir = config.data_dir.join("envs");
     let runner = RunnerHandle::spawn(config);

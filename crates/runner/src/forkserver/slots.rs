@@ -45,6 +45,21 @@ pub struct StartArgs {
     pub user: Option<(u32, u32)>,
 }
 
+impl StartArgs {
+    /// A server of the environment at `env_dir`.
+    async fn server(&self, env_dir: &Path) -> Arc<ForkServer> {
+        ForkServer::start(
+            env_dir,
+            self.cwd.clone(),
+            self.supervisor.clone(),
+            self.cgroups.clone(),
+            &self.scope,
+            self.user,
+        )
+        .await
+    }
+}
+
 struct Cached {
     dir: PathBuf,
     marker: String,
@@ -70,15 +85,7 @@ pub struct SlotForks {
 impl SlotForks {
     /// A slot with the empty environment's server started.
     pub async fn start(empty_dir: &Path, args: StartArgs) -> Arc<SlotForks> {
-        let empty = ForkServer::start(
-            empty_dir,
-            args.cwd.clone(),
-            args.supervisor.clone(),
-            args.cgroups.clone(),
-            &args.scope,
-            args.user,
-        )
-        .await;
+        let empty = args.server(empty_dir).await;
         Arc::new(SlotForks {
             empty_dir: empty_dir.to_path_buf(),
             empty,
@@ -114,16 +121,7 @@ impl SlotForks {
     }
 
     async fn start_cached(self: Arc<Self>, dir: PathBuf, marker: String) {
-        let a = &self.args;
-        let server = ForkServer::start(
-            &dir,
-            a.cwd.clone(),
-            a.supervisor.clone(),
-            a.cgroups.clone(),
-            &a.scope,
-            a.user,
-        )
-        .await;
+        let server = self.args.server(&dir).await;
         let mut s = self.servers.lock().unwrap_or_else(|p| p.into_inner());
         s.starting.retain(|d| d != &dir);
         s.cached.push(Cached {

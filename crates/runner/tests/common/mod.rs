@@ -106,6 +106,23 @@ impl Harness {
     }
 
     /// Creates an app and uploads one version made of `files`.
+    /// Deploys app `slug` whose `requirements.txt` names a local wheel of
+    /// package `package` (its `__init__.py` being `code`), with `script`
+    /// as `main.py`.
+    pub async fn deploy_with_wheel(&self, slug: &str, package: &str, code: &str, script: &str) {
+        let wheels = self.dir.path().join("wheels");
+        std::fs::create_dir_all(&wheels).unwrap();
+        let wheel = write_wheel(&wheels, package, code);
+        let requirements = format!("{}\n", wheel.display());
+        self.deploy(
+            slug,
+            &[("main.py", script), ("requirements.txt", &requirements)],
+            "main.py",
+            None,
+        )
+        .await;
+    }
+
     pub async fn deploy(
         &self,
         slug: &str,
