@@ -337,14 +337,22 @@ async fn a_cancelled_pty_run_leaves_no_process_behind() {
     .await;
     let runner = RunnerHandle::spawn(h.runner_config("r1"));
     let id = h.trigger("ptyd", json!({})).await;
-    // Two processes share the terminal: the grandchild's first line may
-    // have been cut in two by this one, so look for it inside a line.
+    // Two processes share the terminal: the grandchild's line may run into
+    // this one on either side ("…heredaemons 1 2 3grandchild…"), so look
+    // for it inside a line and read each pid's digits only.
     let line = h.wait_log(id, |l| l.line.contains("daemons ")).await;
     let at = line.line.find("daemons ").unwrap() + "daemons ".len();
     let pids: Vec<i32> = line.line[at..]
         .split(' ')
-        .map(|p| p.parse().unwrap())
+        .take(3)
+        .map(|p| {
+            let digits: String = p.chars().take_while(char::is_ascii_digit).collect();
+            digits
+                .parse()
+                .unwrap_or_else(|e| panic!("{:?}: {e}", line.line))
+        })
         .collect();
+    assert_eq!(pids.len(), 3, "{:?}", line.line);
     assert!(pids.iter().all(|p| !process_gone(*p)));
     h.team.cancel_run(id).await.unwrap();
     let done = h.finished(id).await;
