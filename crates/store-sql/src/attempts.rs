@@ -301,25 +301,6 @@ async fn store_commit(conn: &mut AnyConnection, attempt_id: i64, commit: &str) -
     Ok(())
 }
 
-pub(crate) async fn set_source_commit(
-    s: &SqlStore,
-    runner_id: i64,
-    run_id: i64,
-    lease_token_hash: &str,
-    commit: &str,
-) -> StoreResult<()> {
-    let mut tx = s.write().await?;
-    let h = tx_try!(
-        tx,
-        held(s, &mut tx, runner_id, run_id, lease_token_hash, true).await
-    );
-    // Only while the attempt is active: an ended attempt's token is stale.
-    tx_try!(tx, status::heartbeat(h.run, h.attempt));
-    tx_try!(tx, store_commit(&mut tx, h.attempt_id, commit).await);
-    tx.commit().await.map_err(db::err)?;
-    Ok(())
-}
-
 pub(crate) async fn complete_attempt(
     s: &SqlStore,
     runner_id: i64,
@@ -338,7 +319,7 @@ pub(crate) async fn complete_attempt(
 
 /// The fast path's end of an attempt in one transaction: its last log lines
 /// and the commit its git source resolved to (both stored only while the
-/// attempt is active, as `append_logs` and `set_source_commit` would), then
+/// attempt is active, as `append_logs` stores lines), then
 /// its result as `complete_attempt` records it. A repeated result stores
 /// nothing new and gets the same answer. Returns the outcome and how many
 /// lines were new.

@@ -362,15 +362,6 @@ impl Store for SqlStore {
     ) -> StoreResult<(i64, bool)> {
         attempts::append_logs(self, runner_id, run_id, lease_token_hash, lines, now).await
     }
-    async fn set_source_commit(
-        &self,
-        runner_id: i64,
-        run_id: i64,
-        lease_token_hash: &str,
-        commit: &str,
-    ) -> StoreResult<()> {
-        attempts::set_source_commit(self, runner_id, run_id, lease_token_hash, commit).await
-    }
     async fn complete_attempt(
         &self,
         runner_id: i64,

@@ -617,15 +617,6 @@ pub trait Store: Send + Sync + 'static {
         lines: &[NewLogLine],
         now: DateTime<Utc>,
     ) -> StoreResult<(i64, bool)>;
-    /// Records the commit a git source resolved to on the attempt the lease
-    /// token holds (its result follows). `LeaseGone` on a stale token.
-    async fn set_source_commit(
-        &self,
-        runner_id: i64,
-        run_id: i64,
-        lease_token_hash: &str,
-        commit: &str,
-    ) -> StoreResult<()>;
     /// Finishes the attempt and the run (see `status::result`).
     async fn complete_attempt(
         &self,
@@ -637,8 +628,8 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<ResultOutcome>;
     /// The fast path's end of an attempt, in one transaction: the
     /// attempt's last log lines and the commit its git source resolved to,
-    /// stored only while it is active (as `append_logs` and
-    /// `set_source_commit` would), then its result as `complete_attempt`
+    /// stored only while it is active (as `append_logs` stores lines),
+    /// then its result as `complete_attempt`
     /// records it. A repeated result stores nothing new and gets the same
     /// answer. Returns the outcome and how many lines were new.
     #[allow(clippy::too_many_arguments)]

@@ -4,72 +4,84 @@ use super::*;
 use minitower_core::status::RunStatus;
 
 /// The commit lands on the attempt the lease token holds, and only there:
-/// a forged token, another runner, or the token of an attempt that has
-/// ended (expired, or finished) is `LeaseGone` and changes nothing.
+/// a forged token, another runner, another run, or the token of an attempt
+/// that has expired is `LeaseGone` and changes nothing; a finished
+/// attempt's commit is not replaced by a repeated result.
 pub async fn source_commit_lands_on_the_held_attempt(store: Arc<dyn Store>) {
     let f = Fixture::new(store.clone()).await;
     let run = f.run(1).await;
     let runner = f.runner("default", 1).await;
     let intruder = f.runner("default", 1).await;
     let (a, b) = ("a1".repeat(20), "b2".repeat(32));
+    let done = ResultRequest {
+        status: ResultStatus::Completed,
+        exit_code: Some(0),
+        error_message: None,
+    };
+    let finish = |runner_id: i64, run_id: i64, hash: String, commit: String, secs: i64| {
+        let (store, done) = (store.clone(), done.clone());
+        async move {
+            store
+                .finish_attempt(runner_id, run_id, &hash, &done, &[], Some(&commit), t(secs))
+                .await
+                .map(|(o, _)| o)
+        }
+    };
+    let commits = || async {
+        let d = f.get(run.id).await;
+        let c: Vec<Option<String>> = d.attempts.iter().map(|x| x.source_commit.clone()).collect();
+        (d.run.status, c)
+    };
     let first = lease(&store, &runner, 2).await.unwrap();
     first.start(3).await.unwrap();
-    assert_eq!(f.get(run.id).await.attempts[0].source_commit, None);
     let forged = [
-        (first.runner_id, "wrong".to_string()),
-        (intruder.runner_id, first.token_hash.clone()),
+        (first.runner_id, run.id, "wrong".to_string()),
+        (intruder.runner_id, run.id, first.token_hash.clone()),
+        (runner.runner_id, 999_999, first.token_hash.clone()),
     ];
-    for (runner_id, hash) in &forged {
-        assert_gone(store.set_source_commit(*runner_id, run.id, hash, &a).await);
+    for (runner_id, run_id, hash) in forged {
+        assert_gone(finish(runner_id, run_id, hash, a.clone(), 4).await);
     }
-    assert_gone(
-        store
-            .set_source_commit(runner.runner_id, 999_999, &first.token_hash, &a)
-            .await,
-    );
-    assert_eq!(f.get(run.id).await.attempts[0].source_commit, None);
-
-    store
-        .set_source_commit(runner.runner_id, run.id, &first.token_hash, &a)
-        .await
-        .unwrap();
-    assert_eq!(
-        f.get(run.id).await.attempts[0].source_commit.as_deref(),
-        Some(a.as_str())
-    );
+    assert_eq!(commits().await, (RunStatus::Running, vec![None]));
 
     // The first attempt expires; its token is stale from then on.
     store.reap_expired(t(100), 10).await.unwrap();
     assert_gone(
-        store
-            .set_source_commit(runner.runner_id, run.id, &first.token_hash, &b)
-            .await,
+        finish(
+            runner.runner_id,
+            run.id,
+            first.token_hash.clone(),
+            a.clone(),
+            100,
+        )
+        .await,
     );
+    assert_eq!(commits().await, (RunStatus::Queued, vec![None]));
+
     let second = lease(&store, &runner, 101).await.unwrap();
     assert_eq!(second.leased.lease.attempt_no, 2);
-    store
-        .set_source_commit(runner.runner_id, run.id, &second.token_hash, &b)
-        .await
-        .unwrap();
-    let d = f.get(run.id).await;
-    let commits: Vec<Option<&str>> = d
-        .attempts
-        .iter()
-        .map(|x| x.source_commit.as_deref())
-        .collect();
-    assert_eq!(commits, [Some(a.as_str()), Some(b.as_str())]);
-
-    second
-        .finish(ResultStatus::Completed, Some(0), 102)
-        .await
-        .unwrap();
-    assert_gone(
-        store
-            .set_source_commit(runner.runner_id, run.id, &second.token_hash, &a)
-            .await,
-    );
-    let d = f.get(run.id).await;
-    assert_eq!(d.attempts[1].source_commit.as_deref(), Some(b.as_str()));
+    finish(
+        runner.runner_id,
+        run.id,
+        second.token_hash.clone(),
+        b.clone(),
+        102,
+    )
+    .await
+    .unwrap();
+    let landed = (RunStatus::Completed, vec![None, Some(b.clone())]);
+    assert_eq!(commits().await, landed);
+    // The same result again (its answer was lost) with another commit.
+    finish(
+        runner.runner_id,
+        run.id,
+        second.token_hash.clone(),
+        a.clone(),
+        103,
+    )
+    .await
+    .unwrap();
+    assert_eq!(commits().await, landed);
 }
 
 /// The fast path's end of an attempt stores its last lines, its commit and
