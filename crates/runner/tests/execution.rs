@@ -313,6 +313,8 @@ print("loader", type(__loader__).__name__, __loader__.name, n(__loader__.path))
 import typing, re, enum, dataclasses
 print("warm", isinstance(re.I, enum.Enum), typing.List[int], json.loads("[1]"))
 print("own module first", getattr(dataclasses, "LOCAL", False))
+import urllib.parse
+print("own package first", getattr(urllib.parse, "LOCAL", False))
 print("modules", sorted(sys.modules))
 print("globals", sorted(globals()))
 print("stdin", repr(sys.stdin.read()))
@@ -348,7 +350,12 @@ sys.exit(5)
 "#;
     h.deploy(
         "probe",
-        &[("main.py", probe), ("dataclasses.py", "LOCAL = True\n")],
+        &[
+            ("main.py", probe),
+            ("dataclasses.py", "LOCAL = True\n"),
+            ("urllib/__init__.py", ""),
+            ("urllib/parse.py", "LOCAL = True\n"),
+        ],
         "main.py",
         None,
     )
@@ -415,7 +422,8 @@ sys.exit(5)
     assert!(!random(&forked[0]).is_empty());
     assert!(
         stdout(&forked[0]).contains(&"warm True typing.List[int] [1]".to_string())
-            && stdout(&forked[0]).contains(&"own module first True".to_string()),
+            && stdout(&forked[0]).contains(&"own module first True".to_string())
+            && stdout(&forked[0]).contains(&"own package first True".to_string()),
         "{:?}",
         forked[0]
     );

@@ -99,6 +99,10 @@ class WarmModules:
         orig = self.specs.get(name)
         if orig is None or name in sys.modules:
             return None
+        parent = name.rpartition(".")[0]
+        if parent and sys.modules.get(parent) is not self.modules.get(parent):
+            # a package of the run's own by that name: its submodules too
+            return None
         if path is None and orig.origin not in ("built-in", "frozen"):
             # A module of the run's own (its directory, PYTHONPATH) by the
             # same name comes first, as in a fresh interpreter.
