@@ -26,6 +26,36 @@ const PROFILE: &str = "dev";
 /// How long running attempts may finish after Ctrl-C before they are cancelled.
 const DRAIN: Duration = Duration::from_secs(10);
 
+/// Ctrl-C presses, listened for from the moment this is made (tokio's
+/// `ctrl_c()` only installs its handler when first polled).
+struct Interrupts {
+    #[cfg(unix)]
+    sigint: tokio::signal::unix::Signal,
+}
+
+impl Interrupts {
+    fn listen() -> CliResult<Self> {
+        Ok(Self {
+            #[cfg(unix)]
+            sigint: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+                .map_err(CliError::io("listening for Ctrl-C"))?,
+        })
+    }
+
+    /// The next Ctrl-C; never returns if none can be heard.
+    async fn next(&mut self) {
+        #[cfg(unix)]
+        if self.sigint.recv().await.is_some() {
+            return;
+        }
+        #[cfg(not(unix))]
+        if tokio::signal::ctrl_c().await.is_ok() {
+            return;
+        }
+        std::future::pending::<()>().await
+    }
+}
+
 /// Secrets generated once per data folder and reused on every start.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Secrets {
@@ -246,6 +276,10 @@ async fn serve(
     secrets_path: &Path,
     server: &mut tokio::task::JoinHandle<Result<(), minitower_server::StartupError>>,
 ) -> CliResult<()> {
+    // Listen for Ctrl-C before the banner says to press it: a SIGINT that
+    // arrives between the banner and the first poll of `ctrl_c()` would
+    // otherwise take the default action and kill the process uncleanly.
+    let mut interrupts = Interrupts::listen()?;
     let token = ensure_team(url, secrets, secrets_path).await?;
     ctx.config.profiles.insert(
         PROFILE.into(),
@@ -328,7 +362,7 @@ async fn serve(
     }
 
     let outcome = tokio::select! {
-        _ = tokio::signal::ctrl_c() => Ok(()),
+        _ = interrupts.next() => Ok(()),
         r = &mut runner => Err(CliError::Other(match r {
             Ok(Ok(())) => "the runner stopped unexpectedly".into(),
             Ok(Err(e)) => format!("the runner stopped: {e:#}"),
@@ -350,9 +384,8 @@ async fn serve(
         let force_on_ctrl_c = {
             let force = force.clone();
             tokio::spawn(async move {
-                if tokio::signal::ctrl_c().await.is_ok() {
-                    force.cancel();
-                }
+                interrupts.next().await;
+                force.cancel();
             })
         };
         match tokio::time::timeout(DRAIN + Duration::from_secs(15), &mut runner).await {
