@@ -98,5 +98,5 @@ pub async fn open_with(options: PgConnectOptions, max_connections: u32) -> Store
         .connect(options.to_url_lossy().as_str())
         .await
         .map_err(|e| open_error("connecting to PostgreSQL", e))?;
-    Ok(SqlStore::new(pool.clone(), pool, &DIALECT))
+    Ok(SqlStore::new(pool, &DIALECT))
 }

@@ -1,6 +1,7 @@
 //! Apps and their immutable, numbered versions.
 
 use crate::db::{self, get, ms};
+use crate::Db;
 use crate::SqlStore;
 use chrono::{DateTime, Utc};
 use minitower_core::api::{App, Version};
@@ -8,7 +9,6 @@ use minitower_core::job::{priority_name, JobSpec};
 use minitower_store::{AppRecord, NewVersion, StoreError, StoreResult, VersionRecord};
 use serde_json::Value;
 use sqlx::any::AnyRow;
-use sqlx::AnyConnection;
 
 const APP_SELECT: &str = "SELECT a.id, a.slug, a.description, a.created_at, \
      (SELECT MAX(version_no) FROM versions v WHERE v.app_id = a.id) AS latest_version \
@@ -75,7 +75,7 @@ pub(crate) fn job_of(row: &AnyRow, col: &str, entrypoint: &str) -> StoreResult<J
 /// Returns whether the app exists.
 pub(crate) async fn lock_app(
     s: &SqlStore,
-    conn: &mut AnyConnection,
+    conn: &mut Db,
     team_id: i64,
     app_id: i64,
 ) -> StoreResult<bool> {

@@ -6,6 +6,7 @@
 
 use crate::db::{self, get, ms};
 use crate::runner::seen;
+use crate::Db;
 use crate::SqlStore;
 use chrono::{DateTime, Utc};
 use minitower_core::api::{AttemptState, NewLogLine, ResultAck, ResultRequest, RunEvent};
@@ -13,7 +14,6 @@ use minitower_core::status::{self, AttemptStatus, Ending, RecordedResult, RunSta
 use minitower_store::{
     Finished, LeaseParams, ResultOutcome, Retrying, RunLabels, StoreError, StoreResult,
 };
-use sqlx::AnyConnection;
 
 /// The attempt a lease token names, with the run state transitions need.
 struct Held {
@@ -39,7 +39,7 @@ struct Held {
 /// is either wholly before or wholly after this call.
 async fn held(
     s: &SqlStore,
-    conn: &mut AnyConnection,
+    conn: &mut Db,
     runner_id: i64,
     run_id: i64,
     lease_token_hash: &str,
@@ -241,7 +241,7 @@ pub(crate) async fn append_logs(
 /// Stores an attempt's log lines; returns how many were new.
 async fn insert_lines(
     s: &SqlStore,
-    conn: &mut AnyConnection,
+    conn: &mut Db,
     run_id: i64,
     attempt_no: i64,
     lines: &[NewLogLine],
@@ -291,7 +291,7 @@ async fn insert_lines(
 }
 
 /// Records the commit a git source resolved to on the attempt.
-async fn store_commit(conn: &mut AnyConnection, attempt_id: i64, commit: &str) -> StoreResult<()> {
+async fn store_commit(conn: &mut Db, attempt_id: i64, commit: &str) -> StoreResult<()> {
     sqlx::query("UPDATE run_attempts SET source_commit = $1 WHERE id = $2")
         .bind(commit)
         .bind(attempt_id)

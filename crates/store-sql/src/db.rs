@@ -1,6 +1,7 @@
 //! Conversions between rows and domain types, and error mapping, shared by
 //! every module.
 
+use crate::Db;
 use crate::SqlStore;
 use chrono::{DateTime, Utc};
 use minitower_core::api::Run;
@@ -8,7 +9,7 @@ use minitower_core::status::{AttemptStatus, RunStatus};
 use minitower_store::{RunLabels, StoreError, StoreResult};
 use serde_json::Value;
 use sqlx::any::AnyRow;
-use sqlx::{Any, AnyConnection, Decode, Row, Type};
+use sqlx::{Any, Decode, Row, Type};
 
 /// Latest instant stored: far past any lease, inside chrono's range and
 /// PostgreSQL's, so `now + huge ttl` saturates instead of failing.
@@ -158,7 +159,7 @@ pub(crate) fn run_from_row(row: &AnyRow) -> StoreResult<Run> {
 }
 
 /// One run by id (no team check), on any connection.
-pub(crate) async fn load_run(conn: &mut AnyConnection, run_id: i64) -> StoreResult<Run> {
+pub(crate) async fn load_run(conn: &mut Db, run_id: i64) -> StoreResult<Run> {
     let row = sqlx::query(&format!("{RUN_SELECT} WHERE r.id = $1"))
         .bind(run_id)
         .fetch_optional(conn)
@@ -173,7 +174,7 @@ pub(crate) async fn load_run(conn: &mut AnyConnection, run_id: i64) -> StoreResu
 /// up here instead of deadlocking on the attempt or runner rows.
 pub(crate) async fn lock_run(
     s: &SqlStore,
-    conn: &mut AnyConnection,
+    conn: &mut Db,
     run_id: i64,
     team_id: Option<i64>,
 ) -> StoreResult<Option<RunStatus>> {
@@ -194,7 +195,7 @@ pub(crate) async fn lock_run(
 }
 
 /// Metric labels of a run.
-pub(crate) async fn labels(conn: &mut AnyConnection, run_id: i64) -> StoreResult<RunLabels> {
+pub(crate) async fn labels(conn: &mut Db, run_id: i64) -> StoreResult<RunLabels> {
     let row = sqlx::query(
         "SELECT r.id, t.slug AS team, a.slug AS app, r.environment \
          FROM runs r JOIN apps a ON a.id = r.app_id JOIN teams t ON t.id = r.team_id \

@@ -11,12 +11,12 @@
 //! seals again). Conformance `environments` proves both on each backend.
 
 use crate::db::{self, get, ms};
+use crate::Db;
 use crate::{SqlStore, Tx};
 use chrono::{DateTime, Utc};
 use minitower_core::api::{Environment, SecretInfo};
 use minitower_store::{NewSecret, RunSecrets, SealedSecret, StoreError, StoreResult};
 use sqlx::any::AnyRow;
-use sqlx::AnyConnection;
 
 /// The environment every team has and cannot delete.
 pub(crate) const DEFAULT_ENVIRONMENT: &str = "default";
@@ -44,7 +44,7 @@ pub(crate) async fn hold_environment(
 }
 
 /// Whether an online runner carries the label `environment`.
-pub(crate) async fn served(conn: &mut AnyConnection, environment: &str) -> StoreResult<bool> {
+pub(crate) async fn served(conn: &mut Db, environment: &str) -> StoreResult<bool> {
     let n: i64 = sqlx::query_scalar(
         "SELECT COUNT(*) FROM runners WHERE status = 'online' AND environment = $1",
     )
@@ -80,7 +80,7 @@ pub(crate) async fn create_environment(
 /// Inserts an environment row; a duplicate is a `Conflict` naming it.
 pub(crate) async fn insert_environment(
     s: &SqlStore,
-    conn: &mut AnyConnection,
+    conn: &mut Db,
     team_id: i64,
     name: &str,
     now_ms: i64,
@@ -98,20 +98,20 @@ pub(crate) async fn insert_environment(
 }
 
 pub(crate) async fn list_environments(s: &SqlStore, team_id: i64) -> StoreResult<Vec<Environment>> {
-    let mut conn = s.reader.acquire().await.map_err(db::err)?;
+    let mut conn = s.read_conn().await?;
     let rows = sqlx::query(&s.sql(
         "SELECT name, created_at FROM environments WHERE team_id = $1 \
          ORDER BY name COLLATE \"C\"",
     ))
     .bind(team_id)
-    .fetch_all(&mut *conn)
+    .fetch_all(&mut conn)
     .await
     .map_err(db::err)?;
     let runners: Vec<(String, String)> = sqlx::query_as(&s.sql(
         "SELECT environment, name FROM runners WHERE status = 'online' \
          ORDER BY name COLLATE \"C\"",
     ))
-    .fetch_all(&mut *conn)
+    .fetch_all(&mut conn)
     .await
     .map_err(db::err)?;
     rows.iter()
@@ -247,7 +247,7 @@ pub(crate) async fn secret_version(
     .bind(team_id)
     .bind(environment)
     .bind(name)
-    .fetch_optional(&s.writer)
+    .fetch_optional(&mut s.write_conn().await?)
     .await
     .map_err(db::err)
 }
@@ -359,7 +359,7 @@ pub(crate) async fn delete_secret(
             .bind(team_id)
             .bind(environment)
             .bind(name)
-            .execute(&s.writer)
+            .execute(&mut s.write_conn().await?)
             .await
             .map_err(db::err)?;
     if done.rows_affected() == 0 {
@@ -394,7 +394,7 @@ pub(crate) async fn run_secrets(s: &SqlStore, run_id: i64) -> StoreResult<RunSec
 /// Every secret of a team in one environment, sealed.
 pub(crate) async fn sealed_secrets(
     s: &SqlStore,
-    conn: &mut sqlx::AnyConnection,
+    conn: &mut crate::Db,
     team_id: i64,
     environment: &str,
 ) -> StoreResult<Vec<SealedSecret>> {

@@ -22,9 +22,11 @@
 
 mod apps;
 mod attempts;
+mod conn;
 mod db;
 mod dialect;
 mod environments;
+mod lite;
 mod reaper;
 mod retention;
 mod runner;
@@ -36,13 +38,13 @@ mod teams;
 mod webhooks;
 
 pub use dialect::Dialect;
+pub use lite::Lite;
 
 use minitower_store::{StoreError, StoreResult};
 use sqlx::Any;
 use sqlx::AnyPool;
 
-/// A transaction on a pooled connection.
-pub(crate) type Tx = sqlx::Transaction<'static, Any>;
+pub(crate) use conn::{Db, Tx};
 
 /// Makes sqlx's `Any` driver able to open SQLite and PostgreSQL URLs.
 /// Idempotent; the backend crates call it before building their pools.
@@ -51,12 +53,30 @@ pub fn install_drivers() {
     ONCE.call_once(sqlx::any::install_default_drivers);
 }
 
-/// The store: a pool for writes, a pool for reads (the same pool on
-/// PostgreSQL; a read-only pool beside the single writer on SQLite) and the
-/// dialect of the database behind them.
+/// Where writes go.
+#[derive(Clone)]
+enum Writer {
+    /// A sqlx pool (PostgreSQL).
+    Pool(AnyPool),
+    /// SQLite's one writer connection, run in place (see [`lite`]).
+    Lite(lite::LiteWriter),
+}
+
+impl std::fmt::Debug for Writer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Writer::Pool(p) => p.fmt(f),
+            Writer::Lite(_) => f.write_str("Writer::Lite"),
+        }
+    }
+}
+
+/// The store: a writer, a pool for reads (the write pool itself on
+/// PostgreSQL; a read-only pool beside the single writer connection on
+/// SQLite) and the dialect of the database behind them.
 #[derive(Debug, Clone)]
 pub struct SqlStore {
-    writer: AnyPool,
+    writer: Writer,
     reader: AnyPool,
     dialect: &'static Dialect,
     /// Take lease, heartbeat and expiry times from the database instead of
@@ -65,10 +85,22 @@ pub struct SqlStore {
 }
 
 impl SqlStore {
-    /// A store on pools the backend opened and migrated.
-    pub fn new(writer: AnyPool, reader: AnyPool, dialect: &'static Dialect) -> SqlStore {
+    /// A store on a pool the backend opened and migrated, for reads and
+    /// writes alike.
+    pub fn new(pool: AnyPool, dialect: &'static Dialect) -> SqlStore {
         SqlStore {
-            writer,
+            writer: Writer::Pool(pool.clone()),
+            reader: pool,
+            dialect,
+            db_clock: false,
+        }
+    }
+
+    /// A store whose writes go to one SQLite connection run in place and
+    /// whose reads go to `reader`.
+    pub fn with_lite_writer(writer: Lite, reader: AnyPool, dialect: &'static Dialect) -> SqlStore {
+        SqlStore {
+            writer: Writer::Lite(std::sync::Arc::new(tokio::sync::Mutex::new(Some(writer)))),
             reader,
             dialect,
             db_clock: false,
@@ -90,9 +122,10 @@ impl SqlStore {
         self.dialect
     }
 
-    /// The write pool, for callers that need raw access (tests, tooling).
+    /// The read pool (on PostgreSQL also the write pool), for callers that
+    /// need raw access (tests, tooling).
     pub fn pool(&self) -> &AnyPool {
-        &self.writer
+        &self.reader
     }
 
     /// Closes both pools for a graceful shutdown, after the dialect's
@@ -100,33 +133,84 @@ impl SqlStore {
     /// the database file alone is complete).
     pub async fn close(&self) {
         self.reader.close().await;
-        if let Some(sql) = self.dialect.on_close {
-            if !self.writer.is_closed() {
-                if let Err(e) = sqlx::query(sql).execute(&self.writer).await {
-                    tracing::warn!(error = %e, "closing statement failed");
+        match &self.writer {
+            Writer::Pool(pool) => {
+                if let Some(sql) = self.dialect.on_close {
+                    if !pool.is_closed() {
+                        if let Err(e) = sqlx::query(sql).execute(pool).await {
+                            tracing::warn!(error = %e, "closing statement failed");
+                        }
+                    }
+                }
+                pool.close().await;
+            }
+            Writer::Lite(lite) => {
+                // Taken out, so later writes answer `Unavailable` like a
+                // closed pool; dropping it closes the connection.
+                if let Some(mut conn) = lite.lock().await.take() {
+                    if let Some(sql) = self.dialect.on_close {
+                        if let Err(e) = conn.batch(sql) {
+                            tracing::warn!(error = %e, "closing statement failed");
+                        }
+                    }
                 }
             }
         }
-        self.writer.close().await;
+    }
+
+    /// The writer with no transaction open (each statement commits alone).
+    pub(crate) async fn write_conn(&self) -> StoreResult<Db> {
+        match &self.writer {
+            Writer::Pool(pool) => Ok(Db::Conn(pool.acquire().await.map_err(db::err)?)),
+            Writer::Lite(lite) => {
+                let guard = tokio::sync::OwnedMutexGuard::try_map(
+                    lite.clone().lock_owned().await,
+                    Option::as_mut,
+                )
+                .map_err(|_| db::err(sqlx::Error::PoolClosed))?;
+                Ok(Db::Lite(conn::LiteGuard(guard)))
+            }
+        }
+    }
+
+    /// A connection from the read pool.
+    pub(crate) async fn read_conn(&self) -> StoreResult<Db> {
+        Ok(Db::Conn(self.reader.acquire().await.map_err(db::err)?))
     }
 
     /// Starts a write transaction in the dialect's way.
     pub(crate) async fn write(&self) -> StoreResult<Tx> {
-        match self.dialect.begin_write {
-            Some(sql) => self.writer.begin_with(sql).await,
-            None => self.writer.begin().await,
+        match &self.writer {
+            Writer::Pool(pool) => Ok(Tx(Db::Tx(
+                match self.dialect.begin_write {
+                    Some(sql) => pool.begin_with(sql).await,
+                    None => pool.begin().await,
+                }
+                .map_err(db::err)?,
+            ))),
+            Writer::Lite(_) => {
+                let mut db = self.write_conn().await?;
+                if let Db::Lite(guard) = &mut db {
+                    guard
+                        .0
+                        .batch(self.dialect.begin_write.unwrap_or("BEGIN"))
+                        .map_err(db::err)?;
+                }
+                Ok(Tx(db))
+            }
         }
-        .map_err(db::err)
     }
 
     /// Starts a read-only transaction on one snapshot, for reads that must
     /// agree with each other (a run and its attempts).
     pub(crate) async fn snapshot(&self) -> StoreResult<Tx> {
-        match self.dialect.begin_snapshot {
-            Some(sql) => self.reader.begin_with(sql).await,
-            None => self.reader.begin().await,
-        }
-        .map_err(db::err)
+        Ok(Tx(Db::Tx(
+            match self.dialect.begin_snapshot {
+                Some(sql) => self.reader.begin_with(sql).await,
+                None => self.reader.begin().await,
+            }
+            .map_err(db::err)?,
+        )))
     }
 
     /// `sql` as this dialect runs it (see [`Dialect::sql`]).

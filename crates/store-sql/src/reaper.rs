@@ -114,7 +114,7 @@ pub(crate) async fn mark_stale_runners_offline(
              ORDER BY id FOR UPDATE SKIP LOCKED)",
     ))
     .bind(ms(threshold))
-    .execute(&s.writer)
+    .execute(&mut s.write_conn().await?)
     .await
     .map_err(db::err)?;
     i64::try_from(done.rows_affected()).map_err(|e| StoreError::Database(e.to_string()))

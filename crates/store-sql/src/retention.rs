@@ -137,18 +137,18 @@ pub(crate) async fn reclaim_space(s: &SqlStore) -> StoreResult<u64> {
         return Ok(0);
     };
     let before: i64 = sqlx::query_scalar(left)
-        .fetch_one(&s.writer)
+        .fetch_one(&mut s.write_conn().await?)
         .await
         .map_err(db::err)?;
     if before <= 0 {
         return Ok(0);
     }
     sqlx::query(step)
-        .execute(&s.writer)
+        .execute(&mut s.write_conn().await?)
         .await
         .map_err(db::err)?;
     let after: i64 = sqlx::query_scalar(left)
-        .fetch_one(&s.writer)
+        .fetch_one(&mut s.write_conn().await?)
         .await
         .map_err(db::err)?;
     Ok(after.max(0) as u64)

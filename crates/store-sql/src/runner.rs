@@ -1,6 +1,7 @@
 //! Runners: registration, presence, and handing out leases.
 
 use crate::db::{self, get, ms};
+use crate::Db;
 use crate::SqlStore;
 use chrono::{DateTime, Utc};
 use minitower_core::api::{AttemptState, Lease, RunEvent, RunnerInfo, RunnerStatus};
@@ -10,7 +11,6 @@ use minitower_store::{
     LeaseParams, Leased, QueueState, RunLabels, RunSecrets, RunnerIdentity, StoreError, StoreResult,
 };
 use sqlx::any::AnyRow;
-use sqlx::AnyConnection;
 
 pub(crate) async fn register_runner(
     s: &SqlStore,
@@ -98,7 +98,7 @@ pub(crate) async fn runner_by_token_hash(
 }
 
 /// Marks a runner online and seen at `now`, inside the caller's transaction.
-pub(crate) async fn seen(conn: &mut AnyConnection, runner_id: i64, now_ms: i64) -> StoreResult<()> {
+pub(crate) async fn seen(conn: &mut Db, runner_id: i64, now_ms: i64) -> StoreResult<()> {
     let done = sqlx::query("UPDATE runners SET last_seen_at = $1, status = 'online' WHERE id = $2")
         .bind(now_ms)
         .bind(runner_id)
@@ -116,7 +116,7 @@ pub(crate) async fn runner_seen(
     runner_id: i64,
     now: DateTime<Utc>,
 ) -> StoreResult<()> {
-    let mut conn = s.writer.acquire().await.map_err(db::err)?;
+    let mut conn = s.write_conn().await?;
     seen(&mut conn, runner_id, ms(now)).await
 }
 
@@ -124,7 +124,7 @@ pub(crate) async fn runner_seen(
 pub(crate) async fn runner_offline(s: &SqlStore, runner_id: i64) -> StoreResult<()> {
     sqlx::query("UPDATE runners SET status = 'offline' WHERE id = $1")
         .bind(runner_id)
-        .execute(&s.writer)
+        .execute(&mut s.write_conn().await?)
         .await
         .map_err(db::err)?;
     Ok(())

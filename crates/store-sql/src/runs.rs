@@ -296,13 +296,13 @@ pub(crate) async fn get_logs(
     } else {
         limit.min(MAX_LOG_LIMIT)
     };
-    let mut conn = s.reader.acquire().await.map_err(db::err)?;
+    let mut conn = s.read_conn().await?;
     if let Some(team_id) = team_id {
         let found: Option<i64> =
             sqlx::query_scalar("SELECT id FROM runs WHERE id = $1 AND team_id = $2")
                 .bind(run_id)
                 .bind(team_id)
-                .fetch_optional(&mut *conn)
+                .fetch_optional(&mut conn)
                 .await
                 .map_err(db::err)?;
         if found.is_none() {
@@ -316,7 +316,7 @@ pub(crate) async fn get_logs(
     .bind(run_id)
     .bind(after_seq)
     .bind(limit)
-    .fetch_all(&mut *conn)
+    .fetch_all(&mut conn)
     .await
     .map_err(db::err)?;
     rows.iter()

@@ -263,7 +263,7 @@ pub(crate) async fn delete_schedule(s: &SqlStore, team_id: i64, id: i64) -> Stor
     let done = sqlx::query("DELETE FROM schedules WHERE id = $1 AND team_id = $2")
         .bind(id)
         .bind(team_id)
-        .execute(&s.writer)
+        .execute(&mut s.write_conn().await?)
         .await
         .map_err(db::err)?;
     if done.rows_affected() == 0 {
@@ -277,20 +277,20 @@ pub(crate) async fn due_schedules(
     now: DateTime<Utc>,
     limit: i64,
 ) -> StoreResult<(Vec<ScheduleRecord>, Option<DateTime<Utc>>)> {
-    let mut conn = s.reader.acquire().await.map_err(db::err)?;
+    let mut conn = s.read_conn().await?;
     let rows = sqlx::query(&format!(
         "{SELECT} WHERE s.next_due_at IS NOT NULL AND s.next_due_at <= $1 \
          ORDER BY s.next_due_at, s.id LIMIT $2"
     ))
     .bind(ms(now))
     .bind(limit.max(1))
-    .fetch_all(&mut *conn)
+    .fetch_all(&mut conn)
     .await
     .map_err(db::err)?;
     let next: Option<i64> =
         sqlx::query_scalar("SELECT MIN(next_due_at) FROM schedules WHERE next_due_at > $1")
             .bind(ms(now))
-            .fetch_one(&mut *conn)
+            .fetch_one(&mut conn)
             .await
             .map_err(db::err)?;
     let due = rows.iter().map(record).collect::<StoreResult<Vec<_>>>()?;

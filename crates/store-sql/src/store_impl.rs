@@ -27,7 +27,7 @@ use std::collections::BTreeMap;
 impl Store for SqlStore {
     async fn ping(&self) -> StoreResult<()> {
         sqlx::query("SELECT 1")
-            .execute(&self.writer)
+            .execute(&mut self.write_conn().await?)
             .await
             .map_err(db::err)?;
         Ok(())

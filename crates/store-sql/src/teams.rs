@@ -197,7 +197,7 @@ pub(crate) async fn touch_token(
     sqlx::query("UPDATE tokens SET last_used_at = $1 WHERE id = $2")
         .bind(ms(now))
         .bind(token_id)
-        .execute(&s.writer)
+        .execute(&mut s.write_conn().await?)
         .await
         .map_err(db::err)?;
     Ok(())
@@ -224,7 +224,7 @@ pub(crate) async fn refuse_token(
         .bind(ms(now))
         .bind(s.dialect.text(&reason).as_ref())
         .bind(token_id)
-        .execute(&s.writer)
+        .execute(&mut s.write_conn().await?)
         .await
         .map_err(db::err)?;
     Ok(())
@@ -256,7 +256,7 @@ pub(crate) async fn revoke_token(
     .bind(ms(now))
     .bind(token_id)
     .bind(team_id)
-    .execute(&s.writer)
+    .execute(&mut s.write_conn().await?)
     .await
     .map_err(db::err)?;
     if done.rows_affected() == 0 {

@@ -14,6 +14,7 @@
 //! tests with a real receiver and a SIGKILLed control plane.
 
 use crate::db::{self, get, ms};
+use crate::Db;
 use crate::SqlStore;
 use chrono::{DateTime, Utc};
 use minitower_core::api::{
@@ -24,7 +25,6 @@ use minitower_store::{
 };
 use serde_json::json;
 use sqlx::any::AnyRow;
-use sqlx::AnyConnection;
 use std::time::Duration;
 
 const WEBHOOK_SELECT: &str = "SELECT w.id, w.url, a.slug AS app, w.events, w.enabled, \
@@ -65,7 +65,7 @@ fn payload(event_type: &str, at_ms: i64, data: serde_json::Value) -> StoreResult
 }
 
 async fn insert_event(
-    conn: &mut AnyConnection,
+    conn: &mut Db,
     webhook_id: i64,
     team_id: i64,
     run_id: Option<i64>,
@@ -92,7 +92,7 @@ async fn insert_event(
 /// of the run's team (and app) whose filter takes it, inside the caller's
 /// transaction. One indexed query when no endpoint matches.
 pub(crate) async fn run_event(
-    conn: &mut AnyConnection,
+    conn: &mut Db,
     run_id: i64,
     event: RunEvent,
     now: i64,
@@ -103,7 +103,7 @@ pub(crate) async fn run_event(
 /// [`run_event`] for several events of one state change (a lease that
 /// starts is `run.leased` then `run.started`), with one query for all.
 pub(crate) async fn run_events(
-    conn: &mut AnyConnection,
+    conn: &mut Db,
     run_id: i64,
     events: &[RunEvent],
     now: i64,
@@ -204,7 +204,7 @@ pub(crate) async fn list_webhooks(s: &SqlStore, team_id: i64) -> StoreResult<Vec
     rows.iter().map(webhook).collect()
 }
 
-async fn get_on(conn: &mut AnyConnection, team_id: i64, id: i64) -> StoreResult<Option<Webhook>> {
+async fn get_on(conn: &mut Db, team_id: i64, id: i64) -> StoreResult<Option<Webhook>> {
     let row = sqlx::query(&format!(
         "{WEBHOOK_SELECT} WHERE w.id = $1 AND w.team_id = $2"
     ))
@@ -221,7 +221,7 @@ pub(crate) async fn get_webhook(
     team_id: i64,
     id: i64,
 ) -> StoreResult<Option<Webhook>> {
-    let mut conn = s.reader.acquire().await.map_err(db::err)?;
+    let mut conn = s.read_conn().await?;
     get_on(&mut conn, team_id, id).await
 }
 

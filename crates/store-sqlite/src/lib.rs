@@ -6,10 +6,12 @@
 //! differs ([`DIALECT`]).
 //!
 //! One file in WAL mode. Every write transaction goes through a single writer
-//! connection and begins with `BEGIN IMMEDIATE`, so writers queue in the pool
-//! instead of fighting over SQLite's lock (no `SQLITE_BUSY` among ourselves)
-//! and no read-then-write transaction can fail half-way, while a small
-//! read-only pool serves lists and lookups concurrently. The schema itself
+//! connection, run in place on the caller's thread (see
+//! `minitower_store_sql::Lite`), and begins with `BEGIN IMMEDIATE`, so
+//! writers queue for the connection instead of fighting over SQLite's lock
+//! (no `SQLITE_BUSY` among ourselves) and no read-then-write transaction can
+//! fail half-way, while a small read-only pool serves lists and lookups
+//! concurrently. The schema itself
 //! refuses the states the control plane must never reach (see
 //! `migrations/0001_init.sql`).
 
@@ -17,7 +19,7 @@ use minitower_store::{StoreError, StoreResult};
 use minitower_store_sql::{open_error, Dialect, SqlStore};
 use sqlx::any::AnyPoolOptions;
 use sqlx::sqlite::{SqliteAutoVacuum, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
-use sqlx::{Connection, Executor};
+use sqlx::Executor;
 use std::path::Path;
 use std::time::Duration;
 
@@ -102,16 +104,7 @@ pub async fn open(path: &Path) -> StoreResult<SqliteStore> {
 
     minitower_store_sql::install_drivers();
     let url = file_url(path)?;
-    let writer = AnyPoolOptions::new()
-        .max_connections(1)
-        .min_connections(1)
-        // an idle writer must stay: a reaped writer mid-burst only adds latency
-        .idle_timeout(None)
-        .max_lifetime(None)
-        .acquire_timeout(ACQUIRE_TIMEOUT)
-        .after_connect(|conn, _| Box::pin(async move { conn.execute(PRAGMAS).await.map(|_| ()) }))
-        .connect(&format!("{url}?mode=rw"))
-        .await
+    let writer = minitower_store_sql::Lite::open(path, PRAGMAS)
         .map_err(|e| open_error(&format!("opening {}", path.display()), e))?;
     let reader = AnyPoolOptions::new()
         .max_connections(READERS)
@@ -120,15 +113,7 @@ pub async fn open(path: &Path) -> StoreResult<SqliteStore> {
         .connect(&format!("{url}?mode=ro"))
         .await
         .map_err(|e| open_error(&format!("opening {}", path.display()), e))?;
-    // The writer is proven usable before anyone relies on it.
-    writer
-        .acquire()
-        .await
-        .map_err(|e| open_error("SQLite writer", e))?
-        .ping()
-        .await
-        .map_err(|e| open_error("SQLite writer", e))?;
-    Ok(SqlStore::new(writer, reader, &DIALECT))
+    Ok(SqlStore::with_lite_writer(writer, reader, &DIALECT))
 }
 
 /// `sqlite://` URL of `path`, percent-encoded so `?`, `#` and `%` in a file
