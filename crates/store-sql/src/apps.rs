@@ -136,7 +136,7 @@ pub(crate) async fn list_apps(s: &SqlStore, team_id: i64) -> StoreResult<Vec<App
         "{APP_SELECT} WHERE a.team_id = $1 ORDER BY a.slug COLLATE \"C\""
     )))
     .bind(team_id)
-    .fetch_all(&s.reader)
+    .fetch_all(&mut s.read_conn().await?)
     .await
     .map_err(db::err)?;
     rows.iter().map(app).collect()
@@ -152,7 +152,7 @@ pub(crate) async fn get_app(
     ))
     .bind(team_id)
     .bind(slug)
-    .fetch_optional(&s.reader)
+    .fetch_optional(&mut s.read_conn().await?)
     .await
     .map_err(db::err)?;
     row.map(|r| {
@@ -244,7 +244,7 @@ pub(crate) async fn list_versions(
     ))
     .bind(app_id)
     .bind(team_id)
-    .fetch_all(&s.reader)
+    .fetch_all(&mut s.read_conn().await?)
     .await
     .map_err(db::err)?;
     rows.iter().map(|r| Ok(version(r)?.version)).collect()
@@ -263,7 +263,7 @@ pub(crate) async fn get_version(
     .bind(app_id)
     .bind(team_id)
     .bind(version_no)
-    .fetch_optional(&s.reader)
+    .fetch_optional(&mut s.read_conn().await?)
     .await
     .map_err(db::err)?;
     row.as_ref().map(version).transpose()

@@ -141,7 +141,7 @@ pub(crate) async fn environment_exists(
         sqlx::query_scalar("SELECT id FROM environments WHERE team_id = $1 AND name = $2")
             .bind(team_id)
             .bind(name)
-            .fetch_optional(&s.reader)
+            .fetch_optional(&mut s.read_conn().await?)
             .await
             .map_err(db::err)?;
     Ok(found.is_some())
@@ -342,7 +342,7 @@ pub(crate) async fn list_secrets(
     ))
     .bind(team_id)
     .bind(environment)
-    .fetch_all(&s.reader)
+    .fetch_all(&mut s.read_conn().await?)
     .await
     .map_err(db::err)?;
     rows.iter().map(secret_info).collect()

@@ -53,13 +53,17 @@ pub fn install_drivers() {
     ONCE.call_once(sqlx::any::install_default_drivers);
 }
 
+/// How long a caller waits for a SQLite connection before the store
+/// answers `Unavailable`, as sqlx pools do with their acquire timeout.
+const LITE_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Where writes go.
 #[derive(Clone)]
 enum Writer {
     /// A sqlx pool (PostgreSQL).
     Pool(AnyPool),
     /// SQLite's one writer connection, run in place (see [`lite`]).
-    Lite(lite::LiteWriter),
+    Lite(lite::LiteSlot),
 }
 
 impl std::fmt::Debug for Writer {
@@ -78,6 +82,9 @@ impl std::fmt::Debug for Writer {
 pub struct SqlStore {
     writer: Writer,
     reader: AnyPool,
+    /// SQLite's read-only connections run in place; reads use `reader`
+    /// when empty.
+    lite_readers: std::sync::Arc<[lite::LiteSlot]>,
     dialect: &'static Dialect,
     /// Take lease, heartbeat and expiry times from the database instead of
     /// the caller's `now`, so replicas with different clocks agree.
@@ -91,17 +98,25 @@ impl SqlStore {
         SqlStore {
             writer: Writer::Pool(pool.clone()),
             reader: pool,
+            lite_readers: std::sync::Arc::new([]),
             dialect,
             db_clock: false,
         }
     }
 
-    /// A store whose writes go to one SQLite connection run in place and
-    /// whose reads go to `reader`.
-    pub fn with_lite_writer(writer: Lite, reader: AnyPool, dialect: &'static Dialect) -> SqlStore {
+    /// A store on SQLite connections run in place: one writer and a few
+    /// readers. `pool` (connected lazily) only serves [`SqlStore::pool`].
+    pub fn with_lite(
+        writer: Lite,
+        readers: Vec<Lite>,
+        pool: AnyPool,
+        dialect: &'static Dialect,
+    ) -> SqlStore {
+        let slot = |c| std::sync::Arc::new(tokio::sync::Mutex::new(Some(c)));
         SqlStore {
-            writer: Writer::Lite(std::sync::Arc::new(tokio::sync::Mutex::new(Some(writer)))),
-            reader,
+            writer: Writer::Lite(slot(writer)),
+            lite_readers: readers.into_iter().map(slot).collect(),
+            reader: pool,
             dialect,
             db_clock: false,
         }
@@ -145,6 +160,9 @@ impl SqlStore {
                 pool.close().await;
             }
             Writer::Lite(lite) => {
+                for reader in self.lite_readers.iter() {
+                    reader.lock().await.take();
+                }
                 // Taken out, so later writes answer `Unavailable` like a
                 // closed pool; dropping it closes the connection.
                 if let Some(mut conn) = lite.lock().await.take() {
@@ -162,20 +180,39 @@ impl SqlStore {
     pub(crate) async fn write_conn(&self) -> StoreResult<Db> {
         match &self.writer {
             Writer::Pool(pool) => Ok(Db::Conn(pool.acquire().await.map_err(db::err)?)),
-            Writer::Lite(lite) => {
-                let guard = tokio::sync::OwnedMutexGuard::try_map(
-                    lite.clone().lock_owned().await,
-                    Option::as_mut,
-                )
-                .map_err(|_| db::err(sqlx::Error::PoolClosed))?;
-                Ok(Db::Lite(conn::LiteGuard(guard)))
-            }
+            Writer::Lite(lite) => Self::hold(Self::wait(lite.clone().lock_owned()).await?),
         }
     }
 
-    /// A connection from the read pool.
+    /// Waits for a SQLite connection like a pool would: at most
+    /// [`LITE_WAIT`], then `Unavailable` (503).
+    async fn wait<T>(lock: impl std::future::Future<Output = T>) -> StoreResult<T> {
+        tokio::time::timeout(LITE_WAIT, lock)
+            .await
+            .map_err(|_| db::err(sqlx::Error::PoolTimedOut))
+    }
+
+    /// A held SQLite connection, or `Unavailable` once the store is closed.
+    fn hold(guard: tokio::sync::OwnedMutexGuard<Option<Lite>>) -> StoreResult<Db> {
+        let guard = tokio::sync::OwnedMutexGuard::try_map(guard, Option::as_mut)
+            .map_err(|_| db::err(sqlx::Error::PoolClosed))?;
+        Ok(Db::Lite(conn::LiteGuard(guard)))
+    }
+
+    /// A connection to read on: a free SQLite reader (waiting for one in
+    /// turn when all are busy), or one from the read pool.
     pub(crate) async fn read_conn(&self) -> StoreResult<Db> {
-        Ok(Db::Conn(self.reader.acquire().await.map_err(db::err)?))
+        if self.lite_readers.is_empty() {
+            return Ok(Db::Conn(self.reader.acquire().await.map_err(db::err)?));
+        }
+        for reader in self.lite_readers.iter() {
+            if let Ok(guard) = reader.clone().try_lock_owned() {
+                return Self::hold(guard);
+            }
+        }
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % self.lite_readers.len();
+        Self::hold(Self::wait(self.lite_readers[n].clone().lock_owned()).await?)
     }
 
     /// Starts a write transaction in the dialect's way.
@@ -204,6 +241,13 @@ impl SqlStore {
     /// Starts a read-only transaction on one snapshot, for reads that must
     /// agree with each other (a run and its attempts).
     pub(crate) async fn snapshot(&self) -> StoreResult<Tx> {
+        if !self.lite_readers.is_empty() {
+            let mut db = self.read_conn().await?;
+            if let Db::Lite(guard) = &mut db {
+                guard.0.batch("BEGIN").map_err(db::err)?;
+            }
+            return Ok(Tx(db));
+        }
         Ok(Tx(Db::Tx(
             match self.dialect.begin_snapshot {
                 Some(sql) => self.reader.begin_with(sql).await,

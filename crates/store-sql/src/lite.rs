@@ -21,7 +21,9 @@
 //! the same SQL and `Any` arguments sqlx's SQLite driver would, binds `$N`
 //! by number as it does, and answers with `Any` rows, so every caller's
 //! `sqlx::query(…).fetch_one(&mut *tx)` reads the same values from either
-//! path. Reads stay on sqlx's read-only pool, in parallel beside the writer.
+//! path. Reads run in place the same way, on a few read-only connections
+//! beside the writer (WAL mode: they never block it nor it them); a read
+//! takes whichever is free.
 
 use rusqlite::types::{ToSqlOutput, Value, ValueRef};
 use sqlx::any::AnyValue;
@@ -37,9 +39,9 @@ use std::sync::Arc;
 /// Statements kept prepared on the writer (the store has about 150).
 const STATEMENT_CACHE: usize = 256;
 
-/// The writer connection, shared by every clone of the store; `None` once
-/// the store is closed.
-pub(crate) type LiteWriter = Arc<tokio::sync::Mutex<Option<Lite>>>;
+/// A connection shared by every clone of the store; `None` once the store
+/// is closed.
+pub(crate) type LiteSlot = Arc<tokio::sync::Mutex<Option<Lite>>>;
 
 /// Column names and columns of one statement's result, built once per SQL.
 type Shape = (Arc<sqlx_core::HashMap<UStr, usize>>, Arc<[AnyColumn]>);
@@ -60,14 +62,18 @@ impl std::fmt::Debug for Lite {
 pub(crate) type Step = Either<AnyQueryResult, AnyRow>;
 
 impl Lite {
-    /// Opens `path` read-write (it must exist: the backend created and
-    /// migrated it) and applies `setup` (per-connection pragmas).
-    pub fn open(path: &std::path::Path, setup: &str) -> Result<Lite, sqlx::Error> {
-        let conn = rusqlite::Connection::open_with_flags(
-            path,
-            rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .map_err(map_err)?;
+    /// Opens `path` (it must exist: the backend created and migrated it),
+    /// read-write or read-only, and applies `setup` (per-connection
+    /// pragmas).
+    pub fn open(path: &std::path::Path, write: bool, setup: &str) -> Result<Lite, sqlx::Error> {
+        use rusqlite::OpenFlags;
+        let mode = match write {
+            true => OpenFlags::SQLITE_OPEN_READ_WRITE,
+            false => OpenFlags::SQLITE_OPEN_READ_ONLY,
+        };
+        let conn =
+            rusqlite::Connection::open_with_flags(path, mode | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+                .map_err(map_err)?;
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         conn.execute_batch(setup).map_err(map_err)?;
         Ok(Lite {
@@ -288,7 +294,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.db");
         rusqlite::Connection::open(&path).unwrap();
-        let mut l = Lite::open(&path, "PRAGMA foreign_keys = ON;").unwrap();
+        let mut l = Lite::open(&path, true, "PRAGMA foreign_keys = ON;").unwrap();
         l.batch(
             "CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, \
              score REAL, data BLOB, parent INTEGER REFERENCES t(id));",

@@ -15,7 +15,7 @@ pub(crate) async fn reap_expired(
     now: DateTime<Utc>,
     limit: i64,
 ) -> StoreResult<Vec<Reaped>> {
-    let now = s.now(&s.reader, now).await?;
+    let now = s.now(&mut s.read_conn().await?, now).await?;
     // Candidates may be stale by the time they are handled; each one is
     // locked, re-checked and compare-and-set in its own transaction below.
     let candidates: Vec<(i64, i64)> = sqlx::query_as(&format!(
@@ -24,7 +24,7 @@ pub(crate) async fn reap_expired(
     ))
     .bind(now)
     .bind(limit.max(0))
-    .fetch_all(&s.reader)
+    .fetch_all(&mut s.read_conn().await?)
     .await
     .map_err(db::err)?;
     let mut reaped = Vec::with_capacity(candidates.len());

@@ -171,7 +171,11 @@ pub(crate) async fn referenced_artifacts(
         for sha in chunk {
             q = q.bind(sha.as_str());
         }
-        for row in q.fetch_all(&s.reader).await.map_err(db::err)? {
+        for row in q
+            .fetch_all(&mut s.read_conn().await?)
+            .await
+            .map_err(db::err)?
+        {
             found.insert(get::<String>(&row, "artifact_sha256")?);
         }
     }

@@ -83,7 +83,7 @@ pub(crate) async fn runner_by_token_hash(
         "SELECT id, name, environment, max_concurrency FROM runners WHERE token_hash = $1",
     )
     .bind(token_hash)
-    .fetch_optional(&s.reader)
+    .fetch_optional(&mut s.read_conn().await?)
     .await
     .map_err(db::err)?;
     row.map(|r| {
@@ -320,7 +320,7 @@ pub(crate) async fn list_runners(s: &SqlStore) -> StoreResult<Vec<RunnerInfo>> {
         "SELECT id, name, environment, status, last_seen_at, active_attempts, max_concurrency \
          FROM runners ORDER BY name COLLATE \"C\"",
     ))
-    .fetch_all(&s.reader)
+    .fetch_all(&mut s.read_conn().await?)
     .await
     .map_err(db::err)?;
     rows.iter()
@@ -358,7 +358,7 @@ pub(crate) async fn queue_state(
     )
     .bind(environment)
     .bind(ms(now))
-    .fetch_one(&s.reader)
+    .fetch_one(&mut s.read_conn().await?)
     .await
     .map_err(db::err)?;
     Ok(QueueState {

@@ -213,7 +213,7 @@ pub(crate) async fn list_runs(
     let rows = q
         .bind(limit)
         .bind(filter.offset.max(0))
-        .fetch_all(&s.reader)
+        .fetch_all(&mut s.read_conn().await?)
         .await
         .map_err(db::err)?;
     rows.iter().map(run_from_row).collect()
@@ -335,7 +335,7 @@ pub(crate) async fn get_logs(
 pub(crate) async fn run_status(s: &SqlStore, run_id: i64) -> StoreResult<Option<RunStatus>> {
     let st: Option<String> = sqlx::query_scalar("SELECT status FROM runs WHERE id = $1")
         .bind(run_id)
-        .fetch_optional(&s.reader)
+        .fetch_optional(&mut s.read_conn().await?)
         .await
         .map_err(db::err)?;
     st.map(|s| {

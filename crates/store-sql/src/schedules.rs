@@ -146,7 +146,7 @@ pub(crate) async fn list_schedules(
     ))
     .bind(team_id)
     .bind(app_id)
-    .fetch_all(&s.reader)
+    .fetch_all(&mut s.read_conn().await?)
     .await
     .map_err(db::err)?;
     rows.iter().map(record).collect()
@@ -160,7 +160,7 @@ pub(crate) async fn get_schedule(
     let row = sqlx::query(&format!("{SELECT} WHERE s.id = $1 AND s.team_id = $2"))
         .bind(id)
         .bind(team_id)
-        .fetch_optional(&s.reader)
+        .fetch_optional(&mut s.read_conn().await?)
         .await
         .map_err(db::err)?;
     row.as_ref().map(record).transpose()

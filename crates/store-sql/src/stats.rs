@@ -24,7 +24,7 @@ pub(crate) async fn runs_summary(
 ) -> StoreResult<BTreeMap<RunStatus, i64>> {
     let rows = sqlx::query(s.dialect.status_counts)
         .bind(team_id)
-        .fetch_all(&s.reader)
+        .fetch_all(&mut s.read_conn().await?)
         .await
         .map_err(db::err)?;
     let mut out: BTreeMap<RunStatus, i64> = RunStatus::ALL.iter().map(|s| (*s, 0)).collect();
@@ -131,7 +131,7 @@ pub(crate) async fn run_stats(
 /// counts included, so a gauge drops to 0 instead of keeping its last value.
 pub(crate) async fn pending_counts(s: &SqlStore) -> StoreResult<Vec<PendingCount>> {
     let rows = sqlx::query(s.dialect.pending_counts)
-        .fetch_all(&s.reader)
+        .fetch_all(&mut s.read_conn().await?)
         .await
         .map_err(db::err)?;
     rows.iter()
@@ -152,7 +152,7 @@ pub(crate) async fn runners_online(s: &SqlStore) -> StoreResult<Vec<(String, i64
         "SELECT environment, COUNT(CASE WHEN status = 'online' THEN 1 END) AS n FROM runners \
          GROUP BY environment ORDER BY environment COLLATE \"C\"",
     ))
-    .fetch_all(&s.reader)
+    .fetch_all(&mut s.read_conn().await?)
     .await
     .map_err(db::err)?;
     rows.iter()

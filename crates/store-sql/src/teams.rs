@@ -103,7 +103,7 @@ pub(crate) async fn team_login_info(
          FROM teams WHERE slug = $1",
     )
     .bind(slug)
-    .fetch_optional(&s.reader)
+    .fetch_optional(&mut s.read_conn().await?)
     .await
     .map_err(db::err)?;
     row.map(|r| Ok((team(&r)?, get(&r, "password_hash")?)))
@@ -173,7 +173,7 @@ pub(crate) async fn token_by_hash(
          WHERE k.token_hash = $1 AND k.revoked_at IS NULL",
     )
     .bind(token_hash)
-    .fetch_optional(&s.reader)
+    .fetch_optional(&mut s.read_conn().await?)
     .await
     .map_err(db::err)?;
     row.map(|r| {
@@ -237,7 +237,7 @@ pub(crate) async fn list_tokens(s: &SqlStore, team_id: i64) -> StoreResult<Vec<T
          WHERE team_id = $1 AND revoked_at IS NULL ORDER BY id",
     )
     .bind(team_id)
-    .fetch_all(&s.reader)
+    .fetch_all(&mut s.read_conn().await?)
     .await
     .map_err(db::err)?;
     rows.iter().map(token_info).collect()
@@ -275,7 +275,7 @@ pub(crate) async fn team_active_attempts(
          GROUP BY a.runner_id ORDER BY a.runner_id",
     )
     .bind(team_id)
-    .fetch_all(&s.reader)
+    .fetch_all(&mut s.read_conn().await?)
     .await
     .map_err(db::err)
 }

@@ -198,7 +198,7 @@ pub(crate) async fn list_webhooks(s: &SqlStore, team_id: i64) -> StoreResult<Vec
         "{WEBHOOK_SELECT} WHERE w.team_id = $1 ORDER BY w.id"
     ))
     .bind(team_id)
-    .fetch_all(&s.reader)
+    .fetch_all(&mut s.read_conn().await?)
     .await
     .map_err(db::err)?;
     rows.iter().map(webhook).collect()
@@ -477,7 +477,7 @@ pub(crate) async fn record(s: &SqlStore, d: DeliveryRecord) -> StoreResult<bool>
 
 pub(crate) async fn outbox_depth(s: &SqlStore) -> StoreResult<i64> {
     sqlx::query_scalar("SELECT COUNT(*) FROM webhook_outbox WHERE status = 'pending'")
-        .fetch_one(&s.reader)
+        .fetch_one(&mut s.read_conn().await?)
         .await
         .map_err(db::err)
 }
@@ -487,7 +487,7 @@ pub(crate) async fn next_due(s: &SqlStore) -> StoreResult<Option<DateTime<Utc>>>
         "SELECT MIN(next_attempt_at) FROM webhook_outbox WHERE status = 'pending' \
          AND webhook_id IN (SELECT id FROM webhooks WHERE enabled = TRUE)",
     )
-    .fetch_one(&s.reader)
+    .fetch_one(&mut s.read_conn().await?)
     .await
     .map_err(db::err)?;
     db::ts_opt(at)

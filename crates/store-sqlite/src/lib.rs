@@ -104,16 +104,22 @@ pub async fn open(path: &Path) -> StoreResult<SqliteStore> {
 
     minitower_store_sql::install_drivers();
     let url = file_url(path)?;
-    let writer = minitower_store_sql::Lite::open(path, PRAGMAS)
-        .map_err(|e| open_error(&format!("opening {}", path.display()), e))?;
-    let reader = AnyPoolOptions::new()
+    let lite = |write| {
+        minitower_store_sql::Lite::open(path, write, PRAGMAS)
+            .map_err(|e| open_error(&format!("opening {}", path.display()), e))
+    };
+    let writer = lite(true)?;
+    let readers = (0..READERS)
+        .map(|_| lite(false))
+        .collect::<Result<Vec<_>, _>>()?;
+    // Only for `SqlStore::pool` (tooling): connects when first used.
+    let pool = AnyPoolOptions::new()
         .max_connections(READERS)
         .acquire_timeout(ACQUIRE_TIMEOUT)
         .after_connect(|conn, _| Box::pin(async move { conn.execute(PRAGMAS).await.map(|_| ()) }))
-        .connect(&format!("{url}?mode=ro"))
-        .await
+        .connect_lazy(&format!("{url}?mode=ro"))
         .map_err(|e| open_error(&format!("opening {}", path.display()), e))?;
-    Ok(SqlStore::with_lite_writer(writer, reader, &DIALECT))
+    Ok(SqlStore::with_lite(writer, readers, pool, &DIALECT))
 }
 
 /// `sqlite://` URL of `path`, percent-encoded so `?`, `#` and `%` in a file
