@@ -4,7 +4,7 @@
 //! [`Executor`], so `sqlx::query(…).fetch_one(&mut *tx)` reads the same on
 //! all of them and each statement is written once.
 
-use crate::lite::{Lite, Step};
+use crate::lite::{Lite, LiteSlot, Step};
 use futures::future::{self, BoxFuture};
 use futures::stream::{self, BoxStream};
 use futures::{FutureExt, StreamExt};
@@ -34,17 +34,36 @@ impl std::fmt::Debug for Db {
     }
 }
 
-/// SQLite's writer while a caller holds it. Dropped with a transaction still
-/// open (an error, a panic, a cancelled request), it rolls back before the
-/// lock passes on, so the next caller never sees half a transaction.
-pub(crate) struct LiteGuard(pub(crate) OwnedMappedMutexGuard<Option<Lite>, Lite>);
+/// A SQLite connection while a caller holds it. Dropped with its work still
+/// open (an error, a panic, a cancelled request), it rolls that work back
+/// before the lock passes on, so the next caller never sees half of it.
+pub(crate) struct LiteGuard {
+    pub(crate) conn: OwnedMappedMutexGuard<Option<Lite>, Lite>,
+    pub(crate) mode: LiteMode,
+}
+
+/// What a held SQLite connection is doing.
+pub(crate) enum LiteMode {
+    /// Plain statements or a plain transaction (readers; the writer
+    /// outside a group).
+    Plain,
+    /// A unit of a group on the writer (see [`crate::group`]); the slot is
+    /// the writer's, to queue for it again until the group commits.
+    Unit(LiteSlot),
+    /// A unit already released into its group.
+    Released,
+}
 
 impl Drop for LiteGuard {
     fn drop(&mut self) {
-        if self.0.in_transaction() {
-            if let Err(e) = self.0.batch("ROLLBACK") {
-                tracing::error!(error = %e, "rolling back SQLite's writer failed");
+        match self.mode {
+            LiteMode::Plain if self.conn.in_transaction() => {
+                if let Err(e) = self.conn.batch("ROLLBACK") {
+                    tracing::error!(error = %e, "rolling back a SQLite connection failed");
+                }
             }
+            LiteMode::Unit(_) => self.conn.abort_unit(),
+            LiteMode::Plain | LiteMode::Released => {}
         }
     }
 }
@@ -71,7 +90,18 @@ impl Tx {
         match self.0 {
             Db::Tx(tx) => tx.commit().await,
             Db::Conn(_) => Ok(()),
-            Db::Lite(mut guard) => guard.0.batch("COMMIT"),
+            Db::Lite(mut guard) => match std::mem::replace(&mut guard.mode, LiteMode::Released) {
+                LiteMode::Unit(writer) => {
+                    let member = guard.conn.release_unit();
+                    drop(guard); // the next caller in line may join the group
+                    member?.outcome(writer).await
+                }
+                LiteMode::Plain => {
+                    guard.mode = LiteMode::Plain;
+                    guard.conn.batch("COMMIT")
+                }
+                LiteMode::Released => Ok(()),
+            },
         }
     }
 
@@ -80,7 +110,10 @@ impl Tx {
         match self.0 {
             Db::Tx(tx) => tx.rollback().await,
             Db::Conn(_) => Ok(()),
-            Db::Lite(mut guard) => guard.0.batch("ROLLBACK"),
+            Db::Lite(guard) => {
+                drop(guard); // rolls the unit or transaction back
+                Ok(())
+            }
         }
     }
 }
@@ -113,7 +146,7 @@ impl<'c> Executor<'c> for &'c mut Db {
         match self {
             Db::Tx(tx) => (&mut **tx).fetch_many(query),
             Db::Conn(conn) => (&mut **conn).fetch_many(query),
-            Db::Lite(guard) => match lite_stream(&mut guard.0, query, None) {
+            Db::Lite(guard) => match lite_stream(&mut guard.conn, query, None) {
                 Ok(steps) => stream::iter(steps.into_iter().map(Ok)).boxed(),
                 Err(e) => stream::once(future::ready(Err(e))).boxed(),
             },
@@ -132,7 +165,7 @@ impl<'c> Executor<'c> for &'c mut Db {
             Db::Tx(tx) => (&mut **tx).fetch_optional(query),
             Db::Conn(conn) => (&mut **conn).fetch_optional(query),
             Db::Lite(guard) => {
-                let first = lite_stream(&mut guard.0, query, Some(1))
+                let first = lite_stream(&mut guard.conn, query, Some(1))
                     .map(|steps| steps.into_iter().find_map(Either::right));
                 future::ready(first).boxed()
             }

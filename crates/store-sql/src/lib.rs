@@ -26,6 +26,7 @@ mod conn;
 mod db;
 mod dialect;
 mod environments;
+mod group;
 mod lite;
 mod reaper;
 mod retention;
@@ -166,6 +167,7 @@ impl SqlStore {
                 // Taken out, so later writes answer `Unavailable` like a
                 // closed pool; dropping it closes the connection.
                 if let Some(mut conn) = lite.lock().await.take() {
+                    conn.commit_group();
                     if let Some(sql) = self.dialect.on_close {
                         if let Err(e) = conn.batch(sql) {
                             tracing::warn!(error = %e, "closing statement failed");
@@ -176,11 +178,18 @@ impl SqlStore {
         }
     }
 
-    /// The writer with no transaction open (each statement commits alone).
+    /// The writer with no transaction open (each statement commits alone;
+    /// on SQLite, an open group commits first).
     pub(crate) async fn write_conn(&self) -> StoreResult<Db> {
         match &self.writer {
             Writer::Pool(pool) => Ok(Db::Conn(pool.acquire().await.map_err(db::err)?)),
-            Writer::Lite(lite) => Self::hold(Self::wait(lite.clone().lock_owned()).await?),
+            Writer::Lite(lite) => {
+                let mut db = Self::hold(Self::wait(lite.clone().lock_owned()).await?)?;
+                if let Db::Lite(guard) = &mut db {
+                    guard.conn.commit_group();
+                }
+                Ok(db)
+            }
         }
     }
 
@@ -196,7 +205,10 @@ impl SqlStore {
     fn hold(guard: tokio::sync::OwnedMutexGuard<Option<Lite>>) -> StoreResult<Db> {
         let guard = tokio::sync::OwnedMutexGuard::try_map(guard, Option::as_mut)
             .map_err(|_| db::err(sqlx::Error::PoolClosed))?;
-        Ok(Db::Lite(conn::LiteGuard(guard)))
+        Ok(Db::Lite(conn::LiteGuard {
+            conn: guard,
+            mode: conn::LiteMode::Plain,
+        }))
     }
 
     /// A connection to read on: a free SQLite reader (waiting for one in
@@ -225,13 +237,15 @@ impl SqlStore {
                 }
                 .map_err(db::err)?,
             ))),
-            Writer::Lite(_) => {
-                let mut db = self.write_conn().await?;
+            Writer::Lite(lite) => {
+                // A unit of the writer's group (see `group`).
+                let mut db = Self::hold(Self::wait(lite.clone().lock_owned()).await?)?;
                 if let Db::Lite(guard) = &mut db {
                     guard
-                        .0
-                        .batch(self.dialect.begin_write.unwrap_or("BEGIN"))
+                        .conn
+                        .begin_unit(self.dialect.begin_write.unwrap_or("BEGIN"))
                         .map_err(db::err)?;
+                    guard.mode = conn::LiteMode::Unit(lite.clone());
                 }
                 Ok(Tx(db))
             }
@@ -244,7 +258,7 @@ impl SqlStore {
         if !self.lite_readers.is_empty() {
             let mut db = self.read_conn().await?;
             if let Db::Lite(guard) = &mut db {
-                guard.0.batch("BEGIN").map_err(db::err)?;
+                guard.conn.batch("BEGIN").map_err(db::err)?;
             }
             return Ok(Tx(db));
         }

@@ -50,6 +50,10 @@ type Shape = (Arc<sqlx_core::HashMap<UStr, usize>>, Arc<[AnyColumn]>);
 pub struct Lite {
     conn: rusqlite::Connection,
     shapes: HashMap<Box<str>, Shape>,
+    /// The writer's open transaction (see [`crate::group`]).
+    pub(crate) group: Option<crate::group::OpenGroup>,
+    /// Groups begun so far, to tell them apart.
+    pub(crate) groups: u64,
 }
 
 impl std::fmt::Debug for Lite {
@@ -79,6 +83,8 @@ impl Lite {
         Ok(Lite {
             conn,
             shapes: HashMap::new(),
+            group: None,
+            groups: 0,
         })
     }
 
@@ -220,10 +226,30 @@ fn from_sql(v: ValueRef<'_>) -> Result<AnyValueKind<'static>, sqlx::Error> {
 }
 
 /// A SQLite error as sqlx reports one: code, message, constraint kind.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct LiteError {
     code: Option<i32>,
     message: String,
+}
+
+impl LiteError {
+    /// An error of ours, without a SQLite code.
+    pub(crate) fn new(message: &str) -> LiteError {
+        LiteError {
+            code: None,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<&sqlx::Error> for LiteError {
+    fn from(e: &sqlx::Error) -> LiteError {
+        let db = e.as_database_error();
+        LiteError {
+            code: db.and_then(|d| d.code()).and_then(|c| c.parse().ok()),
+            message: db.map_or_else(|| e.to_string(), |d| d.message().to_string()),
+        }
+    }
 }
 
 impl std::fmt::Display for LiteError {
