@@ -1,5 +1,8 @@
 //! The MiniTower [`Store`](minitower_store::Store) written once, in SQL that
-//! SQLite and PostgreSQL both run, on sqlx's `Any` driver.
+//! SQLite and PostgreSQL both run, through sqlx's `Any` API: on PostgreSQL
+//! with sqlx's driver, on SQLite in place on the calling thread ([`lite`],
+//! one writer with group commit in [`group`], a few readers), so a SQLite
+//! transaction costs no thread hop per statement.
 //!
 //! Every statement and transaction script lives here exactly once; the
 //! backend crates (`minitower-store-sqlite`, `minitower-store-postgres`) only
