@@ -215,6 +215,13 @@ mod tests {
         names.map(Result::unwrap).collect()
     }
 
+    /// One unit that adds `name`, released into the group.
+    fn unit(l: &mut Lite, name: &str) -> Member {
+        l.begin_unit("BEGIN IMMEDIATE").unwrap();
+        insert(l, name);
+        l.release_unit().unwrap()
+    }
+
     fn insert(l: &mut Lite, name: &str) {
         l.batch(&format!("INSERT INTO t (name) VALUES ('{name}')"))
             .unwrap();
@@ -223,9 +230,7 @@ mod tests {
     #[test]
     fn a_failed_unit_leaves_the_rest_of_its_group() {
         let (_d, path, mut l) = writer();
-        l.begin_unit("BEGIN IMMEDIATE").unwrap();
-        insert(&mut l, "a");
-        let a = l.release_unit().unwrap();
+        let a = unit(&mut l, "a");
         l.begin_unit("BEGIN IMMEDIATE").unwrap();
         insert(&mut l, "b");
         l.abort_unit();
@@ -254,9 +259,7 @@ mod tests {
     #[test]
     fn a_failed_commit_reaches_every_member() {
         let (_d, path, mut l) = writer();
-        l.begin_unit("BEGIN IMMEDIATE").unwrap();
-        insert(&mut l, "a");
-        let a = l.release_unit().unwrap();
+        let a = unit(&mut l, "a");
         l.begin_unit("BEGIN IMMEDIATE").unwrap();
         // checked only at COMMIT: the whole group fails there
         l.batch("INSERT INTO t (name, p) VALUES ('b', 42)").unwrap();
@@ -271,9 +274,7 @@ mod tests {
         assert!(committed(&path).is_empty());
         assert!(!l.in_transaction());
         // and the writer goes on
-        l.begin_unit("BEGIN IMMEDIATE").unwrap();
-        insert(&mut l, "c");
-        let c = l.release_unit().unwrap();
+        let c = unit(&mut l, "c");
         l.commit_group();
         assert!(matches!(*c.outcome.borrow(), Some(Ok(()))));
         assert_eq!(committed(&path), ["c"]);
@@ -282,9 +283,7 @@ mod tests {
     #[test]
     fn a_group_sqlite_ended_by_itself_is_reported_lost() {
         let (_d, path, mut l) = writer();
-        l.begin_unit("BEGIN IMMEDIATE").unwrap();
-        insert(&mut l, "a");
-        let a = l.release_unit().unwrap();
+        let a = unit(&mut l, "a");
         // what an I/O error does: the transaction is gone
         l.batch("ROLLBACK").unwrap();
         l.begin_unit("BEGIN IMMEDIATE").unwrap();
@@ -305,12 +304,8 @@ mod tests {
         let slot: LiteSlot = Arc::new(tokio::sync::Mutex::new(Some(l)));
         let mut guard = slot.clone().lock_owned().await;
         let lite = guard.as_mut().unwrap();
-        lite.begin_unit("BEGIN IMMEDIATE").unwrap();
-        insert(lite, "a");
-        let a = lite.release_unit().unwrap();
-        lite.begin_unit("BEGIN IMMEDIATE").unwrap();
-        insert(lite, "b");
-        let b = lite.release_unit().unwrap();
+        let a = unit(lite, "a");
+        let b = unit(lite, "b");
         drop(guard);
         // `a` takes the writer first and commits both; `b` hears it
         let (ra, rb) = tokio::join!(a.outcome(slot.clone()), b.outcome(slot.clone()));
@@ -326,9 +321,7 @@ mod tests {
         let slot: LiteSlot = Arc::new(tokio::sync::Mutex::new(Some(l)));
         let mut guard = slot.clone().lock_owned().await;
         let lite = guard.as_mut().unwrap();
-        lite.begin_unit("BEGIN IMMEDIATE").unwrap();
-        insert(lite, "a");
-        let a = lite.release_unit().unwrap();
+        let a = unit(lite, "a");
         // the writer is busy, so the member waits...
         let mut waiting = Box::pin(a.outcome(slot.clone()));
         let polled = futures::poll!(waiting.as_mut());
