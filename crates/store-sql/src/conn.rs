@@ -1,6 +1,6 @@
 //! The one connection type every statement of the store runs on: a sqlx
-//! connection or transaction (PostgreSQL, and SQLite's read pool), or
-//! SQLite's writer run in place ([`crate::lite`]). It is a sqlx
+//! connection or transaction (PostgreSQL), or a SQLite connection run in
+//! place ([`crate::lite`]: the writer or a reader). It is a sqlx
 //! [`Executor`], so `sqlx::query(…).fetch_one(&mut *tx)` reads the same on
 //! all of them and each statement is written once.
 
@@ -20,7 +20,8 @@ pub(crate) enum Db {
     Tx(sqlx::Transaction<'static, Any>),
     /// A pooled sqlx connection in autocommit mode.
     Conn(PoolConnection<Any>),
-    /// SQLite's writer, held exclusively (see [`LiteGuard`]).
+    /// A SQLite connection, the writer or a reader, held exclusively (see
+    /// [`LiteGuard`]).
     Lite(LiteGuard),
 }
 
@@ -118,7 +119,7 @@ impl Tx {
     }
 }
 
-/// The steps of one statement on SQLite's writer, as the stream sqlx gives.
+/// The steps of one statement on a SQLite connection, as sqlx streams them.
 fn lite_stream<'e, 'q: 'e, E>(
     lite: &'e mut Lite,
     mut query: E,
@@ -203,5 +204,7 @@ impl<'c> Executor<'c> for &'c mut Db {
 }
 
 fn unsupported(what: &str) -> sqlx::Error {
-    sqlx::Error::Configuration(format!("{what} is not supported on SQLite's writer").into())
+    sqlx::Error::Configuration(
+        format!("{what} is not supported on SQLite connections run in place").into(),
+    )
 }

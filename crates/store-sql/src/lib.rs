@@ -79,9 +79,10 @@ impl std::fmt::Debug for Writer {
     }
 }
 
-/// The store: a writer, a pool for reads (the write pool itself on
-/// PostgreSQL; a read-only pool beside the single writer connection on
-/// SQLite) and the dialect of the database behind them.
+/// The store: a writer (a pool on PostgreSQL, one connection run in place
+/// on SQLite), where reads go (the same pool on PostgreSQL, a few read-only
+/// connections run in place on SQLite) and the dialect of the database
+/// behind them.
 #[derive(Debug, Clone)]
 pub struct SqlStore {
     writer: Writer,
@@ -147,9 +148,10 @@ impl SqlStore {
         &self.reader
     }
 
-    /// Closes both pools for a graceful shutdown, after the dialect's
-    /// closing statement (SQLite checkpoints its WAL into the main file, so
-    /// the database file alone is complete).
+    /// Closes the connections for a graceful shutdown (SQLite's open group
+    /// commits first), after the dialect's closing statement (SQLite
+    /// checkpoints its WAL into the main file, so the database file alone is
+    /// complete).
     pub async fn close(&self) {
         self.reader.close().await;
         match &self.writer {
