@@ -132,6 +132,11 @@ impl Lite {
         let shape = match self.shapes.get(sql) {
             Some(shape) => shape.clone(),
             None => {
+                // Bounded like the statement cache: SQL built per call (a
+                // list of N placeholders) must not grow it forever.
+                if self.shapes.len() >= STATEMENT_CACHE {
+                    self.shapes.clear();
+                }
                 let shape = shape_of(&stmt);
                 self.shapes.insert(sql.into(), shape.clone());
                 shape
@@ -446,6 +451,16 @@ mod tests {
             .expect("fails");
         assert!(missing.to_string().contains("parameter 2"), "{missing}");
         assert!(l.run("SELEC 1", None, None).is_err());
+    }
+
+    #[test]
+    fn sql_built_per_call_does_not_grow_the_cache_forever() {
+        let (_d, mut l) = lite();
+        for n in 0..STATEMENT_CACHE + 10 {
+            let steps = l.run(&format!("SELECT {n} AS n"), None, None).unwrap();
+            assert_eq!(rows(steps)[0].try_get::<i64, _>("n").unwrap(), n as i64);
+        }
+        assert!(l.shapes.len() <= STATEMENT_CACHE, "{}", l.shapes.len());
     }
 
     #[test]
