@@ -169,6 +169,11 @@ pub struct Options {
     /// (default: the newest /usr/lib/postgresql/*/bin).
     #[arg(long)]
     pub pg_bin_dir: Option<PathBuf>,
+    /// dispatch-pg: load `pg_stat_statements` into the private PostgreSQL and
+    /// report this many statements, costliest first (0: off, the default, so
+    /// the figures carry no tracking overhead).
+    #[arg(long, default_value_t = 0)]
+    pub pg_statements: usize,
     /// compare: a venv with `rq` installed (default:
     /// ~/.cache/minitower-rq-venv); RQ is skipped when it has none.
     #[arg(long)]

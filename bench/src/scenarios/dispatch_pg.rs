@@ -10,6 +10,7 @@
 //! wake-ups cross replicas through `LISTEN`/`NOTIFY` as in production.
 
 use super::chaos::postgres::{self, Postgres};
+mod statements;
 use super::dispatch::{drive, register_runners};
 use crate::procs::{Binaries, ProcSample, Server};
 use crate::report::{Goal, Metric, ScenarioReport};
@@ -38,7 +39,12 @@ pub async fn run(opts: &Options) -> Result<Vec<ScenarioReport>> {
 async fn measure(opts: &Options, bin: &Path, replicas: usize) -> Result<ScenarioReport> {
     let label = format!("dispatch-pg-{replicas}");
     let (_tmp, dir) = scratch_dir(opts, &label)?;
-    let mut pg = Postgres::init(bin, &dir.join("pg")).await?;
+    let settings: &[&str] = if opts.pg_statements > 0 {
+        &["shared_preload_libraries=pg_stat_statements", "pg_stat_statements.track=all"]
+    } else {
+        &[]
+    };
+    let mut pg = Postgres::init_with(bin, &dir.join("pg"), settings).await?;
     eprintln!(
         "[{label}] private PostgreSQL pid {} on port {}",
         pg.pid(),
@@ -71,7 +77,7 @@ async fn measure(opts: &Options, bin: &Path, replicas: usize) -> Result<Scenario
             }
         }
     }
-    let result = drive_replicas(opts, &label, &servers, pg.pid()).await;
+    let result = drive_replicas(opts, &label, &servers, &pg).await;
     stop_all(servers, &mut pg).await;
     result
 }
@@ -93,8 +99,9 @@ async fn drive_replicas(
     opts: &Options,
     label: &str,
     servers: &[Server],
-    pg_pid: u32,
+    pg: &Postgres,
 ) -> Result<ScenarioReport> {
+    let pg_pid = pg.pid();
     let replicas = servers.len();
     let first = bootstrap(&servers[0].url).await?;
     let token = first
@@ -126,6 +133,10 @@ async fn drive_replicas(
         .await
         .context("warm-up")?;
     }
+    let stats = match opts.pg_statements {
+        0 => None,
+        _ => Some(statements::reset(&pg.url()).await?),
+    };
     let s0 = samples(servers)?;
     let pg0 = pg_cpu(pg_pid)?;
     eprintln!(
@@ -207,6 +218,9 @@ async fn drive_replicas(
     r.detail("server_cpu_seconds", server_cpu);
     r.detail("postgres_cpu_seconds", pg_cpu);
     r.detail("empty_leases", out.empty_leases);
+    if let Some(mut db) = stats {
+        statements::report(&mut db, &mut r, opts.pg_statements, out.runs).await?;
+    }
     Ok(r)
 }
 

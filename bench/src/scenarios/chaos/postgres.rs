@@ -56,11 +56,19 @@ pub struct Postgres {
     owner: Option<(u32, u32)>,
     child: Option<tokio::process::Child>,
     pub starts: usize,
+    /// Extra `-c name=value` settings of every start.
+    settings: Vec<String>,
 }
 
 impl Postgres {
     /// `initdb` into `dir/data` and start it.
     pub async fn init(bin_dir: &Path, dir: &Path) -> Result<Postgres> {
+        Self::init_with(bin_dir, dir, &[]).await
+    }
+
+    /// As [`Postgres::init`], with extra `name=value` server settings
+    /// (passed as `-c`) on every start.
+    pub async fn init_with(bin_dir: &Path, dir: &Path, settings: &[&str]) -> Result<Postgres> {
         std::fs::create_dir_all(dir)?;
         let owner = owner()?;
         if let Some((uid, gid)) = owner {
@@ -76,6 +84,7 @@ impl Postgres {
             owner,
             child: None,
             starts: 0,
+            settings: settings.iter().map(|s| s.to_string()).collect(),
         };
         let out = pg
             .command("initdb")
@@ -150,6 +159,7 @@ impl Postgres {
                 "-c",
                 "max_connections=200",
             ])
+            .args(self.settings.iter().flat_map(|s| ["-c", s.as_str()]))
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
