@@ -20,13 +20,19 @@ pub(crate) const ACTIVE: &str = "('leased', 'running', 'cancelling')";
 
 pub(crate) async fn create_run(s: &SqlStore, run: NewRun) -> StoreResult<(Run, bool)> {
     let mut tx = s.write().await?;
+    // Everything that needs no app lock is read first: on PostgreSQL the
+    // lock serializes every create of the app, so it is held only for the
+    // idempotency check, the insert and the commit.
+    crate::environments::hold_environment(s, &mut tx, run.team_id, &run.environment).await?;
+    let version = version_defaults(&mut tx, &run).await?;
+    let hooks = crate::webhooks::app_hooks(&mut tx, run.team_id, run.app_id, &[RunEvent::Queued])
+        .await?;
     // The app lock serializes creates of one app across replicas: run numbers
     // stay gap-free and an idempotency key is checked after any racing
     // create with the same key has committed.
     if !lock_app(s, &mut tx, run.team_id, run.app_id).await? {
         return Err(StoreError::NotFound("version"));
     }
-    crate::environments::hold_environment(s, &mut tx, run.team_id, &run.environment).await?;
     let key = s.dialect.text_opt(run.idempotency_key.as_deref());
     if let Some(key) = &key {
         let first: Option<i64> =
@@ -42,68 +48,91 @@ pub(crate) async fn create_run(s: &SqlStore, run: NewRun) -> StoreResult<(Run, b
             return Ok((existing, false));
         }
     }
-    let id = insert_run(&mut tx, &run, key.as_deref(), None).await?;
-    let created = db::load_run(&mut tx, id).await?;
+    let created = insert_run(&mut tx, &run, &version, &hooks, key.as_deref(), None).await?;
     tx.commit().await.map_err(db::err)?;
     Ok((created, true))
 }
 
-/// Inserts a queued run and returns its id: runs created by hand and by a
-/// schedule's tick (`tick`: the schedule id and the tick in milliseconds,
-/// unique per schedule) go through here alike. The caller holds the app
-/// lock (run numbers) and has checked the environment.
-pub(crate) async fn insert_run(
-    tx: &mut crate::Tx,
-    run: &NewRun,
-    key: Option<&str>,
-    tick: Option<(i64, i64)>,
-) -> StoreResult<i64> {
-    // The version's failure-retry settings are the run's unless it has its
-    // own; the next run number comes with them (one statement, not two).
-    let version = sqlx::query(
-        "SELECT retries, retry_delay_ms, priority, \
-         (SELECT COALESCE(MAX(run_no), 0) + 1 FROM runs WHERE app_id = $2) AS run_no \
-         FROM versions WHERE id = $1 AND app_id = $2",
+/// What a new run takes from its version: failure-retry settings and
+/// priority (unless the run has its own), and the version number and app
+/// slug its [`Run`] shows.
+pub(crate) struct VersionDefaults {
+    retries: i64,
+    retry_delay_ms: i64,
+    priority: Option<i64>,
+    version_no: i64,
+    app: String,
+}
+
+/// Reads [`VersionDefaults`] of `run.version_id`, which must belong to
+/// `run.app_id` of `run.team_id`.
+pub(crate) async fn version_defaults(tx: &mut crate::Tx, run: &NewRun) -> StoreResult<VersionDefaults> {
+    let row = sqlx::query(
+        "SELECT v.retries, v.retry_delay_ms, v.priority, v.version_no, a.slug AS app \
+         FROM versions v JOIN apps a ON a.id = v.app_id \
+         WHERE v.id = $1 AND v.app_id = $2 AND a.team_id = $3",
     )
     .bind(run.version_id)
     .bind(run.app_id)
+    .bind(run.team_id)
     .fetch_optional(&mut **tx)
     .await
     .map_err(db::err)?
     .ok_or(StoreError::NotFound("version"))?;
-    let failure_retries = match run.failure_retries {
-        Some(n) => n,
-        None => get::<i64>(&version, "retries")?,
-    };
-    let retry_delay_ms = match run.retry_delay_ms {
-        Some(d) => d,
-        None => get::<i64>(&version, "retry_delay_ms")?,
-    };
+    Ok(VersionDefaults {
+        retries: get(&row, "retries")?,
+        retry_delay_ms: get(&row, "retry_delay_ms")?,
+        priority: get(&row, "priority")?,
+        version_no: get(&row, "version_no")?,
+        app: get(&row, "app")?,
+    })
+}
+
+/// Inserts a queued run and returns it as created: runs created by hand
+/// and by a schedule's tick (`tick`: the schedule id and the tick in
+/// milliseconds, unique per schedule) go through here alike. The caller
+/// holds the app lock (the next run number is read by the insert itself,
+/// in a statement that starts after the lock was granted, so it sees every
+/// run committed before) and has checked the environment. The `run.queued`
+/// event goes to `hooks` in the same transaction.
+pub(crate) async fn insert_run(
+    tx: &mut crate::Tx,
+    run: &NewRun,
+    version: &VersionDefaults,
+    hooks: &crate::webhooks::Hooks,
+    key: Option<&str>,
+    tick: Option<(i64, i64)>,
+) -> StoreResult<Run> {
+    let failure_retries = run.failure_retries.unwrap_or(version.retries);
+    let retry_delay_ms = run.retry_delay_ms.unwrap_or(version.retry_delay_ms);
     // A scheduled run takes its version's default priority (a trigger's
     // priority was resolved against the version by the server already).
     let priority = match tick {
-        Some(_) => get::<Option<i64>>(&version, "priority")?.unwrap_or(run.priority),
+        Some(_) => version.priority.unwrap_or(run.priority),
         None => run.priority,
     };
-    let run_no: i64 = get(&version, "run_no")?;
     let overrides = match &run.job_overrides {
         Some(o) if !o.is_empty() => {
             Some(serde_json::to_string(o).map_err(|e| StoreError::Database(format!("job: {e}")))?)
         }
         _ => None,
     };
-    let id: i64 = sqlx::query_scalar(
+    // RETURNING gives the columns of `RUN_SELECT`; the app slug and version
+    // number are the version's, bound as values: no read-back.
+    let row = sqlx::query(
         "INSERT INTO runs (team_id, app_id, version_id, run_no, environment, status, input, \
          priority, max_retries, idempotency_key, queued_at, timeout_seconds, schedule_id, \
          scheduled_for, failure_retries, retry_delay_ms, job_overrides) \
-         VALUES ($1, $2, $3, $4, $5, 'queued', $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
-         $16) \
-         RETURNING id",
+         VALUES ($1, $2, $3, (SELECT COALESCE(MAX(run_no), 0) + 1 FROM runs WHERE app_id = $2), \
+         $4, 'queued', $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) \
+         RETURNING id, run_no, $16 AS app, $17 AS version_no, status, input, priority, \
+         max_retries, retry_count, cancel_requested, exit_code, error_message, queued_at, \
+         started_at, finished_at, environment, schedule_id, scheduled_for, timeout_seconds, \
+         failure_retries, failure_retry_count, retry_delay_ms, not_before, job_overrides",
     )
     .bind(run.team_id)
     .bind(run.app_id)
     .bind(run.version_id)
-    .bind(run_no)
     .bind(&run.environment)
     .bind(run.input.to_string())
     .bind(priority)
@@ -116,12 +145,15 @@ pub(crate) async fn insert_run(
     .bind(failure_retries)
     .bind(retry_delay_ms)
     .bind(overrides)
+    .bind(&version.app)
+    .bind(version.version_no)
     .fetch_one(&mut **tx)
     .await
-    .map_err(db::unique(|| format!("run {run_no} already exists")))?;
+    .map_err(db::unique(|| "the run number was taken by a concurrent create".to_string()))?;
+    let created = db::run_from_row(&row)?;
     // The `run.queued` webhook event commits with the run.
-    crate::webhooks::run_event(tx, id, RunEvent::Queued, ms(run.now)).await?;
-    Ok(id)
+    crate::webhooks::write_events(tx, hooks, &created, &[RunEvent::Queued], ms(run.now)).await?;
+    Ok(created)
 }
 
 pub(crate) async fn get_run(

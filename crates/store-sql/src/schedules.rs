@@ -18,10 +18,10 @@
 
 use crate::apps::lock_app;
 use crate::db::{self, get, ms};
-use crate::runs::insert_run;
+use crate::runs::{insert_run, version_defaults};
 use crate::{SqlStore, Tx};
 use chrono::{DateTime, Utc};
-use minitower_core::api::ScheduleSource;
+use minitower_core::api::{RunEvent, ScheduleSource};
 use minitower_core::schedule::CronSchedule;
 use minitower_core::towerfile::ScheduleSpec;
 use minitower_store::{
@@ -358,14 +358,17 @@ pub(crate) async fn fire_schedule_tick(s: &SqlStore, f: FireTick) -> StoreResult
         job_overrides: None,
         now: f.now,
     };
-    let id = match insert_run(&mut tx, &run, None, Some((rec.id, ms(f.tick)))).await {
-        Ok(id) => id,
+    let version = version_defaults(&mut tx, &run).await?;
+    let hooks = crate::webhooks::app_hooks(&mut tx, team_id, app_id, &[RunEvent::Queued]).await?;
+    let created = match insert_run(&mut tx, &run, &version, &hooks, None, Some((rec.id, ms(f.tick))))
+        .await
+    {
+        Ok(created) => created,
         // The unique (schedule_id, scheduled_for): this tick has its run.
         Err(StoreError::Conflict(_)) => return Ok(FireOutcome::AlreadyDone),
         Err(e) => return Err(e),
     };
     advance(&mut tx, &rec, f.tick).await?;
-    let created = db::load_run(&mut tx, id).await?;
     tx.commit().await.map_err(db::err)?;
     Ok(FireOutcome::Fired(Box::new(created)))
 }

@@ -100,6 +100,25 @@ pub(crate) async fn run_event(
     run_events(conn, run_id, &[event], now).await
 }
 
+/// Endpoints (id, team, filter) that take at least one of `events`.
+pub(crate) type Hooks = Vec<(i64, i64, String)>;
+
+/// The `events IN (…)` list of the filters that take any of `events`.
+fn filter_list(events: &[RunEvent]) -> String {
+    let mut filters: Vec<&str> = events
+        .iter()
+        .flat_map(|e| filters_for(*e))
+        .copied()
+        .collect();
+    filters.sort_unstable();
+    filters.dedup();
+    filters
+        .iter()
+        .map(|f| format!("'{f}'"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// [`run_event`] for several events of one state change (a lease that
 /// starts is `run.leased` then `run.started`), with one query for all.
 pub(crate) async fn run_events(
@@ -108,22 +127,11 @@ pub(crate) async fn run_events(
     events: &[RunEvent],
     now: i64,
 ) -> StoreResult<()> {
-    let mut filters: Vec<&str> = events
-        .iter()
-        .flat_map(|e| filters_for(*e))
-        .copied()
-        .collect();
-    filters.sort_unstable();
-    filters.dedup();
-    let list = filters
-        .iter()
-        .map(|f| format!("'{f}'"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let hooks: Vec<(i64, i64, String)> = sqlx::query_as(&format!(
+    let hooks: Hooks = sqlx::query_as(&format!(
         "SELECT w.id, w.team_id, w.events FROM webhooks w JOIN runs r ON r.team_id = w.team_id \
          WHERE r.id = $1 AND w.enabled = TRUE AND (w.app_id IS NULL OR w.app_id = r.app_id) \
-         AND w.events IN ({list}) ORDER BY w.id"
+         AND w.events IN ({}) ORDER BY w.id",
+        filter_list(events)
     ))
     .bind(run_id)
     .fetch_all(&mut *conn)
@@ -133,7 +141,44 @@ pub(crate) async fn run_events(
         return Ok(());
     }
     let run = db::load_run(&mut *conn, run_id).await?;
-    let data = serde_json::to_value(&run).map_err(|e| StoreError::Database(e.to_string()))?;
+    write_events(conn, &hooks, &run, events, now).await
+}
+
+/// The endpoints of app `app_id` of team `team_id` that take any of
+/// `events`: a creation looks them up before it takes the app lock, so the
+/// lock is held for fewer statements. (An endpoint created meanwhile misses
+/// this run's events, as it would with the lookup a statement later.)
+pub(crate) async fn app_hooks(
+    conn: &mut Db,
+    team_id: i64,
+    app_id: i64,
+    events: &[RunEvent],
+) -> StoreResult<Hooks> {
+    sqlx::query_as(&format!(
+        "SELECT id, team_id, events FROM webhooks WHERE team_id = $1 AND enabled = TRUE \
+         AND (app_id IS NULL OR app_id = $2) AND events IN ({}) ORDER BY id",
+        filter_list(events)
+    ))
+    .bind(team_id)
+    .bind(app_id)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(db::err)
+}
+
+/// Writes `events` of `run` (as it is after the change) to the outbox of
+/// every endpoint in `hooks` whose filter takes it.
+pub(crate) async fn write_events(
+    conn: &mut Db,
+    hooks: &Hooks,
+    run: &minitower_core::api::Run,
+    events: &[RunEvent],
+    now: i64,
+) -> StoreResult<()> {
+    if hooks.is_empty() {
+        return Ok(());
+    }
+    let data = serde_json::to_value(run).map_err(|e| StoreError::Database(e.to_string()))?;
     for event in events {
         let body = payload(event.as_str(), now, data.clone())?;
         for (webhook_id, team_id, _) in hooks
@@ -144,7 +189,7 @@ pub(crate) async fn run_events(
                 conn,
                 *webhook_id,
                 *team_id,
-                Some(run_id),
+                Some(run.id),
                 event.as_str(),
                 &body,
                 now,
