@@ -66,6 +66,28 @@ impl std::fmt::Debug for Lite {
 pub(crate) type Step = Either<AnyQueryResult, AnyRow>;
 
 impl Lite {
+    /// Process-wide SQLite settings, applied before SQLite's first use (the
+    /// backend calls this before it opens anything; later calls do nothing).
+    ///
+    /// Memory statistics off: with them on (SQLite's default) every one of
+    /// SQLite's allocations and frees takes a process-wide mutex to count
+    /// bytes, which nothing here reads (no soft heap limit is set). SQLite
+    /// refuses the setting once initialized; that is harmless.
+    pub fn configure_library() {
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        ONCE.call_once(|| {
+            // SAFETY: SQLITE_CONFIG_MEMSTATUS takes one int; sqlite3_config
+            // is called before any connection of this process (or returns
+            // SQLITE_MISUSE without effect).
+            unsafe {
+                rusqlite::ffi::sqlite3_config(
+                    rusqlite::ffi::SQLITE_CONFIG_MEMSTATUS,
+                    0 as std::os::raw::c_int,
+                );
+            }
+        });
+    }
+
     /// Opens `path` (it must exist: the backend created and migrated it),
     /// read-write or read-only, and applies `setup` (per-connection
     /// pragmas).

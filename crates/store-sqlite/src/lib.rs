@@ -73,6 +73,7 @@ const PRAGMAS: &str = "PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000; \
 /// Opens (creating the file and its parent folder when missing) and
 /// migrates the database at `path`.
 pub async fn open(path: &Path) -> StoreResult<SqliteStore> {
+    minitower_store_sql::Lite::configure_library();
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(|e| {
             StoreError::Database(format!("cannot create {}: {e}", parent.display()))
