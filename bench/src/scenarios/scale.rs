@@ -202,6 +202,14 @@ async fn load(opts: &Options, db: &Path, objects: &Path) -> Result<Loaded> {
     if counted != total {
         bail!("loaded {counted} runs, expected {total}");
     }
+    // Each app's run counter, as `Store::create_run` would have left it.
+    sqlx::query(
+        "UPDATE apps SET last_run_no = \
+         (SELECT COALESCE(MAX(run_no), 0) FROM runs WHERE runs.app_id = apps.id)",
+    )
+    .execute(&mut conn)
+    .await
+    .context("setting the apps' run counters")?;
     sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
         .execute(&mut conn)
         .await?;

@@ -18,6 +18,9 @@ pub struct Dialect {
     /// single writer serializes transactions and its default collation is
     /// already bytewise.
     pub row_locks: bool,
+    /// Whether a `WITH` may hold an `INSERT`/`UPDATE … RETURNING` feeding the
+    /// main statement (PostgreSQL), so several steps take one round trip.
+    pub writable_ctes: bool,
     /// A query returning the database's time in unix milliseconds, when the
     /// database can be the one clock of several replicas.
     pub now_ms: Option<&'static str>,
@@ -88,6 +91,7 @@ mod tests {
         begin_write: None,
         begin_snapshot: None,
         row_locks: false,
+        writable_ctes: false,
         now_ms: None,
         status_counts: "",
         pending_counts: "",
@@ -115,6 +119,7 @@ mod tests {
         assert!(matches!(d.sql("SELECT 1"), Cow::Borrowed(_)));
         let kept = Dialect {
             row_locks: true,
+            writable_ctes: true,
             ..NO_LOCKS
         };
         assert_eq!(kept.sql("SELECT 1 FOR UPDATE"), "SELECT 1 FOR UPDATE");

@@ -21,20 +21,19 @@ pub(crate) const ACTIVE: &str = "('leased', 'running', 'cancelling')";
 pub(crate) async fn create_run(s: &SqlStore, run: NewRun) -> StoreResult<(Run, bool)> {
     let mut tx = s.write().await?;
     // Everything that needs no app lock is read first: on PostgreSQL the
-    // lock serializes every create of the app, so it is held only for the
-    // idempotency check, the insert and the commit.
+    // lock serializes every create of the app, so it is held only from the
+    // statement that takes the run number to the commit.
     crate::environments::hold_environment(s, &mut tx, run.team_id, &run.environment).await?;
     let version = version_defaults(&mut tx, &run).await?;
     let hooks = crate::webhooks::app_hooks(&mut tx, run.team_id, run.app_id, &[RunEvent::Queued])
         .await?;
-    // The app lock serializes creates of one app across replicas: run numbers
-    // stay gap-free and an idempotency key is checked after any racing
-    // create with the same key has committed.
-    if !lock_app(s, &mut tx, run.team_id, run.app_id).await? {
-        return Err(StoreError::NotFound("version"));
-    }
     let key = s.dialect.text_opt(run.idempotency_key.as_deref());
     if let Some(key) = &key {
+        // With a key the app lock comes first, so the key is checked after
+        // any racing create with the same key has committed.
+        if !lock_app(s, &mut tx, run.team_id, run.app_id).await? {
+            return Err(StoreError::NotFound("version"));
+        }
         let first: Option<i64> =
             sqlx::query_scalar("SELECT id FROM runs WHERE app_id = $1 AND idempotency_key = $2")
                 .bind(run.app_id)
@@ -48,7 +47,7 @@ pub(crate) async fn create_run(s: &SqlStore, run: NewRun) -> StoreResult<(Run, b
             return Ok((existing, false));
         }
     }
-    let created = insert_run(&mut tx, &run, &version, &hooks, key.as_deref(), None).await?;
+    let created = insert_run(s, &mut tx, &run, &version, &hooks, key.as_deref(), None).await?;
     tx.commit().await.map_err(db::err)?;
     Ok((created, true))
 }
@@ -88,14 +87,33 @@ pub(crate) async fn version_defaults(tx: &mut crate::Tx, run: &NewRun) -> StoreR
     })
 }
 
+/// Columns a new run is inserted with; `$3` is the run number.
+const INSERT_COLUMNS: &str = "team_id, app_id, version_id, run_no, environment, status, input, \
+     priority, max_retries, idempotency_key, queued_at, timeout_seconds, schedule_id, \
+     scheduled_for, failure_retries, retry_delay_ms, job_overrides";
+/// Their values: `$1`-`$2` team and app, `$3` the run number, `$4`-`$16`
+/// the rest (`$17`, `$18` are the app slug and version number returned).
+const INSERT_VALUES: &str = "$1, $2, $4, $3, $5, 'queued', $6, $7, $8, $9, $10, $11, $12, $13, \
+     $14, $15, $16";
+/// The columns of `RUN_SELECT`: the app slug and version number are the
+/// version's, bound as values, so nothing is read back.
+const INSERT_RETURNING: &str = "RETURNING id, run_no, $17 AS app, $18 AS version_no, status, \
+     input, priority, max_retries, retry_count, cancel_requested, exit_code, error_message, \
+     queued_at, started_at, finished_at, environment, schedule_id, scheduled_for, \
+     timeout_seconds, failure_retries, failure_retry_count, retry_delay_ms, not_before, \
+     job_overrides";
+
 /// Inserts a queued run and returns it as created: runs created by hand
 /// and by a schedule's tick (`tick`: the schedule id and the tick in
 /// milliseconds, unique per schedule) go through here alike. The caller
-/// holds the app lock (the next run number is read by the insert itself,
-/// in a statement that starts after the lock was granted, so it sees every
-/// run committed before) and has checked the environment. The `run.queued`
-/// event goes to `hooks` in the same transaction.
+/// has checked the environment. The run number is the app's counter plus
+/// one, taken by an `UPDATE` of the app row: that locks the app as
+/// [`lock_app`] does (creates of one app take turns to the commit, so
+/// numbers are gap-free), and a rolled-back create gives its number back.
+/// On PostgreSQL the `UPDATE` and the insert are one statement. The
+/// `run.queued` event goes to `hooks` in the same transaction.
 pub(crate) async fn insert_run(
+    s: &SqlStore,
     tx: &mut crate::Tx,
     run: &NewRun,
     version: &VersionDefaults,
@@ -117,39 +135,55 @@ pub(crate) async fn insert_run(
         }
         _ => None,
     };
-    // RETURNING gives the columns of `RUN_SELECT`; the app slug and version
-    // number are the version's, bound as values: no read-back.
-    let row = sqlx::query(
-        "INSERT INTO runs (team_id, app_id, version_id, run_no, environment, status, input, \
-         priority, max_retries, idempotency_key, queued_at, timeout_seconds, schedule_id, \
-         scheduled_for, failure_retries, retry_delay_ms, job_overrides) \
-         VALUES ($1, $2, $3, (SELECT COALESCE(MAX(run_no), 0) + 1 FROM runs WHERE app_id = $2), \
-         $4, 'queued', $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) \
-         RETURNING id, run_no, $16 AS app, $17 AS version_no, status, input, priority, \
-         max_retries, retry_count, cancel_requested, exit_code, error_message, queued_at, \
-         started_at, finished_at, environment, schedule_id, scheduled_for, timeout_seconds, \
-         failure_retries, failure_retry_count, retry_delay_ms, not_before, job_overrides",
-    )
-    .bind(run.team_id)
-    .bind(run.app_id)
-    .bind(run.version_id)
-    .bind(&run.environment)
-    .bind(run.input.to_string())
-    .bind(priority)
-    .bind(run.max_retries)
-    .bind(key)
-    .bind(ms(run.now))
-    .bind(run.timeout_seconds)
-    .bind(tick.map(|t| t.0))
-    .bind(tick.map(|t| t.1))
-    .bind(failure_retries)
-    .bind(retry_delay_ms)
-    .bind(overrides)
-    .bind(&version.app)
-    .bind(version.version_no)
-    .fetch_one(&mut **tx)
-    .await
-    .map_err(db::unique(|| "the run number was taken by a concurrent create".to_string()))?;
+    const NEXT: &str = "UPDATE apps SET last_run_no = last_run_no + 1 \
+         WHERE id = $2 AND team_id = $1 RETURNING last_run_no";
+    let (sql, run_no) = if s.dialect.writable_ctes {
+        let sql = format!(
+            "WITH n AS ({}) INSERT INTO runs ({INSERT_COLUMNS}) SELECT {} FROM n \
+             {INSERT_RETURNING}",
+            NEXT,
+            INSERT_VALUES.replace("$3", "n.last_run_no")
+        );
+        (sql, None)
+    } else {
+        let next: Option<i64> = sqlx::query_scalar(NEXT)
+            .bind(run.team_id)
+            .bind(run.app_id)
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(db::err)?;
+        let no = next.ok_or(StoreError::NotFound("version"))?;
+        let sql = format!(
+            "INSERT INTO runs ({INSERT_COLUMNS}) VALUES ({INSERT_VALUES}) {INSERT_RETURNING}"
+        );
+        (sql, Some(no))
+    };
+    let row = sqlx::query(&sql)
+        .bind(run.team_id)
+        .bind(run.app_id)
+        // $3: bound on SQLite; PostgreSQL takes it from the CTE, and a
+        // parameter no statement uses has no type there, so it is a typed NULL.
+        .bind(run_no)
+        .bind(run.version_id)
+        .bind(&run.environment)
+        .bind(run.input.to_string())
+        .bind(priority)
+        .bind(run.max_retries)
+        .bind(key)
+        .bind(ms(run.now))
+        .bind(run.timeout_seconds)
+        .bind(tick.map(|t| t.0))
+        .bind(tick.map(|t| t.1))
+        .bind(failure_retries)
+        .bind(retry_delay_ms)
+        .bind(overrides)
+        .bind(&version.app)
+        .bind(version.version_no)
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(db::unique(|| "the run number was taken by a concurrent create".to_string()))?
+        // no row: the app is not the team's (PostgreSQL's CTE updated none)
+        .ok_or(StoreError::NotFound("version"))?;
     let created = db::run_from_row(&row)?;
     // The `run.queued` webhook event commits with the run.
     crate::webhooks::write_events(tx, hooks, &created, &[RunEvent::Queued], ms(run.now)).await?;

@@ -360,7 +360,7 @@ pub(crate) async fn fire_schedule_tick(s: &SqlStore, f: FireTick) -> StoreResult
     };
     let version = version_defaults(&mut tx, &run).await?;
     let hooks = crate::webhooks::app_hooks(&mut tx, team_id, app_id, &[RunEvent::Queued]).await?;
-    let created = match insert_run(&mut tx, &run, &version, &hooks, None, Some((rec.id, ms(f.tick))))
+    let created = match insert_run(s, &mut tx, &run, &version, &hooks, None, Some((rec.id, ms(f.tick))))
         .await
     {
         Ok(created) => created,

@@ -44,6 +44,7 @@ pub static DIALECT: Dialect = Dialect {
     begin_snapshot: None,
     // one writer: a transaction already excludes every other writer
     row_locks: false,
+    writable_ctes: false,
     now_ms: None,
     status_counts: "SELECT status, SUM(n) AS n FROM run_counts WHERE team_id = $1 GROUP BY status",
     pending_counts: "SELECT t.slug AS team, a.slug AS app, c.environment, c.n FROM run_counts c \

@@ -163,6 +163,33 @@ pub async fn heartbeat_racing_reaper_has_one_winner(store: Arc<dyn Store>) {
     }
 }
 
+/// A create refused after it took its run number (here by the database's
+/// own CHECK on `max_retries`) gives the number back: the next run of the
+/// app gets it, so numbers stay gap-free.
+pub async fn a_failed_create_gives_its_number_back(store: Arc<dyn Store>) {
+    let f = Fixture::new(store.clone()).await;
+    assert_eq!(f.run(1).await.run_no, 1);
+    let refused = store
+        .create_run(NewRun {
+            max_retries: -1,
+            ..f.new_run(2)
+        })
+        .await;
+    assert!(refused.is_err(), "{refused:?}");
+    assert_eq!(f.run(3).await.run_no, 2);
+    let runs = store
+        .list_runs(
+            f.team.id,
+            &crate::RunFilter {
+                limit: 10,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(runs.len(), 2, "the refused create left no row");
+}
+
 /// Concurrent creates get distinct, gap-free run numbers, and one
 /// idempotency key yields one run however many callers race.
 pub async fn concurrent_creates_number_runs_uniquely(store: Arc<dyn Store>) {
