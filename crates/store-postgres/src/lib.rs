@@ -48,7 +48,7 @@ pub static DIALECT: Dialect = Dialect {
     begin_snapshot: Some("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY"),
     row_locks: true,
     writable_ctes: true,
-    now_ms: Some("SELECT CAST(FLOOR(EXTRACT(EPOCH FROM now()) * 1000) AS BIGINT)"),
+    now_ms: Some("CAST(FLOOR(EXTRACT(EPOCH FROM now()) * 1000) AS BIGINT)"),
     // Index scans over one team's runs, not a trigger-maintained counter
     // table as in SQLite: with several replicas writing, one counter row per
     // status would make every lease of an app wait on the same row.

@@ -21,8 +21,9 @@ pub struct Dialect {
     /// Whether a `WITH` may hold an `INSERT`/`UPDATE … RETURNING` feeding the
     /// main statement (PostgreSQL), so several steps take one round trip.
     pub writable_ctes: bool,
-    /// A query returning the database's time in unix milliseconds, when the
-    /// database can be the one clock of several replicas.
+    /// An expression of the database's time in unix milliseconds (within a
+    /// transaction: its start), when the database can be the one clock of
+    /// several replicas.
     pub now_ms: Option<&'static str>,
     /// Runs of a team per status: `$1` team id; columns `status`, `n`.
     pub status_counts: &'static str,

@@ -292,11 +292,22 @@ impl SqlStore {
         E: sqlx::Executor<'c, Database = Any>,
     {
         match (self.db_clock, self.dialect.now_ms) {
-            (true, Some(sql)) => sqlx::query_scalar(sql)
+            (true, Some(expr)) => sqlx::query_scalar(&format!("SELECT {expr}"))
                 .fetch_one(conn)
                 .await
                 .map_err(db::err),
             _ => Ok(db::ms(given)),
+        }
+    }
+
+    /// What a statement writes for "now": the parameter `given` (the
+    /// caller's time, bound by the caller), or the database's time when the
+    /// store uses its clock, so a statement can take the time it also
+    /// returns without a round trip of its own.
+    pub(crate) fn now_sql<'a>(&self, given: &'a str) -> &'a str {
+        match (self.db_clock, self.dialect.now_ms) {
+            (true, Some(expr)) => expr,
+            _ => given,
         }
     }
 }

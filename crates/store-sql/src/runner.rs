@@ -138,23 +138,26 @@ pub(crate) async fn lease(
     params: LeaseParams,
 ) -> StoreResult<Option<Leased>> {
     let mut tx = s.write().await?;
-    let now = s.now(&mut *tx, params.now).await?;
     // The runner row lock makes this runner's leases (on any replica) take
     // turns, so the count read here is the count the insert below changes.
     // The stored row, not the caller's copy, is the truth: a re-registration
     // may have changed environment or concurrency since the token was read.
     // Marking it seen takes that lock (an UPDATE locks its row as FOR
     // UPDATE would) and reads the row in the same statement.
-    let row = sqlx::query(
-        "UPDATE runners SET last_seen_at = $1, status = 'online' WHERE id = $2 \
-         RETURNING environment, max_concurrency, active_attempts",
-    )
-    .bind(now)
+    // The time of the lease is the one this statement writes (the
+    // database's when the store uses its clock): no round trip of its own.
+    let row = sqlx::query(&format!(
+        "UPDATE runners SET last_seen_at = {}, status = 'online' WHERE id = $2 \
+         RETURNING last_seen_at, environment, max_concurrency, active_attempts",
+        s.now_sql("$1")
+    ))
+    .bind(db::ms(params.now))
     .bind(runner.runner_id)
     .fetch_optional(&mut *tx)
     .await
     .map_err(db::err)?
     .ok_or(StoreError::NotFound("runner"))?;
+    let now: i64 = get(&row, "last_seen_at")?;
     let environment: String = get(&row, "environment")?;
     let max_concurrency: i64 = get(&row, "max_concurrency")?;
     let active: i64 = get(&row, "active_attempts")?;
