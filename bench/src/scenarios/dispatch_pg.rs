@@ -40,7 +40,10 @@ async fn measure(opts: &Options, bin: &Path, replicas: usize) -> Result<Scenario
     let label = format!("dispatch-pg-{replicas}");
     let (_tmp, dir) = scratch_dir(opts, &label)?;
     let settings: &[&str] = if opts.pg_statements > 0 {
-        &["shared_preload_libraries=pg_stat_statements", "pg_stat_statements.track=all"]
+        &[
+            "shared_preload_libraries=pg_stat_statements",
+            "pg_stat_statements.track=all",
+        ]
     } else {
         &[]
     };

@@ -25,8 +25,8 @@ pub(crate) async fn create_run(s: &SqlStore, run: NewRun) -> StoreResult<(Run, b
     // statement that takes the run number to the commit.
     crate::environments::hold_environment(s, &mut tx, run.team_id, &run.environment).await?;
     let version = version_defaults(&mut tx, &run).await?;
-    let hooks = crate::webhooks::app_hooks(&mut tx, run.team_id, run.app_id, &[RunEvent::Queued])
-        .await?;
+    let hooks =
+        crate::webhooks::app_hooks(&mut tx, run.team_id, run.app_id, &[RunEvent::Queued]).await?;
     let key = s.dialect.text_opt(run.idempotency_key.as_deref());
     if let Some(key) = &key {
         // With a key the app lock comes first, so the key is checked after
@@ -65,7 +65,10 @@ pub(crate) struct VersionDefaults {
 
 /// Reads [`VersionDefaults`] of `run.version_id`, which must belong to
 /// `run.app_id` of `run.team_id`.
-pub(crate) async fn version_defaults(tx: &mut crate::Tx, run: &NewRun) -> StoreResult<VersionDefaults> {
+pub(crate) async fn version_defaults(
+    tx: &mut crate::Tx,
+    run: &NewRun,
+) -> StoreResult<VersionDefaults> {
     let row = sqlx::query(
         "SELECT v.retries, v.retry_delay_ms, v.priority, v.version_no, a.slug AS app \
          FROM versions v JOIN apps a ON a.id = v.app_id \
@@ -181,7 +184,9 @@ pub(crate) async fn insert_run(
         .bind(version.version_no)
         .fetch_optional(&mut **tx)
         .await
-        .map_err(db::unique(|| "the run number was taken by a concurrent create".to_string()))?
+        .map_err(db::unique(|| {
+            "the run number was taken by a concurrent create".to_string()
+        }))?
         // no row: the app is not the team's (PostgreSQL's CTE updated none)
         .ok_or(StoreError::NotFound("version"))?;
     let created = db::run_from_row(&row)?;

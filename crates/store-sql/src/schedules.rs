@@ -360,8 +360,16 @@ pub(crate) async fn fire_schedule_tick(s: &SqlStore, f: FireTick) -> StoreResult
     };
     let version = version_defaults(&mut tx, &run).await?;
     let hooks = crate::webhooks::app_hooks(&mut tx, team_id, app_id, &[RunEvent::Queued]).await?;
-    let created = match insert_run(s, &mut tx, &run, &version, &hooks, None, Some((rec.id, ms(f.tick))))
-        .await
+    let created = match insert_run(
+        s,
+        &mut tx,
+        &run,
+        &version,
+        &hooks,
+        None,
+        Some((rec.id, ms(f.tick))),
+    )
+    .await
     {
         Ok(created) => created,
         // The unique (schedule_id, scheduled_for): this tick has its run.

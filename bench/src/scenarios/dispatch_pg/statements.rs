@@ -38,7 +38,10 @@ pub async fn report(
     .fetch_all(&mut *db)
     .await?;
     let runs = runs.max(1) as f64;
-    let total_ms: f64 = rows.iter().map(|r| r.get::<f64, _>("total_exec_time")).sum();
+    let total_ms: f64 = rows
+        .iter()
+        .map(|r| r.get::<f64, _>("total_exec_time"))
+        .sum();
     let calls: i64 = rows.iter().map(|r| r.get::<i64, _>("calls")).sum();
     r.note(format!(
         "pg_stat_statements: {:.1} statements and {:.0} µs of execution per run over {} distinct \
