@@ -323,6 +323,20 @@ impl Fixture {
         register(&self.store, &unique("runner"), env, max_concurrency).await
     }
 
+    /// The team's runs, newest first (at most 100).
+    pub async fn runs(&self) -> Vec<Run> {
+        self.store
+            .list_runs(
+                self.team.id,
+                &crate::RunFilter {
+                    limit: 100,
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap()
+    }
+
     /// The run as the team sees it now.
     pub async fn get(&self, run_id: i64) -> RunDetail {
         self.store
