@@ -11,9 +11,15 @@
 //! # How it is kept
 //! - *Fencing.* The warm interpreter (`forkserver/zygote.py`) is the child
 //!   of a supervisor in serve mode (`supervisor/serve.rs`), started per slot
-//!   and serving one run at a time. For a run it forks twice: the middle
-//!   process exits at once, so the run is orphaned and re-parented to the
-//!   supervisor, a subreaper, before the server answers with its pid. From
+//!   and serving one run at a time. For a run it clones itself with
+//!   `CLONE_PARENT`, so the run is born the supervisor's child (CPython's
+//!   fork hooks run around the raw `clone`, and glibc's cached thread id is
+//!   written by the kernel at its verified place: `_clone_for_parent`).
+//!   Where that cannot be done (not x86-64 with glibc), it forks twice: the
+//!   middle process exits at once, so the run is orphaned and re-parented
+//!   to the supervisor, a subreaper, before the server answers with its
+//!   pid; the middle's fork, faults and exit were 40% of a hello-world's
+//!   CPU. From
 //!   then on the run is that supervisor's child exactly as a script is its
 //!   attempt supervisor's: it waits for it, holds its fencing deadline
 //!   (`CLOCK_BOOTTIME`), signals its process group, kills
@@ -82,7 +88,10 @@
 //! runs a probe script through a fork server and through a plain start and
 //! compares everything it prints (environment, argv, path, `__main__`,
 //! modules, open descriptors, parent process, flags, exit code, atexit),
-//! and checks two forked runs get different random numbers; the fencing
+//! and checks two forked runs get different random numbers and that the
+//! servers cloned their runs (they reaped no middle process);
+//! `tests/fork_twice.rs` runs the same probe through the double fork
+//! (`MINITOWER_FORK_TWICE`, read by the server for that test); the fencing
 //! tests in `tests/fencing.rs` run their scripts through fork servers (the
 //! default), so a SIGKILLed or frozen runner, daemons and double forks and
 //! the fencing deadline are proven for forked runs too.

@@ -5,7 +5,9 @@
 # stderr as SCM_RIGHTS. The server double-forks: the grandchild is orphaned
 # at once, so it becomes the child of the supervisor (a subreaper), which
 # then waits for it, fences it and kills what it leaves behind; the server
-# answers {"pid": N} once the middle process is gone.
+# answers {"pid": N} once the middle process is gone. Where it can, the
+# server forks once instead (`_clone_for_parent`): the run is born the
+# supervisor's child, and no middle process costs a second fork.
 import sys
 _keep = set(sys.modules)
 
@@ -147,11 +149,77 @@ def _recv_exact(n, fds):
     return buf
 
 
+def _clone_for_parent():
+    # `os.fork()` with the run born the supervisor's child (CLONE_PARENT),
+    # so no middle process is needed: measured, the middle's fork, page
+    # faults and exit were 40% of a forked hello-world's CPU. It is what
+    # CPython's `os.fork` does (`PyOS_BeforeFork`, the fork, the
+    # `PyOS_AfterFork_*` hooks: locks re-made, `register_at_fork`
+    # callbacks, `random` re-seeded) around the raw `clone`, which bypasses
+    # glibc's `fork`: glibc's one piece of per-process state that matters,
+    # the thread id cached in the thread's descriptor (read by
+    # `pthread_getcpuclockid`, `pthread_kill`, PI mutexes), is written by
+    # the kernel (CLONE_CHILD_SETTID) at its place, which is checked here
+    # against our own id first. No glibc on x86-64, or a field that does
+    # not hold our id: None, and the server double-forks.
+    if os.environ.get("MINITOWER_FORK_TWICE"):  # the fallback, for its test
+        return None
+    try:
+        if os.uname().machine != "x86_64" or not os.confstr("CS_GNU_LIBC_VERSION").startswith("glibc 2."):
+            return None
+        libc = ctypes.CDLL(None)
+        libc.pthread_self.restype = ctypes.c_void_p
+        tid = libc.pthread_self() + 0x2d0  # offsetof(struct pthread, tid)
+        if ctypes.c_int.from_address(tid).value != os.getpid():
+            return None
+        call = ctypes.PyDLL(None, use_errno=True).syscall  # the GIL held, as in os.fork
+        call.restype = ctypes.c_long
+        api = ctypes.pythonapi
+        before, child, parent = api.PyOS_BeforeFork, api.PyOS_AfterFork_Child, api.PyOS_AfterFork_Parent
+    except Exception:
+        return None
+    flags = 0x00008000 | 0x01000000 | 17  # CLONE_PARENT | CLONE_CHILD_SETTID | SIGCHLD
+    tid = ctypes.c_void_p(tid)
+
+    def clone():
+        before()
+        pid = call(56, flags, None, None, tid, None)  # SYS_clone on x86-64
+        err = ctypes.get_errno()
+        if pid == 0:
+            child()
+            return 0
+        parent()
+        if pid < 0:
+            raise OSError(err, os.strerror(err))
+        return pid
+    return clone
+
+
+_clone = _clone_for_parent()
+
+
 def _serve():
+    global _clone
     while True:
         fds = []
         size = int.from_bytes(_recv_exact(8, fds), "big")
         msg = _recv_exact(size, fds)
+        if _clone is not None:
+            try:
+                pid = _clone()
+            except OSError as e:
+                if e.errno != 22:  # EINVAL: not allowed here; double-fork from now on
+                    pid = -1
+                else:
+                    _clone = None
+            if _clone is not None:
+                if pid == 0:
+                    return msg, fds, None
+                for fd in fds:
+                    os.close(fd)
+                reply = {"pid": pid} if pid > 0 else {"error": "fork failed"}
+                _sock.sendall(json.dumps(reply).encode() + b"\n")
+                continue
         r, w = os.pipe()
         mid = os.fork()
         if mid == 0:
@@ -181,61 +249,12 @@ def _serve():
         _sock.sendall(json.dumps(reply).encode() + b"\n")
 
 
-# Everything the server holds goes to the collector's permanent generation:
-# a run's collections (and its interpreter's final one) do not walk, and so
-# do not copy, the server's pages. Measured: half the CPU of a forked
-# hello-world run (see bench/README.md).
-import gc
-gc.freeze()
-del gc
-_msg, _fds, _mid = _serve()
-# The run's own process from here on: its own process group in the
-# supervisor's session, as a script the supervisor starts. First become the
-# supervisor's child (the middle process exits right after forking us) and
-# die with it.
-os.setpgid(0, 0)
-while os.getppid() == _mid:
-    os.sched_yield()
-_prctl(1, 9, 0, 0, 0)  # PR_SET_PDEATHSIG, SIGKILL
-if os.getppid() != _sup:
-    os._exit(1)
-_sock.close()
-_req = json.loads(_msg)
-os.dup2(_fds[0], 1)
-os.dup2(_fds[1], 2)
-for _fd in _fds:
-    if _fd > 2:
-        os.close(_fd)
-_fd = os.open(os.devnull, os.O_RDONLY)
-os.dup2(_fd, 0)
-os.close(_fd)
-os.chdir(_req["cwd"])
-os.environ.clear()
-os.environ.update(_req["env"])
-_script = _req["script"]
-_dir = os.path.dirname(_script)
-if os.path.islink(_script):
-    _dir = os.path.dirname(os.path.join(_dir, os.readlink(_script)))
-sys.path[:] = [_dir] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p] + _paths
-sys.argv[:] = [_script]
-sys.orig_argv[:] = [sys.executable, _script]
-# What the warm-up imported is not there for the script, as in a fresh
-# interpreter (a script importing json gets a module of its own).
-for _k in list(sys.modules):
-    if _k not in _keep:
-        del sys.modules[_k]
-sys.path_importer_cache.clear()
-sys.meta_path.insert(0, _warm)
-_main = types.ModuleType("__main__")
-_main.__file__ = _script
-_main.__cached__ = None
-_main.__builtins__ = builtins
-_main.__loader__ = _loader("__main__", _script)
-_main.__annotations__ = {}
-sys.modules["__main__"] = _main
 _exec, _compile, _open_code = exec, compile, io.open_code
 
 
+# Defined here, not after the fork: whatever a run's process builds from
+# the server's objects (as a frozenset of `_keep`) increfs each of them and
+# so copies its page.
 def _finish(code, sigint, fresh=frozenset(_keep), warm=_warm.modules, sys=sys, os=os):
     # The end of a run: what `Py_FinalizeEx` does that a script can see,
     # without tearing down the objects the run inherited from this server.
@@ -302,8 +321,72 @@ def _exit_code(e):
     return 1
 
 
-del _k, _req, _fd, _fds, _msg, _dir, _mid, _sup, _prctl, _sock, _paths, _loader, _keep, _warm
-del _recv_exact, _serve, os, socket, json, ctypes, builtins, io, types
+import gc
+# What the warm-up and the server imported is not there for a run, as in a
+# fresh interpreter (a script importing json gets a module of its own). It
+# is cut here, once: cut in each run, every entry's decref copied its
+# module's page (measured: 190 page faults, a third of a forked
+# hello-world's CPU). The server imports nothing after this; a run checks.
+for _k in list(sys.modules):
+    if _k not in _keep:
+        del sys.modules[_k]
+sys.path_importer_cache.clear()
+_cut = len(sys.modules)
+# Everything the server holds goes to the collector's permanent generation:
+# a run's collections (and its interpreter's final one) do not walk, and so
+# do not copy, the server's pages. Measured: half the CPU of a forked
+# hello-world run (see bench/README.md). Collected first, which also empties
+# CPython's free lists: a run's final collection would otherwise free, and
+# so copy, the server's pages they hold.
+gc.collect()
+gc.freeze()
+del gc
+_msg, _fds, _mid = _serve()
+# The run's own process from here on: its own process group in the
+# supervisor's session, as a script the supervisor starts. First become the
+# supervisor's child (cloned, it is at once; double-forked, once the middle
+# process has exited) and die with it.
+os.setpgid(0, 0)
+while _mid is not None and os.getppid() == _mid:
+    os.sched_yield()
+_prctl(1, 9, 0, 0, 0)  # PR_SET_PDEATHSIG, SIGKILL
+if os.getppid() != _sup:
+    os._exit(1)
+_sock.close()
+_req = json.loads(_msg)
+os.dup2(_fds[0], 1)
+os.dup2(_fds[1], 2)
+for _fd in _fds:
+    if _fd > 2:
+        os.close(_fd)
+_fd = os.open(os.devnull, os.O_RDONLY)
+os.dup2(_fd, 0)
+os.close(_fd)
+os.chdir(_req["cwd"])
+os.environ.clear()
+os.environ.update(_req["env"])
+_script = _req["script"]
+_dir = os.path.dirname(_script)
+if os.path.islink(_script):
+    _dir = os.path.dirname(os.path.join(_dir, os.readlink(_script)))
+sys.path[:] = [_dir] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p] + _paths
+sys.argv[:] = [_script]
+sys.orig_argv[:] = [sys.executable, _script]
+# Imported since the cut above (nothing, unless the server changes)
+if len(sys.modules) != _cut:
+    for _k in list(sys.modules):
+        if _k not in _keep:
+            del sys.modules[_k]
+if sys.path_importer_cache:
+    sys.path_importer_cache.clear()
+sys.meta_path.insert(0, _warm)
+_main = types.ModuleType("__main__")
+_main.__file__ = _script
+_main.__cached__ = None
+_main.__builtins__ = builtins
+_main.__loader__ = _loader("__main__", _script)
+_main.__annotations__ = {}
+sys.modules["__main__"] = _main
 _status, _sigint = 0, False
 try:
     with _open_code(_script) as _f:

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod probe;
+
 use minitower_client::{Client, VersionUpload};
 use minitower_core::api::{BootstrapTeamRequest, CreateRunRequest, LogLine, RunDetail, Version};
 use minitower_runner::RunnerConfig;
