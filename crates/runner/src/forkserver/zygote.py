@@ -178,12 +178,14 @@ def _clone_for_parent():
         before, child, parent = api.PyOS_BeforeFork, api.PyOS_AfterFork_Child, api.PyOS_AfterFork_Parent
     except Exception:
         return None
-    flags = 0x00008000 | 0x01000000 | 17  # CLONE_PARENT | CLONE_CHILD_SETTID | SIGCHLD
+    # `syscall` is variadic: every argument passed as a full word
+    number = ctypes.c_long(56)  # SYS_clone on x86-64
+    flags = ctypes.c_ulong(0x00008000 | 0x01000000 | 17)  # CLONE_PARENT | CLONE_CHILD_SETTID | SIGCHLD
     tid = ctypes.c_void_p(tid)
 
     def clone():
         before()
-        pid = call(56, flags, None, None, tid, None)  # SYS_clone on x86-64
+        pid = call(number, flags, None, None, tid, None)
         err = ctypes.get_errno()
         if pid == 0:
             child()
