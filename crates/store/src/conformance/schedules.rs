@@ -286,16 +286,7 @@ pub async fn racing_fires_create_one_run(store: Arc<dyn Store>) {
         }
     }
     assert_eq!(fired, 1);
-    let runs = store
-        .list_runs(
-            f.team.id,
-            &crate::RunFilter {
-                limit: 50,
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
+    let runs = f.runs().await;
     assert_eq!(runs.len(), 1);
 }
 
