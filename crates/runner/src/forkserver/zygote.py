@@ -10,6 +10,9 @@
 # supervisor's child, and no middle process costs a second fork.
 import sys
 _keep = set(sys.modules)
+# The path entries' finders a fresh interpreter has when its script starts
+# (the standard library's, site-packages'), their directory listings made.
+_finders = set(sys.path_importer_cache)
 
 
 # Warm modules (see forkserver.rs): these stdlib modules, and what they
@@ -332,7 +335,13 @@ import gc
 for _k in list(sys.modules):
     if _k not in _keep:
         del sys.modules[_k]
-sys.path_importer_cache.clear()
+# The finders a fresh interpreter has, and only those, are kept: a run finds
+# the standard library through their listings (refreshed when a directory's
+# mtime changes, as anywhere) instead of listing it again (measured: 208
+# entries read and hashed per run).
+for _k in list(sys.path_importer_cache):
+    if _k not in _finders:
+        del sys.path_importer_cache[_k]
 _cut = len(sys.modules)
 # Everything the server holds goes to the collector's permanent generation:
 # a run's collections (and its interpreter's final one) do not walk, and so
@@ -379,8 +388,12 @@ if len(sys.modules) != _cut:
     for _k in list(sys.modules):
         if _k not in _keep:
             del sys.modules[_k]
-if sys.path_importer_cache:
-    sys.path_importer_cache.clear()
+if len(sys.path_importer_cache) != len(_finders):
+    for _k in list(sys.path_importer_cache):
+        if _k not in _finders:
+            del sys.path_importer_cache[_k]
+# As `python script.py` leaves it: the script's path has no importer.
+sys.path_importer_cache[_script] = None
 sys.meta_path.insert(0, _warm)
 _main = types.ModuleType("__main__")
 _main.__file__ = _script

@@ -14,10 +14,13 @@ use serde_json::json;
 /// child.
 pub async fn forked_and_fresh_runs_compared(forks_twice: bool) {
     let h = Harness::start().await;
-    let probe = r#"import os, sys, json, signal, random
+    let probe = r#"import sys
+importers = sorted((k, type(v).__name__) for k, v in sys.path_importer_cache.items())
+import os, json, signal, random
 ws = os.getcwd()
 def n(x):
     return json.dumps(x).replace(ws, "<WS>")
+print("importers", n(importers))
 skip = ("MINITOWER_RUN_ID", "MINITOWER_RUN_NO", "MINITOWER_INPUT", "MINITOWER_ATTEMPT_NO")
 print("env", n(sorted((k, v) for k, v in os.environ.items() if k not in skip)))
 print("argv", n(sys.argv), n(sys.orig_argv))
