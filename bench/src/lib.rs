@@ -115,7 +115,7 @@ pub struct Options {
     #[arg(long, default_value_t = 32)]
     pub dispatch_inflight: usize,
     /// dispatch, dispatch-pg: the runner protocol the simulated runners speak.
-    #[arg(long, value_enum, default_value_t = scenarios::dispatch::Protocol::Fast)]
+    #[arg(long, value_enum, default_value_t = scenarios::dispatch::Protocol::Chained)]
     pub dispatch_protocol: scenarios::dispatch::Protocol,
     /// latency: measured runs (one warm-up run comes first).
     #[arg(long, default_value_t = 40)]

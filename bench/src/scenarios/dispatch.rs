@@ -24,8 +24,12 @@ use tokio::task::JoinSet;
 /// Which runner protocol the simulated runners speak.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Protocol {
+    /// Lease that starts, result with the log line that also leases the
+    /// next run: one call per run while the queue has work, as the real
+    /// runner does.
+    Chained,
     /// Lease that starts, result with the log line: two calls per run, as
-    /// the real runner does.
+    /// runners did before results leased the next run.
     Fast,
     /// Lease, start, logs, result: four calls per run, as runners before
     /// the fast path (and other clients of the original contract) do.
@@ -193,17 +197,29 @@ pub async fn drive(
                 exit_code: Some(0),
                 error_message: None,
             };
+            // A run leased with the previous result (`Chained`); while a
+            // task holds one, that run is not completed yet, so the loop
+            // goes on to it.
+            let mut next = None;
             while completed.load(Ordering::SeqCst) < runs {
-                let t = Instant::now();
-                let leased = match protocol {
-                    Protocol::Fast => client.lease_and_start(LEASE_WAIT).await?,
-                    Protocol::Classic => client.lease(LEASE_WAIT).await?,
+                let lease = match next.take() {
+                    Some(l) => l,
+                    None => {
+                        let t = Instant::now();
+                        let leased = match protocol {
+                            Protocol::Chained | Protocol::Fast => {
+                                client.lease_and_start(LEASE_WAIT).await?
+                            }
+                            Protocol::Classic => client.lease(LEASE_WAIT).await?,
+                        };
+                        let Some(lease) = leased else {
+                            empty += 1;
+                            continue;
+                        };
+                        calls.lease.push(t.elapsed());
+                        lease
+                    }
                 };
-                let Some(lease) = leased else {
-                    empty += 1;
-                    continue;
-                };
-                calls.lease.push(t.elapsed());
                 let id = lease.run_id;
                 let tok = lease.lease_token.as_str();
                 let line = NewLogLine {
@@ -217,8 +233,15 @@ pub async fn drive(
                     // The fast path: started with the lease, the line goes
                     // with the result (what the real runner does).
                     let t = Instant::now();
-                    let report = ResultReport::new(&result, vec![line]);
-                    client.result_with_logs(id, tok, &report).await?;
+                    let report = ResultReport {
+                        lease_next: protocol == Protocol::Chained,
+                        ..ResultReport::new(&result, vec![line])
+                    };
+                    next = client
+                        .result_with_logs(id, tok, &report)
+                        .await?
+                        .next
+                        .map(|l| *l);
                     let done = Instant::now();
                     calls.result.push(done - t);
                     done
@@ -434,14 +457,11 @@ async fn measure(opts: &Options, stack: &Stack, shared: &mut Shared) -> Result<S
     r.detail("server_per_run", per_run);
     r.detail("bench_per_run", b0.per_run(&b1, out.runs));
     r.detail("empty_leases", out.empty_leases);
-    let calls_per_run = match opts.dispatch_protocol {
-        Protocol::Fast => 3.0,
-        Protocol::Classic => 5.0,
-    };
-    r.detail(
-        "requests_per_second",
-        out.runs as f64 * calls_per_run / wall,
-    );
+    // the create, and each runner call made
+    let c = &out.calls;
+    let calls = out.runs + c.lease.len() + c.start.len() + c.logs.len() + c.result.len();
+    r.detail("requests_per_run", calls as f64 / out.runs as f64);
+    r.detail("requests_per_second", calls as f64 / wall);
     shared.dispatch_server_peak_mib = Some(s1.hwm_mib);
     shared.dispatch_server_idle_mib = Some(idle.rss_mib);
     Ok(r)

@@ -612,6 +612,12 @@ pub struct ResultReport {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(pattern = "^[0-9a-f]{40}([0-9a-f]{24})?$")]
     pub source_commit: Option<String>,
+    /// Lease this runner's next run in the same call, started (as a lease
+    /// with `start`): the answer's `next`. Never waits; with nothing to
+    /// lease `next` is left out and the runner long-polls as usual. A server
+    /// without this ignores it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub lease_next: bool,
 }
 
 impl ResultReport {
@@ -623,6 +629,7 @@ impl ResultReport {
             error_message: result.error_message.clone(),
             logs,
             source_commit: None,
+            lease_next: false,
         }
     }
 
@@ -644,6 +651,10 @@ impl ResultReport {
 pub struct ResultAck {
     pub status: AttemptStatus,
     pub run_status: RunStatus,
+    /// The runner's next run, leased and started, when the result asked
+    /// for it (`lease_next`) and one was queued.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<Box<Lease>>,
 }
 
 /// Whether a runner is heard from.

@@ -78,14 +78,21 @@ pub struct LeaseCall {
     pub answered: Instant,
 }
 
-/// Runs one leased attempt to its end; never fails, problems become the result.
+/// A run leased with the previous one's result, and when that call went.
+pub type Next = Option<(Lease, LeaseCall)>;
+
+/// Runs one leased attempt to its end; never fails, problems become the
+/// result. Unless `stop` is cancelled by then, the result also leases the
+/// slot's next run (one call at the end of a run instead of two), which is
+/// returned for the slot to run at once.
 pub async fn run(
     shared: Arc<Shared>,
     session: Arc<Session>,
     slot: usize,
     lease: Lease,
     call: LeaseCall,
-) {
+    stop: &CancellationToken,
+) -> Next {
     let run_id = lease.run_id;
     let (_, client) = session.client().await;
     tracing::info!(run_id, attempt = lease.attempt_no, app = %lease.app, version = lease.version_no, "leased");
@@ -158,6 +165,7 @@ pub async fn run(
         }
     };
 
+    let mut next = None;
     match outcome {
         Outcome::Fenced => {
             shipper.abandon();
@@ -176,7 +184,19 @@ pub async fn run(
             };
             if let Some(tail) = tail.filter(|_| !signals.fenced.is_cancelled()) {
                 let commit = commit.get().map(String::as_str);
-                send_result(&session, &lease, &result, tail, commit, &signals).await;
+                // Only a server with the fast path (a started lease) may
+                // know `lease_next`; an older one would ignore it anyway.
+                let ask =
+                    lease.started.is_some() && !stop.is_cancelled() && !shared.force.is_cancelled();
+                let sent = Instant::now();
+                let leased =
+                    send_result(&session, &lease, &result, tail, commit, ask, &signals).await;
+                // `sent` is before the first try: a fencing deadline from
+                // it is never late.
+                next = leased.map(|l| {
+                    let answered = Instant::now();
+                    (*l, LeaseCall { sent, answered })
+                });
             }
         }
         Outcome::Release(why) => {
@@ -187,6 +207,7 @@ pub async fn run(
     }
     keeper.stop().await;
     drop(workspace);
+    next
 }
 
 async fn prepare(

@@ -24,7 +24,17 @@ pub async fn lease_loop(
     session: Arc<Session>,
     stop: CancellationToken,
 ) -> Result<(), RunnerError> {
-    while !stop.is_cancelled() {
+    // A run leased with the previous one's result is run even when the
+    // stop came meanwhile, as one leased just before it would be.
+    let mut next: attempt::Next = None;
+    loop {
+        if let Some((lease, call)) = next.take() {
+            next = attempt::run(shared.clone(), session.clone(), slot, lease, call, &stop).await;
+            continue;
+        }
+        if stop.is_cancelled() {
+            break;
+        }
         let (generation, client) = session.client().await;
         // A lease granted while this call is abandoned is not lost for good:
         // it expires and the run is retried.
@@ -39,7 +49,8 @@ pub async fn lease_loop(
                     sent,
                     answered: Instant::now(),
                 };
-                attempt::run(shared.clone(), session.clone(), slot, lease, call).await;
+                next =
+                    attempt::run(shared.clone(), session.clone(), slot, lease, call, &stop).await;
             }
             Ok(None) => {}
             Err(e) if e.status() == Some(401) => {

@@ -386,6 +386,7 @@ async fn complete_held(
             ack: ResultAck {
                 status: attempt,
                 run_status: t.run,
+                next: None,
             },
             finished: None,
             retry: None,
@@ -542,6 +543,7 @@ pub(crate) async fn end_attempt(
         ack: ResultAck {
             status: e.attempt,
             run_status: e.run,
+            next: None,
         },
         retry: match retry_at {
             Some(at) => Some(Retrying {

@@ -100,19 +100,24 @@ pub(super) fn exit_outcome(e: &Ending) -> Outcome {
 /// fenced. A 401 (the runner token was rotated, e.g. by a second process
 /// with the same name) registers again and retries with the new token.
 /// The last log lines and a git source's commit go in the same body (a
-/// server without them ignores both fields).
+/// server without them ignores both fields). With `lease_next` the same
+/// call leases this slot's next run, which it returns (a server without
+/// this returns none, and the slot long-polls as before).
 pub(super) async fn send_result(
     session: &Session,
     lease: &Lease,
     result: &ResultRequest,
     tail: Vec<NewLogLine>,
     source_commit: Option<&str>,
+    lease_next: bool,
     signals: &Signals,
-) {
+) -> Option<Box<Lease>> {
     let run_id = lease.run_id;
     let delays = Delays::new(Duration::from_millis(100), Duration::from_secs(5));
-    let report = (!tail.is_empty() || source_commit.is_some()).then(|| ResultReport {
+    let plain = tail.is_empty() && source_commit.is_none() && !lease_next;
+    let report = (!plain).then(|| ResultReport {
         source_commit: source_commit.map(str::to_string),
+        lease_next,
         ..ResultReport::new(result, tail)
     });
     let report = report.as_ref();
@@ -131,12 +136,15 @@ pub(super) async fn send_result(
     )
     .await;
     match answer {
-        Ok(ack) => tracing::info!(
-            run_id,
-            status = result.status.as_str(),
-            run_status = ack.run_status.as_str(),
-            "result reported"
-        ),
+        Ok(ack) => {
+            tracing::info!(
+                run_id,
+                status = result.status.as_str(),
+                run_status = ack.run_status.as_str(),
+                "result reported"
+            );
+            return ack.next;
+        }
         Err(CallError::LeaseGone) => {
             tracing::warn!(run_id, "lease gone before the result was reported");
             signals.fenced.cancel();
@@ -147,6 +155,7 @@ pub(super) async fn send_result(
         }
         Err(CallError::Refused(e)) => tracing::error!(run_id, error = %e, "result refused"),
     }
+    None
 }
 
 /// Hands the run back without spending a retry. A server without the
@@ -183,7 +192,7 @@ pub(super) async fn release(
                 exit_code: None,
                 error_message: Some(why.into()),
             };
-            send_result(session, lease, &result, Vec::new(), None, signals).await
+            send_result(session, lease, &result, Vec::new(), None, false, signals).await;
         }
         Err(CallError::Refused(e)) => {
             tracing::warn!(run_id, error = %e, "could not hand the run back; its lease will expire")

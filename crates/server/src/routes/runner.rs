@@ -131,40 +131,14 @@ pub async fn lease(
         };
         let leased = match queue {
             Some(q) if !q.leasable_now => None,
-            _ => {
-                let lease_token = new_secret("mtl");
-                st.store
-                    .lease(
-                        &runner,
-                        &lease_token,
-                        &hash_token(&lease_token),
-                        LeaseParams {
-                            // The fast path: the store starts the attempt in
-                            // the lease's own transaction (`started` in the
-                            // answer).
-                            start: req.start,
-                            ..params(&st)
-                        },
-                    )
-                    .await?
-                    .map(|l| (l, lease_token))
-            }
+            // The fast path: the store starts the attempt in the lease's
+            // own transaction (`started` in the answer).
+            _ => take_next(&st, &runner, req.start).await?,
         };
         drop(turn);
-        if let Some((mut l, lease_token)) = leased {
-            match crate::lease_secrets::for_run(&st, &l.secrets) {
-                Ok(secrets) => l.lease.secrets = secrets,
-                Err(why) => {
-                    fail_undeliverable(&st, &runner, &l, &hash_token(&lease_token), why).await?;
-                    continue;
-                }
-            }
-            let wait_s = (st.now() - l.queued_at).num_milliseconds() as f64 / 1000.0;
-            st.metrics
-                .run_leased(&l.labels.team, &l.labels.app, &l.labels.environment, wait_s);
-            st.notifier.run_changed(l.lease.run_id);
-            let id = l.lease.run_id;
-            return Ok(RunIdExt::attach(id, Json(l.lease).into_response()));
+        if let Some(l) = leased {
+            let id = l.run_id;
+            return Ok(RunIdExt::attach(id, Json(l).into_response()));
         }
         // A run waiting for its failure retry wakes this call when it is due
         // (nothing else announces that moment).
@@ -199,6 +173,44 @@ pub async fn lease(
             }
         }
         woken = true;
+    }
+}
+
+/// One try at the runner's next run: leased (and started with `start`),
+/// its secrets attached, or `None` when nothing is leasable now. A run whose
+/// secrets cannot be delivered is failed and the next one tried. Used by
+/// the long-poll and by a result that asks for the next lease.
+async fn take_next(
+    st: &State,
+    runner: &minitower_store::RunnerIdentity,
+    start: bool,
+) -> ApiResult<Option<Lease>> {
+    loop {
+        let lease_token = new_secret("mtl");
+        let lease_hash = hash_token(&lease_token);
+        let params = LeaseParams {
+            start,
+            ..params(st)
+        };
+        let Some(mut l) = st
+            .store
+            .lease(runner, &lease_token, &lease_hash, params)
+            .await?
+        else {
+            return Ok(None);
+        };
+        match crate::lease_secrets::for_run(st, &l.secrets) {
+            Ok(secrets) => l.lease.secrets = secrets,
+            Err(why) => {
+                fail_undeliverable(st, runner, &l, &lease_hash, why).await?;
+                continue;
+            }
+        }
+        let wait_s = (st.now() - l.queued_at).num_milliseconds() as f64 / 1000.0;
+        st.metrics
+            .run_leased(&l.labels.team, &l.labels.app, &l.labels.environment, wait_s);
+        st.notifier.run_changed(l.lease.run_id);
+        return Ok(Some(l.lease));
     }
 }
 
@@ -338,6 +350,7 @@ pub async fn result(
     if let Some(c) = &commit {
         check_commit(c)?;
     }
+    let lease_next = report.lease_next;
     let (mut req, mut lines) = report.split();
     if let Some(m) = req.error_message.as_mut() {
         truncate_utf8(m, MAX_ERROR_BYTES);
@@ -365,7 +378,19 @@ pub async fn result(
         st.metrics
             .failure_retry_scheduled(&r.labels.team, &r.labels.app);
     }
-    Ok(RunIdExt::attach(id, Json(outcome.ack).into_response()))
+    let mut ack = outcome.ack;
+    if lease_next {
+        // The result is committed whatever happens here: a lease that
+        // fails is left to the runner's next long-poll.
+        ack.next = match take_next(&st, &runner, true).await {
+            Ok(next) => next.map(Box::new),
+            Err(e) => {
+                tracing::warn!(run_id = id, error = %e.message, "leasing the next run with a result failed");
+                None
+            }
+        };
+    }
+    Ok(RunIdExt::attach(id, Json(ack).into_response()))
 }
 
 /// Hands a leased or running attempt back without spending a retry (the

@@ -1,0 +1,156 @@
+//! A result that leases the runner's next run (`lease_next`): while the
+//! queue has work, a run needs one runner call at its end instead of a
+//! result and a lease. The next run comes started, within the runner's
+//! concurrency, and only when asked for.
+
+mod common;
+
+use common::*;
+use minitower_core::api::*;
+use minitower_core::{AttemptStatus, ResultStatus, RunStatus};
+use std::time::Duration;
+
+/// A completed result with one log line, asking for the next lease or not.
+fn report(lease_next: bool) -> ResultReport {
+    ResultReport {
+        lease_next,
+        ..ResultReport::new(
+            &result_req(ResultStatus::Completed, Some(0)),
+            vec![line(1, "done")],
+        )
+    }
+}
+
+async fn fast_lease(runner: &minitower_client::Client) -> Lease {
+    runner
+        .lease_and_start(Duration::ZERO)
+        .await
+        .unwrap()
+        .expect("a lease")
+}
+
+#[tokio::test]
+async fn a_result_that_asks_leases_the_next_run_started() {
+    let app = spawn_app().await;
+    let team = app.team("acme").await;
+    app_with_version(&team, "hello").await;
+    let runner = app.runner("runner-1", None).await;
+    let first = queue_run(&team, "hello", None).await;
+    let second = queue_run(&team, "hello", None).await;
+
+    let lease = fast_lease(&runner).await;
+    assert_eq!(lease.run_id, first.id);
+    let ack = runner
+        .result_with_logs(first.id, &lease.lease_token, &report(true))
+        .await
+        .unwrap();
+    assert_eq!(ack.run_status, RunStatus::Completed);
+    let next = ack.next.expect("the second run came with the result");
+    assert_eq!(next.run_id, second.id);
+    let state = next.started.clone().expect("the next lease is started");
+    assert_eq!(
+        (state.status, state.run_status),
+        (AttemptStatus::Running, RunStatus::Running)
+    );
+    let detail = team.get_run(second.id).await.unwrap();
+    assert_eq!(detail.run.status, RunStatus::Running);
+    assert!(detail.run.started_at.is_some());
+
+    // Its lease token is the one that works; with the queue empty the
+    // last result brings nothing, and the run ends as any other.
+    let ack = runner
+        .result_with_logs(second.id, &next.lease_token, &report(true))
+        .await
+        .unwrap();
+    assert_eq!(ack.run_status, RunStatus::Completed);
+    assert!(ack.next.is_none(), "nothing was queued");
+    let logs = team.logs(second.id, 0).await.unwrap();
+    assert_eq!(logs.len(), 1);
+    assert_eq!(logs[0].attempt_no, 1);
+}
+
+#[tokio::test]
+async fn a_result_that_does_not_ask_leases_nothing() {
+    let app = spawn_app().await;
+    let team = app.team("acme").await;
+    app_with_version(&team, "hello").await;
+    let runner = app.runner("runner-1", None).await;
+    let first = queue_run(&team, "hello", None).await;
+    let second = queue_run(&team, "hello", None).await;
+    let lease = fast_lease(&runner).await;
+    let ack = runner
+        .result_with_logs(first.id, &lease.lease_token, &report(false))
+        .await
+        .unwrap();
+    assert!(ack.next.is_none());
+    assert_eq!(
+        team.get_run(second.id).await.unwrap().run.status,
+        RunStatus::Queued,
+        "the second run waits for a lease"
+    );
+}
+
+/// A result repeated after its answer was lost leases again only within
+/// the runner's concurrency: the lost answer's run holds the freed slot.
+#[tokio::test]
+async fn a_repeated_result_never_leases_past_the_runners_concurrency() {
+    let app = spawn_app().await;
+    let team = app.team("acme").await;
+    app_with_version(&team, "hello").await;
+    let runner = app.runner("runner-2", Some(2)).await;
+    let mut runs = Vec::new();
+    for _ in 0..4 {
+        runs.push(queue_run(&team, "hello", None).await);
+    }
+    let a = fast_lease(&runner).await;
+    let b = fast_lease(&runner).await;
+    assert_eq!((a.run_id, b.run_id), (runs[0].id, runs[1].id));
+
+    let lost = runner
+        .result_with_logs(a.run_id, &a.lease_token, &report(true))
+        .await
+        .unwrap();
+    assert_eq!(lost.next.expect("a third run").run_id, runs[2].id);
+    let again = runner
+        .result_with_logs(a.run_id, &a.lease_token, &report(true))
+        .await
+        .unwrap();
+    assert_eq!(again.run_status, RunStatus::Completed);
+    assert!(
+        again.next.is_none(),
+        "the runner already holds two runs: no fourth"
+    );
+    assert_eq!(
+        team.get_run(runs[3].id).await.unwrap().run.status,
+        RunStatus::Queued
+    );
+}
+
+/// A result the server refuses leases nothing.
+#[tokio::test]
+async fn a_refused_result_leases_nothing() {
+    let app = spawn_app().await;
+    let team = app.team("acme").await;
+    app_with_version(&team, "hello").await;
+    let runner = app.runner("runner-1", None).await;
+    let first = queue_run(&team, "hello", None).await;
+    let second = queue_run(&team, "hello", None).await;
+    let lease = fast_lease(&runner).await;
+    let mut bad = report(true);
+    bad.logs[0].stream = "NOT A STREAM".into();
+    expect_api_err(
+        runner
+            .result_with_logs(first.id, &lease.lease_token, &bad)
+            .await,
+        400,
+        "invalid_request",
+    );
+    let wrong = runner
+        .result_with_logs(first.id, "mtl_not_the_token", &report(true))
+        .await;
+    assert!(wrong.is_err(), "a wrong lease token is refused");
+    assert_eq!(
+        team.get_run(second.id).await.unwrap().run.status,
+        RunStatus::Queued
+    );
+}
