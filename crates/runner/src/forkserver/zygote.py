@@ -260,7 +260,11 @@ _exec, _compile, _open_code = exec, compile, io.open_code
 # Defined here, not after the fork: whatever a run's process builds from
 # the server's objects (as a frozenset of `_keep`) increfs each of them and
 # so copies its page.
-def _finish(code, sigint, fresh=frozenset(_keep), warm=_warm.modules, sys=sys, os=os):
+import atexit as _atexit, gc as _gc
+
+
+def _finish(code, sigint, fresh=frozenset(_keep), warm=_warm.modules, sys=sys, os=os,
+            atexit=_atexit, gc=_gc):
     # The end of a run: what `Py_FinalizeEx` does that a script can see,
     # without tearing down the objects the run inherited from this server.
     # That teardown decrefs every inherited object, copying each of the
@@ -280,7 +284,9 @@ def _finish(code, sigint, fresh=frozenset(_keep), warm=_warm.modules, sys=sys, o
             threading._shutdown()
         except BaseException as e:
             sys.excepthook(type(e), e, e.__traceback__)
-    import atexit
+    # `atexit` and `gc` are the server's module objects (imported in each
+    # run they cost ~0.1 ms): both act on the interpreter's own state, and
+    # neither is in a fresh interpreter's `sys.modules`, nor put there.
     atexit._run_exitfuncs()
     made = [(n, m) for n, m in sys.modules.items()
             if n == "__main__" or (n not in fresh and m is not warm.get(n))]
@@ -297,7 +303,6 @@ def _finish(code, sigint, fresh=frozenset(_keep), warm=_warm.modules, sys=sys, o
                     d[k] = None
         d = None
     del made
-    import gc
     gc.collect()
     for s in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
         try:
@@ -374,7 +379,10 @@ _fd = os.open(os.devnull, os.O_RDONLY)
 os.dup2(_fd, 0)
 os.close(_fd)
 os.chdir(_req["cwd"])
-os.environ.clear()
+# One variable at a time: `os.environ.clear()` pops from a fresh iterator
+# each time, quadratic in the variables (measured: 40-120 µs for 25).
+for _k in list(os.environ):
+    del os.environ[_k]
 os.environ.update(_req["env"])
 _script = _req["script"]
 _dir = os.path.dirname(_script)
