@@ -1,7 +1,9 @@
 //! The lease loop: one per concurrency slot.
 //!
 //! Each loop long-polls for a lease (so a waiting runner gets new work at
-//! once), runs the attempt to its end, and asks again. The poll interval is
+//! once), runs the attempt to its end, and asks again; while the queue has
+//! work, the attempt's result brings the next lease and the loop runs it
+//! without a lease call of its own. The poll interval is
 //! only the pause after a failed call. A 401 means the runner token was
 //! rotated or revoked: register again and carry on.
 
