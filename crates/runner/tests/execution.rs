@@ -437,26 +437,6 @@ async fn example_with_local_source_dependency() {
     runner.stop().await;
 }
 
-/// Requests the server counted for `method` on a route template, from
-/// `/metrics` (all statuses).
-async fn route_calls(url: &str, method: &str, path: &str) -> u64 {
-    let text = reqwest::get(format!("{url}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .filter(|l| {
-            l.starts_with("minitower_http_requests_total{") || l.starts_with("http_requests_total{")
-        })
-        .filter(|l| {
-            l.contains(&format!("method=\"{method}\"")) && l.contains(&format!("path=\"{path}\""))
-        })
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum::<f64>() as u64
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_run_takes_the_fast_path_lease_that_starts_and_result_with_logs() {
     let h = Harness::start().await;
@@ -470,20 +450,20 @@ async fn a_run_takes_the_fast_path_lease_that_starts_and_result_with_logs() {
     let done = h.finished(id).await;
     assert_eq!(done.run.status, RunStatus::Completed, "{:?}", done.run);
     assert!(h.logs(id).await.iter().any(|l| l.line == "Hello, fast!"));
-    let leases = route_calls(&h.url, "POST", "/api/v1/runs/lease").await;
+    let leases = common::route_calls(&h.url, "POST", "/api/v1/runs/lease").await;
     assert!(leases >= 1, "the lease route is counted: {leases}");
     assert_eq!(
-        route_calls(&h.url, "POST", "/api/v1/runs/{run}/start").await,
+        common::route_calls(&h.url, "POST", "/api/v1/runs/{run}/start").await,
         0,
         "the lease started the attempt"
     );
     assert_eq!(
-        route_calls(&h.url, "POST", "/api/v1/runs/{run}/logs").await,
+        common::route_calls(&h.url, "POST", "/api/v1/runs/{run}/logs").await,
         0,
         "the only output line went with the result"
     );
     assert_eq!(
-        route_calls(&h.url, "POST", "/api/v1/runs/{run}/result").await,
+        common::route_calls(&h.url, "POST", "/api/v1/runs/{run}/result").await,
         1
     );
     runner.stop().await;

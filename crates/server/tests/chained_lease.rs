@@ -8,7 +8,6 @@ mod common;
 use common::*;
 use minitower_core::api::*;
 use minitower_core::{AttemptStatus, ResultStatus, RunStatus};
-use std::time::Duration;
 
 /// A completed result with one log line, asking for the next lease or not.
 fn report(lease_next: bool) -> ResultReport {
@@ -21,22 +20,22 @@ fn report(lease_next: bool) -> ResultReport {
     }
 }
 
-async fn fast_lease(runner: &minitower_client::Client) -> Lease {
-    runner
-        .lease_and_start(Duration::ZERO)
-        .await
-        .unwrap()
-        .expect("a lease")
-}
-
-#[tokio::test]
-async fn a_result_that_asks_leases_the_next_run_started() {
-    let app = spawn_app().await;
+/// A team with app `hello`, runner `runner-1` and two queued runs.
+async fn two_queued(
+    app: &TestApp,
+) -> (minitower_client::Client, minitower_client::Client, Run, Run) {
     let team = app.team("acme").await;
     app_with_version(&team, "hello").await;
     let runner = app.runner("runner-1", None).await;
     let first = queue_run(&team, "hello", None).await;
     let second = queue_run(&team, "hello", None).await;
+    (team, runner, first, second)
+}
+
+#[tokio::test]
+async fn a_result_that_asks_leases_the_next_run_started() {
+    let app = spawn_app().await;
+    let (team, runner, first, second) = two_queued(&app).await;
 
     let lease = fast_lease(&runner).await;
     assert_eq!(lease.run_id, first.id);
@@ -72,11 +71,7 @@ async fn a_result_that_asks_leases_the_next_run_started() {
 #[tokio::test]
 async fn a_result_that_does_not_ask_leases_nothing() {
     let app = spawn_app().await;
-    let team = app.team("acme").await;
-    app_with_version(&team, "hello").await;
-    let runner = app.runner("runner-1", None).await;
-    let first = queue_run(&team, "hello", None).await;
-    let second = queue_run(&team, "hello", None).await;
+    let (team, runner, first, second) = two_queued(&app).await;
     let lease = fast_lease(&runner).await;
     let ack = runner
         .result_with_logs(first.id, &lease.lease_token, &report(false))
@@ -130,11 +125,7 @@ async fn a_repeated_result_never_leases_past_the_runners_concurrency() {
 #[tokio::test]
 async fn a_refused_result_leases_nothing() {
     let app = spawn_app().await;
-    let team = app.team("acme").await;
-    app_with_version(&team, "hello").await;
-    let runner = app.runner("runner-1", None).await;
-    let first = queue_run(&team, "hello", None).await;
-    let second = queue_run(&team, "hello", None).await;
+    let (team, runner, first, second) = two_queued(&app).await;
     let lease = fast_lease(&runner).await;
     let mut bad = report(true);
     bad.logs[0].stream = "NOT A STREAM".into();

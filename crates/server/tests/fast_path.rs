@@ -18,15 +18,6 @@ async fn queued(app: &TestApp) -> (minitower_client::Client, minitower_client::C
     (team, runner, run)
 }
 
-/// A lease asked for with `start: true`.
-async fn fast_lease(runner: &minitower_client::Client) -> Lease {
-    runner
-        .lease_and_start(Duration::ZERO)
-        .await
-        .unwrap()
-        .expect("a lease")
-}
-
 #[tokio::test]
 async fn a_lease_that_starts_and_a_result_with_logs_run_a_run_in_two_calls() {
     let app = spawn_app().await;

@@ -406,3 +406,23 @@ impl Proxy {
         self.partition.send_replace(on);
     }
 }
+
+/// Requests the server counted for `method` on a route template, from
+/// `/metrics` (all statuses).
+pub async fn route_calls(url: &str, method: &str, path: &str) -> u64 {
+    let text = reqwest::get(format!("{url}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .filter(|l| {
+            l.starts_with("minitower_http_requests_total{") || l.starts_with("http_requests_total{")
+        })
+        .filter(|l| {
+            l.contains(&format!("method=\"{method}\"")) && l.contains(&format!("path=\"{path}\""))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}

@@ -230,6 +230,16 @@ pub async fn lease_now(runner: &Client) -> Lease {
         .expect("a lease")
 }
 
+/// A lease asked for with `start: true` (the fast path: started in the
+/// lease's own transaction).
+pub async fn fast_lease(runner: &Client) -> Lease {
+    runner
+        .lease_and_start(Duration::ZERO)
+        .await
+        .expect("lease call")
+        .expect("a lease")
+}
+
 /// A lease that was acknowledged with `start` (its script "ran": an expiry
 /// spends a retry, unlike one of an attempt that never started).
 pub async fn lease_started(runner: &Client) -> Lease {
