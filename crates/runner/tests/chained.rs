@@ -4,9 +4,11 @@
 
 mod common;
 
-use common::{Harness, RunnerHandle, DEADLINE};
+use common::{Harness, Proxy, RunnerHandle, DEADLINE};
+use minitower_core::AttemptStatus;
 use minitower_core::RunStatus;
 use serde_json::json;
+use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn queued_runs_are_taken_with_the_previous_result() {
@@ -78,4 +80,54 @@ async fn a_draining_runner_takes_no_next_run_with_its_result() {
         assert_eq!(r.run.status, RunStatus::Queued, "{:?}", r.run);
         assert!(r.attempts.is_empty(), "never leased: {:?}", r.attempts);
     }
+}
+
+/// The answer to a result that leased the next run is lost: the runner
+/// retries the result (applied once), the run that answer carried never
+/// runs on its first attempt, expires with its lease, and runs again; no
+/// run is lost or run twice.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lost_answer_leaves_its_next_run_to_expire_and_run_again() {
+    let h = Harness::start_with(|c| {
+        c.lease_ttl = Duration::from_secs(3);
+        c.expiry_check_interval = Duration::from_millis(200);
+    })
+    .await;
+    let script = "import os\nprint('attempt', os.environ['MINITOWER_ATTEMPT_NO'])\n";
+    h.deploy("hello", &[("main.py", script)], "main.py", Some(60))
+        .await;
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        ids.push(h.trigger("hello", json!({})).await);
+    }
+    let addr = h.url.trim_start_matches("http://").to_string();
+    let proxy = Proxy::start(&addr).await;
+    proxy.lose_answer_to("/result HTTP/1.1");
+    let runner = RunnerHandle::spawn(h.runner_config_for(&proxy.url, "r1"));
+    let mut attempts = Vec::new();
+    for id in &ids {
+        let done = h.finished(*id).await;
+        assert_eq!(done.run.status, RunStatus::Completed, "{:?}", done);
+        attempts.push(done.attempts);
+    }
+    assert!(proxy.answer_lost(), "the first result's answer was lost");
+    // The first run's result was applied once; the second run came with
+    // the lost answer, started but never run: it expired, then ran.
+    assert_eq!(attempts[0].len(), 1, "{:?}", attempts[0]);
+    assert_eq!(attempts[1].len(), 2, "{:?}", attempts[1]);
+    assert_eq!(attempts[1][0].status, AttemptStatus::Expired);
+    assert_eq!(attempts[1][1].status, AttemptStatus::Completed);
+    assert_eq!(attempts[2].len(), 1, "{:?}", attempts[2]);
+    // Started with the lost answer, so its expiry spent a retry (the
+    // server cannot tell it never ran), as a lost fast-path lease's does.
+    let second = h.team.get_run(ids[1]).await.unwrap();
+    assert_eq!(second.run.retry_count, 1);
+    let lines: Vec<String> = h.logs(ids[1]).await.into_iter().map(|l| l.line).collect();
+    assert_eq!(
+        lines.iter().filter(|l| l.starts_with("attempt")).count(),
+        1,
+        "{lines:?}"
+    );
+    assert!(lines.contains(&"attempt 2".to_string()), "{lines:?}");
+    runner.stop().await;
 }

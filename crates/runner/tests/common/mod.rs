@@ -349,12 +349,17 @@ print(path)
     PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
 }
 
-/// A TCP proxy that can cut the runner off from the control plane.
+/// A TCP proxy that can cut the runner off from the control plane, or lose
+/// the answer to one request.
 pub struct Proxy {
     pub url: String,
     partition: std::sync::Arc<tokio::sync::watch::Sender<bool>>,
     refused: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    lose: LoseArmed,
 }
+
+/// The bytes whose request's answer the proxy loses next, if armed.
+type LoseArmed = std::sync::Arc<std::sync::Mutex<Option<Vec<u8>>>>;
 
 impl Proxy {
     /// Forwards a loopback port to `target` (`host:port`).
@@ -365,6 +370,8 @@ impl Proxy {
         let target = target.to_string();
         let refused = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let counter = refused.clone();
+        let lose = LoseArmed::default();
+        let armed = lose.clone();
         tokio::spawn(async move {
             loop {
                 let Ok((inbound, _)) = listener.accept().await else {
@@ -377,13 +384,13 @@ impl Proxy {
                 }
                 let mut rx = rx.clone();
                 let target = target.clone();
+                let armed = armed.clone();
                 tokio::spawn(async move {
                     let Ok(outbound) = TcpStream::connect(&target).await else {
                         return;
                     };
-                    let (mut a, mut b) = (inbound, outbound);
                     tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut a, &mut b) => {}
+                        _ = relay(inbound, outbound, armed) => {}
                         _ = rx.wait_for(|p| *p) => {}
                     }
                 });
@@ -393,7 +400,20 @@ impl Proxy {
             url,
             partition: std::sync::Arc::new(tx),
             refused,
+            lose,
         }
+    }
+
+    /// Loses the answer to the next request whose bytes hold `needle`: the
+    /// request reaches the server, which does its work, and the connection
+    /// is closed as the answer starts to come back.
+    pub fn lose_answer_to(&self, needle: &str) {
+        *self.lose.lock().unwrap() = Some(needle.as_bytes().to_vec());
+    }
+
+    /// Whether the armed answer was lost.
+    pub fn answer_lost(&self) -> bool {
+        self.lose.lock().unwrap().is_none()
     }
 
     /// Connections refused while partitioned.
@@ -404,6 +424,57 @@ impl Proxy {
     /// Cuts every connection and refuses new ones (`true`), or heals (`false`).
     pub fn partition(&self, on: bool) {
         self.partition.send_replace(on);
+    }
+}
+
+/// Copies both ways between a client and the server; after a request that
+/// holds the armed bytes, the answer is dropped with the connection.
+async fn relay(inbound: TcpStream, outbound: TcpStream, armed: LoseArmed) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (mut ar, mut aw) = inbound.into_split();
+    let (mut br, mut bw) = outbound.into_split();
+    let doomed = std::sync::atomic::AtomicBool::new(false);
+    let up = async {
+        let mut buf = vec![0u8; 64 << 10];
+        loop {
+            let n = match ar.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            {
+                let mut a = armed.lock().unwrap();
+                let hit = a
+                    .as_ref()
+                    .is_some_and(|needle| buf[..n].windows(needle.len()).any(|w| w == &needle[..]));
+                if hit {
+                    *a = None;
+                    doomed.store(true, std::sync::atomic::Ordering::SeqCst);
+                }
+            }
+            if bw.write_all(&buf[..n]).await.is_err() {
+                return;
+            }
+        }
+    };
+    let down = async {
+        let mut buf = vec![0u8; 64 << 10];
+        loop {
+            let n = match br.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            if doomed.load(std::sync::atomic::Ordering::SeqCst) {
+                return;
+            }
+            if aw.write_all(&buf[..n]).await.is_err() {
+                return;
+            }
+        }
+    };
+    // Either side ending ends both: the halves drop and both connections close.
+    tokio::select! {
+        _ = up => {}
+        _ = down => {}
     }
 }
 
