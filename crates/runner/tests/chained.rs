@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{Harness, Proxy, RunnerHandle, DEADLINE};
+use common::{wait_for, Harness, Proxy, RunnerHandle};
 use minitower_core::AttemptStatus;
 use minitower_core::RunStatus;
 use serde_json::json;
@@ -39,14 +39,11 @@ async fn queued_runs_are_taken_with_the_previous_result() {
     // Counted when answered: the first lease, and the results; the lease
     // the runner long-polls with after the last result is still open, or
     // answered empty (204) by now.
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    while common::route_calls(&h.url, "POST", "/api/v1/runs/{run}/result").await < 5 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "results not counted"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    wait_for("the 5 results to be counted", || async {
+        let results = common::route_calls(&h.url, "POST", "/api/v1/runs/{run}/result").await;
+        (results >= 5).then_some(())
+    })
+    .await;
     let leases = common::route_calls(&h.url, "POST", "/api/v1/runs/lease").await;
     assert!(
         leases <= 2,
