@@ -12,7 +12,8 @@ use chrono::{DateTime, Utc};
 use minitower_core::api::{AttemptState, NewLogLine, ResultAck, ResultRequest, RunEvent};
 use minitower_core::status::{self, AttemptStatus, Ending, RecordedResult, RunStatus};
 use minitower_store::{
-    Finished, LeaseParams, ResultOutcome, Retrying, RunLabels, StoreError, StoreResult,
+    AttemptEnd, AttemptFinish, Finished, LeaseParams, NextLease, ResultOutcome, Retrying,
+    RunLabels, StoreError, StoreResult,
 };
 
 /// The attempt a lease token names, with the run state transitions need.
@@ -319,46 +320,93 @@ pub(crate) async fn complete_attempt(
 
 /// The fast path's end of an attempt in one transaction: its last log lines
 /// and the commit its git source resolved to (both stored only while the
-/// attempt is active, as `append_logs` stores lines), then
-/// its result as `complete_attempt` records it. A repeated result stores
-/// nothing new and gets the same answer. Returns the outcome and how many
-/// lines were new.
-#[allow(clippy::too_many_arguments)]
+/// attempt is active, as `append_logs` stores lines), then its result as
+/// `complete_attempt` records it, then (with `next`) the runner's next
+/// lease as `lease` takes it. A repeated result stores nothing new and gets
+/// the same answer.
 pub(crate) async fn finish_attempt(
     s: &SqlStore,
-    runner_id: i64,
-    run_id: i64,
-    lease_token_hash: &str,
-    result: &ResultRequest,
-    lines: &[NewLogLine],
-    commit: Option<&str>,
-    now: DateTime<Utc>,
-) -> StoreResult<(ResultOutcome, i64)> {
+    end: AttemptEnd<'_>,
+    next: Option<NextLease<'_>>,
+) -> StoreResult<AttemptFinish> {
     let mut tx = s.write().await?;
-    let h = tx_try!(
-        tx,
-        held(s, &mut tx, runner_id, run_id, lease_token_hash, true).await
-    );
+    let done = finish_in(s, &mut tx, &end, next.as_ref()).await;
+    let (outcome, stored, picked) = settle(tx, done).await?;
+    // The result is committed: a lease that cannot be read back is left to
+    // expire (as a lease whose answer was lost), not reported as the
+    // result's failure.
+    let next = match (picked, next) {
+        (Some(p), Some(n)) => p
+            .into_leased(n.lease_token, &n.params)
+            .inspect_err(|e| tracing::error!(run_id = end.run_id, error = %e, "reading the next lease back failed"))
+            .ok(),
+        _ => None,
+    };
+    Ok(AttemptFinish {
+        outcome,
+        stored,
+        next,
+    })
+}
+
+/// `finish_attempt`'s statements, inside its transaction.
+async fn finish_in(
+    s: &SqlStore,
+    tx: &mut crate::Tx,
+    end: &AttemptEnd<'_>,
+    next: Option<&NextLease<'_>>,
+) -> StoreResult<(ResultOutcome, i64, Option<crate::runner::Picked>)> {
+    let h = held(s, tx, end.runner_id, end.run_id, end.lease_token_hash, true).await?;
     let mut stored = 0;
     if status::heartbeat(h.run, h.attempt).is_ok() {
-        stored = tx_try!(
-            tx,
-            insert_lines(s, &mut tx, run_id, h.attempt_no, lines, now).await
-        );
-        if let Some(c) = commit {
-            tx_try!(tx, store_commit(&mut tx, h.attempt_id, c).await);
+        stored = insert_lines(s, tx, end.run_id, h.attempt_no, end.lines, end.now).await?;
+        if let Some(c) = end.commit {
+            store_commit(tx, h.attempt_id, c).await?;
         }
     }
-    Ok((
-        complete_held(s, tx, h, run_id, result, ms(now)).await?,
-        stored,
-    ))
+    let outcome = complete_held_in(s, tx, h, end.run_id, end.result, ms(end.now)).await?;
+    let picked = match next {
+        Some(n) => {
+            crate::runner::lease_in(s, tx, end.runner_id, n.lease_token_hash, &n.params).await?
+        }
+        None => None,
+    };
+    Ok((outcome, stored, picked))
+}
+
+/// Commits `tx` when `done` is `Ok`, else rolls it back at once (see
+/// `tx_try!`: a merely dropped transaction keeps its row locks until sqlx
+/// next pings the connection).
+pub(crate) async fn settle<T>(tx: crate::Tx, done: StoreResult<T>) -> StoreResult<T> {
+    match done {
+        Ok(v) => {
+            tx.commit().await.map_err(db::err)?;
+            Ok(v)
+        }
+        Err(e) => {
+            let _ = tx.rollback().await;
+            Err(e)
+        }
+    }
 }
 
 /// `complete_attempt` once the attempt is held.
 async fn complete_held(
     s: &SqlStore,
-    tx: crate::Tx,
+    mut tx: crate::Tx,
+    h: Held,
+    run_id: i64,
+    result: &ResultRequest,
+    now: i64,
+) -> StoreResult<ResultOutcome> {
+    let done = complete_held_in(s, &mut tx, h, run_id, result, now).await;
+    settle(tx, done).await
+}
+
+/// `complete_held`'s statements, inside the caller's transaction.
+async fn complete_held_in(
+    s: &SqlStore,
+    tx: &mut crate::Tx,
     h: Held,
     run_id: i64,
     result: &ResultRequest,
@@ -377,11 +425,9 @@ async fn complete_held(
         result.exit_code,
         message.as_deref(),
         recorded.as_ref(),
-    );
-    let t = tx_try!(tx, t);
+    )?;
     let attempt = t.attempt.unwrap_or(h.attempt);
     if !t.changed {
-        tx.commit().await.map_err(db::err)?;
         return Ok(ResultOutcome {
             ack: ResultAck {
                 status: attempt,
@@ -404,7 +450,7 @@ async fn complete_held(
         h.cancel_requested,
         &budget,
     );
-    Ok(end_attempt(tx, &h.ends(run_id), &ending, now).await?.0)
+    Ok(end_attempt_in(tx, &h.ends(run_id), &ending, now).await?.0)
 }
 
 /// The runner hands its attempt back (see `status::release`): no retry is
@@ -469,6 +515,17 @@ pub(crate) async fn end_attempt(
     e: &Ending,
     now: i64,
 ) -> StoreResult<(ResultOutcome, RunLabels)> {
+    let done = end_attempt_in(&mut tx, h, e, now).await;
+    settle(tx, done).await
+}
+
+/// `end_attempt`'s statements, inside the caller's transaction.
+pub(crate) async fn end_attempt_in(
+    tx: &mut crate::Tx,
+    h: &Ends,
+    e: &Ending,
+    now: i64,
+) -> StoreResult<(ResultOutcome, RunLabels)> {
     let run_id = h.run_id;
     let done = sqlx::query(
         "UPDATE run_attempts SET status = $1, exit_code = $2, error_message = $3, \
@@ -481,10 +538,10 @@ pub(crate) async fn end_attempt(
     .bind(h.attempt_id)
     .bind(h.attempt.as_str())
     .bind(h.lease_before)
-    .execute(&mut *tx)
+    .execute(&mut **tx)
     .await
     .map_err(db::err)?;
-    tx_try!(tx, lease_cas(done.rows_affected()));
+    lease_cas(done.rows_affected())?;
     // A failure retry waits: the lease skips the run before `not_before`.
     let retry_at = e.retry_after.map(|d| db::expiry(now, d));
     let done = if e.run == RunStatus::Queued {
@@ -499,7 +556,7 @@ pub(crate) async fn end_attempt(
         .bind(retry_at)
         .bind(run_id)
         .bind(h.run.as_str())
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await
     } else {
         sqlx::query(
@@ -512,7 +569,7 @@ pub(crate) async fn end_attempt(
         .bind(now)
         .bind(run_id)
         .bind(h.run.as_str())
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await
     }
     .map_err(db::err)?;
@@ -522,12 +579,11 @@ pub(crate) async fn end_attempt(
         RunStatus::Queued => RunEvent::Requeued,
         other => RunEvent::of(other),
     };
-    crate::webhooks::run_event(&mut tx, run_id, event, now).await?;
+    crate::webhooks::run_event(tx, run_id, event, now).await?;
     let labels = match &h.labels {
         Some(l) => l.clone(),
-        None => db::labels(&mut tx, run_id).await?,
+        None => db::labels(tx, run_id).await?,
     };
-    tx.commit().await.map_err(db::err)?;
     let finished = if e.run.is_terminal() {
         Some(Finished {
             labels: labels.clone(),

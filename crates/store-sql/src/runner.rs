@@ -8,7 +8,8 @@ use minitower_core::api::{AttemptState, Lease, RunEvent, RunnerInfo, RunnerStatu
 use minitower_core::job::{JobOverrides, JobSpec};
 use minitower_core::status::{self, AttemptStatus, RunStatus};
 use minitower_store::{
-    LeaseParams, Leased, QueueState, RunLabels, RunSecrets, RunnerIdentity, StoreError, StoreResult,
+    LeaseParams, Leased, QueueState, RunLabels, RunSecrets, RunnerIdentity, SealedSecret,
+    StoreError, StoreResult,
 };
 use sqlx::any::AnyRow;
 
@@ -138,6 +139,38 @@ pub(crate) async fn lease(
     params: LeaseParams,
 ) -> StoreResult<Option<Leased>> {
     let mut tx = s.write().await?;
+    let done = lease_in(s, &mut tx, runner.runner_id, lease_token_hash, &params).await;
+    match crate::attempts::settle(tx, done).await? {
+        Some(p) => Ok(Some(p.into_leased(lease_token, &params)?)),
+        None => Ok(None),
+    }
+}
+
+/// A run `lease_in` leased: what its transaction read, turned into a
+/// [`Leased`] once committed (the parsing waits until the writer is free).
+pub(crate) struct Picked {
+    row: AnyRow,
+    run_id: i64,
+    attempt_no: i64,
+    expires: i64,
+    run_status: RunStatus,
+    attempt_status: AttemptStatus,
+    team_id: i64,
+    run_env: String,
+    sealed: Vec<SealedSecret>,
+}
+
+/// `lease`'s statements, inside the caller's transaction (a lease of its
+/// own, or the one a result takes for the runner's next run): the runner's
+/// next run, or `None` when it is at its concurrency or nothing is
+/// leasable now.
+pub(crate) async fn lease_in(
+    s: &SqlStore,
+    tx: &mut crate::Tx,
+    runner_id: i64,
+    lease_token_hash: &str,
+    params: &LeaseParams,
+) -> StoreResult<Option<Picked>> {
     // The runner row lock makes this runner's leases (on any replica) take
     // turns, so the count read here is the count the insert below changes.
     // The stored row, not the caller's copy, is the truth: a re-registration
@@ -152,8 +185,8 @@ pub(crate) async fn lease(
         s.now_sql("$1")
     ))
     .bind(db::ms(params.now))
-    .bind(runner.runner_id)
-    .fetch_optional(&mut *tx)
+    .bind(runner_id)
+    .fetch_optional(&mut **tx)
     .await
     .map_err(db::err)?
     .ok_or(StoreError::NotFound("runner"))?;
@@ -162,7 +195,6 @@ pub(crate) async fn lease(
     let max_concurrency: i64 = get(&row, "max_concurrency")?;
     let active: i64 = get(&row, "active_attempts")?;
     if active >= max_concurrency {
-        tx.commit().await.map_err(db::err)?;
         return Ok(None);
     }
     // SKIP LOCKED: a run another replica is leasing right now is passed
@@ -175,11 +207,10 @@ pub(crate) async fn lease(
     ))
     .bind(&environment)
     .bind(now)
-    .fetch_optional(&mut *tx)
+    .fetch_optional(&mut **tx)
     .await
     .map_err(db::err)?;
     let Some(run_id) = next else {
-        tx.commit().await.map_err(db::err)?;
         return Ok(None);
     };
     let t = status::lease(RunStatus::Queued)?;
@@ -201,7 +232,7 @@ pub(crate) async fn lease(
     .bind(params.start)
     .bind(now)
     .bind(run_id)
-    .execute(&mut *tx)
+    .execute(&mut **tx)
     .await
     .map_err(db::err)?;
     db::cas(done.rows_affected(), "lease run")?;
@@ -210,7 +241,7 @@ pub(crate) async fn lease(
     } else {
         &[RunEvent::Leased]
     };
-    crate::webhooks::run_events(&mut tx, run_id, events, now).await?;
+    crate::webhooks::run_events(tx, run_id, events, now).await?;
     let expires = db::expiry(now, params.ttl);
     let attempt_no: i64 = sqlx::query_scalar(
         "INSERT INTO run_attempts (run_id, attempt_no, runner_id, status, lease_token_hash, \
@@ -219,12 +250,12 @@ pub(crate) async fn lease(
          FROM run_attempts WHERE run_id = $1 RETURNING attempt_no",
     )
     .bind(run_id)
-    .bind(runner.runner_id)
+    .bind(runner_id)
     .bind(attempt_status.as_str())
     .bind(lease_token_hash)
     .bind(expires)
     .bind(now)
-    .fetch_one(&mut *tx)
+    .fetch_one(&mut **tx)
     .await
     .map_err(db::err)?;
     let row = sqlx::query(
@@ -239,66 +270,96 @@ pub(crate) async fn lease(
          WHERE r.id = $1",
     )
     .bind(run_id)
-    .fetch_one(&mut *tx)
+    .fetch_one(&mut **tx)
     .await
     .map_err(db::err)?;
     let team_id: i64 = get(&row, "team_id")?;
     let run_env: String = get(&row, "environment")?;
-    let sealed = crate::environments::sealed_secrets(s, &mut tx, team_id, &run_env).await?;
-    tx.commit().await.map_err(db::err)?;
-
-    let import_paths = serde_json::from_value(db::json(&row, "import_paths")?)
-        .map_err(|e| StoreError::Database(format!("import_paths: {e}")))?;
-    let app: String = get(&row, "app")?;
-    let team: String = get(&row, "team")?;
-    let entrypoint: String = get(&row, "entrypoint")?;
-    let job = lease_job(&row, &entrypoint)?;
-    let lease = Lease {
-        job,
+    let sealed = crate::environments::sealed_secrets(s, tx, team_id, &run_env).await?;
+    Ok(Some(Picked {
+        row,
         run_id,
-        run_no: get(&row, "run_no")?,
         attempt_no,
-        lease_token: lease_token.to_string(),
-        lease_expires_at: db::ts(expires)?,
-        app: app.clone(),
-        version_no: get(&row, "version_no")?,
-        entrypoint,
-        timeout_seconds: get(&row, "timeout_seconds")?,
-        artifact_sha256: get(&row, "artifact_sha256")?,
-        input: db::json(&row, "input")?,
-        team: team.clone(),
-        last_log_seq: get::<Option<i64>>(&row, "last_log_seq")?.unwrap_or(0),
-        import_paths,
-        ttl_ms: Some(params.ttl.as_millis() as u64),
-        fencing_token: Some(attempt_no),
-        // Filled by the server, which holds the key (see routes/runner.rs).
-        secrets: Default::default(),
-        // What `start` would have answered (a queued run has no cancel
-        // pending: cancelling one ends it at once).
-        started: params.start.then_some(AttemptState {
-            status: attempt_status,
-            run_status,
-            cancel_requested: false,
-            lease_expires_at: db::ts(expires)?,
-            ttl_ms: Some(params.ttl.as_millis() as u64),
-        }),
-    };
-    Ok(Some(Leased {
-        lease,
-        labels: RunLabels {
-            run_id,
-            team,
-            app,
-            environment: get(&row, "environment")?,
-        },
-        queued_at: db::time(&row, "queued_at")?,
-        secrets: RunSecrets {
-            team_id,
-            environment: run_env,
-            towerfile: get(&row, "towerfile")?,
-            secrets: sealed,
-        },
+        expires,
+        run_status,
+        attempt_status,
+        team_id,
+        run_env,
+        sealed,
     }))
+}
+
+impl Picked {
+    /// The lease the runner gets, holding `lease_token`.
+    pub(crate) fn into_leased(
+        self,
+        lease_token: &str,
+        params: &LeaseParams,
+    ) -> StoreResult<Leased> {
+        let Picked {
+            row,
+            run_id,
+            attempt_no,
+            expires,
+            run_status,
+            attempt_status,
+            team_id,
+            run_env,
+            sealed,
+        } = self;
+        let import_paths = serde_json::from_value(db::json(&row, "import_paths")?)
+            .map_err(|e| StoreError::Database(format!("import_paths: {e}")))?;
+        let app: String = get(&row, "app")?;
+        let team: String = get(&row, "team")?;
+        let entrypoint: String = get(&row, "entrypoint")?;
+        let job = lease_job(&row, &entrypoint)?;
+        let lease = Lease {
+            job,
+            run_id,
+            run_no: get(&row, "run_no")?,
+            attempt_no,
+            lease_token: lease_token.to_string(),
+            lease_expires_at: db::ts(expires)?,
+            app: app.clone(),
+            version_no: get(&row, "version_no")?,
+            entrypoint,
+            timeout_seconds: get(&row, "timeout_seconds")?,
+            artifact_sha256: get(&row, "artifact_sha256")?,
+            input: db::json(&row, "input")?,
+            team: team.clone(),
+            last_log_seq: get::<Option<i64>>(&row, "last_log_seq")?.unwrap_or(0),
+            import_paths,
+            ttl_ms: Some(params.ttl.as_millis() as u64),
+            fencing_token: Some(attempt_no),
+            // Filled by the server, which holds the key (see routes/runner.rs).
+            secrets: Default::default(),
+            // What `start` would have answered (a queued run has no cancel
+            // pending: cancelling one ends it at once).
+            started: params.start.then_some(AttemptState {
+                status: attempt_status,
+                run_status,
+                cancel_requested: false,
+                lease_expires_at: db::ts(expires)?,
+                ttl_ms: Some(params.ttl.as_millis() as u64),
+            }),
+        };
+        Ok(Leased {
+            lease,
+            labels: RunLabels {
+                run_id,
+                team,
+                app,
+                environment: get(&row, "environment")?,
+            },
+            queued_at: db::time(&row, "queued_at")?,
+            secrets: RunSecrets {
+                team_id,
+                environment: run_env,
+                towerfile: get(&row, "towerfile")?,
+                secrets: sealed,
+            },
+        })
+    }
 }
 
 /// The job of a lease: the version's with the run's overrides, or `None`

@@ -17,6 +17,7 @@ use minitower_store::{
     ResultOutcome, RunFilter, RunLabels, RunnerIdentity, Store, StoreResult, TokenIdentity,
     VersionRecord,
 };
+use minitower_store::{AttemptEnd, AttemptFinish, NextLease};
 use minitower_store::{ClaimedEvent, DeliveryRecord, NewWebhook, WebhookUpdate};
 use minitower_store::{FireOutcome, FireTick, NewSchedule, ScheduleRecord, ScheduleUpdate};
 use minitower_store::{NewSecret, RunSecrets, TokenOptions};
@@ -374,25 +375,10 @@ impl Store for SqlStore {
     }
     async fn finish_attempt(
         &self,
-        runner_id: i64,
-        run_id: i64,
-        lease_token_hash: &str,
-        result: &ResultRequest,
-        lines: &[NewLogLine],
-        commit: Option<&str>,
-        now: DateTime<Utc>,
-    ) -> StoreResult<(ResultOutcome, i64)> {
-        attempts::finish_attempt(
-            self,
-            runner_id,
-            run_id,
-            lease_token_hash,
-            result,
-            lines,
-            commit,
-            now,
-        )
-        .await
+        end: AttemptEnd<'_>,
+        next: Option<NextLease<'_>>,
+    ) -> StoreResult<AttemptFinish> {
+        attempts::finish_attempt(self, end, next).await
     }
     async fn release_attempt(
         &self,

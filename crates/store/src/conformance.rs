@@ -15,6 +15,7 @@
 //! dir, a database to drop, or `()`), or `None` to skip the test. The calling crate needs `tokio` (with the
 //! multi-threaded runtime) as a dev-dependency.
 
+pub mod chained;
 pub mod environments;
 pub mod handback;
 pub mod jobs;
@@ -126,6 +127,9 @@ macro_rules! conformance_tests {
             retention::referenced_artifacts_are_the_versions_hashes,
             source_commit::source_commit_lands_on_the_held_attempt,
             source_commit::finish_attempt_is_one_transaction,
+            chained::result_leases_the_next_run,
+            chained::refused_result_leases_nothing,
+            chained::repeated_result_never_leases_past_concurrency,
         );
     };
     (@each $factory:path; $($module:ident :: $name:ident),* $(,)?) => {
@@ -430,6 +434,75 @@ impl Held {
             t(secs),
         );
         r.await
+    }
+}
+
+impl Held {
+    /// `finish_attempt` with an exit code of 0 at `t(secs)`, leasing the
+    /// runner's next run (started when `start`) with a fresh lease token.
+    pub async fn finish_and_lease(
+        &self,
+        secs: i64,
+        start: bool,
+    ) -> StoreResult<(crate::ResultOutcome, Option<Held>)> {
+        let req = ResultRequest {
+            status: ResultStatus::Completed,
+            exit_code: Some(0),
+            error_message: None,
+        };
+        let token = unique("lease");
+        let hash = format!("hash-of-{token}");
+        let next = crate::NextLease {
+            lease_token: &token,
+            lease_token_hash: &hash,
+            params: LeaseParams { start, ..at(secs) },
+        };
+        let done = self
+            .store
+            .finish_attempt(
+                end(
+                    self.runner_id,
+                    self.run_id(),
+                    &self.token_hash,
+                    &req,
+                    &[],
+                    None,
+                    secs,
+                ),
+                Some(next),
+            )
+            .await?;
+        let next = done.next.map(|leased| {
+            assert_eq!(leased.lease.lease_token, token);
+            Held {
+                store: self.store.clone(),
+                runner_id: self.runner_id,
+                leased,
+                token_hash: hash.clone(),
+            }
+        });
+        Ok((done.outcome, next))
+    }
+}
+
+/// The [`crate::AttemptEnd`] of these arguments at `t(secs)`.
+pub fn end<'a>(
+    runner_id: i64,
+    run_id: i64,
+    lease_token_hash: &'a str,
+    result: &'a ResultRequest,
+    lines: &'a [NewLogLine],
+    commit: Option<&'a str>,
+    secs: i64,
+) -> crate::AttemptEnd<'a> {
+    crate::AttemptEnd {
+        runner_id,
+        run_id,
+        lease_token_hash,
+        result,
+        lines,
+        commit,
+        now: t(secs),
     }
 }
 

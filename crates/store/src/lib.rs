@@ -284,6 +284,40 @@ pub struct Leased {
     pub secrets: RunSecrets,
 }
 
+/// The end of an attempt as the result call carries it (see
+/// [`Store::finish_attempt`]).
+#[derive(Debug, Clone, Copy)]
+pub struct AttemptEnd<'a> {
+    pub runner_id: i64,
+    pub run_id: i64,
+    pub lease_token_hash: &'a str,
+    pub result: &'a ResultRequest,
+    /// The attempt's last log lines.
+    pub lines: &'a [NewLogLine],
+    /// The commit its git source resolved to.
+    pub commit: Option<&'a str>,
+    pub now: DateTime<Utc>,
+}
+
+/// The runner's next lease, taken with a result (see
+/// [`Store::finish_attempt`]); the arguments `lease` takes.
+#[derive(Debug, Clone, Copy)]
+pub struct NextLease<'a> {
+    pub lease_token: &'a str,
+    pub lease_token_hash: &'a str,
+    pub params: LeaseParams,
+}
+
+/// What [`Store::finish_attempt`] did.
+#[derive(Debug, Clone)]
+pub struct AttemptFinish {
+    pub outcome: ResultOutcome,
+    /// How many of the lines were new.
+    pub stored: i64,
+    /// The next run, leased when asked for and one was leasable.
+    pub next: Option<Leased>,
+}
+
 /// See [`Store::queue_state`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct QueueState {
@@ -629,20 +663,18 @@ pub trait Store: Send + Sync + 'static {
     /// The fast path's end of an attempt, in one transaction: the
     /// attempt's last log lines and the commit its git source resolved to,
     /// stored only while it is active (as `append_logs` stores lines),
-    /// then its result as `complete_attempt`
-    /// records it. A repeated result stores nothing new and gets the same
-    /// answer. Returns the outcome and how many lines were new.
-    #[allow(clippy::too_many_arguments)]
+    /// then its result as `complete_attempt` records it. A repeated result
+    /// stores nothing new and gets the same answer.
+    ///
+    /// With `next`, the same transaction then leases the runner's next run
+    /// as `lease` would (its rules, its concurrency, the count this result
+    /// just lowered): one turn at the writer for the end of one run and the
+    /// start of the next. A result that is refused leases nothing.
     async fn finish_attempt(
         &self,
-        runner_id: i64,
-        run_id: i64,
-        lease_token_hash: &str,
-        result: &ResultRequest,
-        lines: &[NewLogLine],
-        commit: Option<&str>,
-        now: DateTime<Utc>,
-    ) -> StoreResult<(ResultOutcome, i64)>;
+        end: AttemptEnd<'_>,
+        next: Option<NextLease<'_>>,
+    ) -> StoreResult<AttemptFinish>;
     /// The runner hands its active attempt back without spending a retry
     /// (see `status::release`): the run is queued again, or cancelled when a
     /// cancel was requested. `LeaseGone` on a stale token.

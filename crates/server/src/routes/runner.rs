@@ -14,7 +14,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use minitower_core::api::*;
-use minitower_store::LeaseParams;
+use minitower_store::{AttemptEnd, LeaseParams, NextLease};
 use std::time::Duration;
 
 /// Longest accepted log line; longer ones are cut (the runner splits first).
@@ -179,7 +179,8 @@ pub async fn lease(
 /// One try at the runner's next run: leased (and started with `start`),
 /// its secrets attached, or `None` when nothing is leasable now. A run whose
 /// secrets cannot be delivered is failed and the next one tried. Used by
-/// the long-poll and by a result that asks for the next lease.
+/// the long-poll, and by a result that asked for the next lease when the
+/// one its transaction took could not be delivered.
 async fn take_next(
     st: &State,
     runner: &minitower_store::RunnerIdentity,
@@ -192,26 +193,40 @@ async fn take_next(
             start,
             ..params(st)
         };
-        let Some(mut l) = st
+        let Some(l) = st
             .store
             .lease(runner, &lease_token, &lease_hash, params)
             .await?
         else {
             return Ok(None);
         };
-        match crate::lease_secrets::for_run(st, &l.secrets) {
-            Ok(secrets) => l.lease.secrets = secrets,
-            Err(why) => {
-                fail_undeliverable(st, runner, &l, &lease_hash, why).await?;
-                continue;
-            }
+        if let Some(lease) = deliver(st, runner, l, &lease_hash).await? {
+            return Ok(Some(lease));
         }
-        let wait_s = (st.now() - l.queued_at).num_milliseconds() as f64 / 1000.0;
-        st.metrics
-            .run_leased(&l.labels.team, &l.labels.app, &l.labels.environment, wait_s);
-        st.notifier.run_changed(l.lease.run_id);
-        return Ok(Some(l.lease));
     }
+}
+
+/// Hands a leased run over: its secrets attached, metrics and wake-ups
+/// told. `None` when its secrets cannot be delivered: the run is failed
+/// before any runner sees it.
+async fn deliver(
+    st: &State,
+    runner: &minitower_store::RunnerIdentity,
+    mut l: minitower_store::Leased,
+    lease_hash: &str,
+) -> ApiResult<Option<Lease>> {
+    match crate::lease_secrets::for_run(st, &l.secrets) {
+        Ok(secrets) => l.lease.secrets = secrets,
+        Err(why) => {
+            fail_undeliverable(st, runner, &l, lease_hash, why).await?;
+            return Ok(None);
+        }
+    }
+    let wait_s = (st.now() - l.queued_at).num_milliseconds() as f64 / 1000.0;
+    st.metrics
+        .run_leased(&l.labels.team, &l.labels.app, &l.labels.environment, wait_s);
+    st.notifier.run_changed(l.lease.run_id);
+    Ok(Some(l.lease))
 }
 
 /// Fails a leased run whose secrets cannot be delivered, before any runner
@@ -357,20 +372,37 @@ pub async fn result(
     }
     check_lines(&mut lines)?;
     // Lines, commit and result in one transaction: whoever sees the run
-    // finished also sees its last lines and what it ran.
-    let (outcome, stored) = st
+    // finished also sees its last lines and what it ran. Asked for, the
+    // runner's next run is leased (and started) in that same transaction.
+    let next_token = lease_next.then(|| {
+        let token = new_secret("mtl");
+        let hash = hash_token(&token);
+        (token, hash)
+    });
+    let done = st
         .store
         .finish_attempt(
-            runner.runner_id,
-            id,
-            &lease,
-            &req,
-            &lines,
-            commit.as_deref(),
-            st.now(),
+            AttemptEnd {
+                runner_id: runner.runner_id,
+                run_id: id,
+                lease_token_hash: &lease,
+                result: &req,
+                lines: &lines,
+                commit: commit.as_deref(),
+                now: st.now(),
+            },
+            next_token.as_ref().map(|(token, hash)| NextLease {
+                lease_token: token,
+                lease_token_hash: hash,
+                params: LeaseParams {
+                    start: true,
+                    ..params(&st)
+                },
+            }),
         )
         .await?;
-    if stored > 0 {
+    let outcome = done.outcome;
+    if done.stored > 0 {
         st.notifier.run_changed(id);
     }
     st.run_transitioned(id, &runner.environment, outcome.finished.as_ref());
@@ -379,10 +411,16 @@ pub async fn result(
             .failure_retry_scheduled(&r.labels.team, &r.labels.app);
     }
     let mut ack = outcome.ack;
-    if lease_next {
-        // The result is committed whatever happens here: a lease that
-        // fails is left to the runner's next long-poll.
-        ack.next = match take_next(&st, &runner, true).await {
+    if let (Some(leased), Some((_, hash))) = (done.next, &next_token) {
+        // The result is committed whatever happens here: a run whose
+        // secrets cannot be delivered is failed and the next one tried, and
+        // a lease that fails is left to the runner's next long-poll.
+        let next = match deliver(&st, &runner, leased, hash).await {
+            Ok(Some(lease)) => Ok(Some(lease)),
+            Ok(None) => take_next(&st, &runner, true).await,
+            Err(e) => Err(e),
+        };
+        ack.next = match next {
             Ok(next) => next.map(Box::new),
             Err(e) => {
                 tracing::warn!(run_id = id, error = %e.message, "leasing the next run with a result failed");

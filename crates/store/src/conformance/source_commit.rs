@@ -22,9 +22,12 @@ pub async fn source_commit_lands_on_the_held_attempt(store: Arc<dyn Store>) {
         let (store, done) = (store.clone(), done.clone());
         async move {
             store
-                .finish_attempt(runner_id, run_id, &hash, &done, &[], Some(&commit), t(secs))
+                .finish_attempt(
+                    end(runner_id, run_id, &hash, &done, &[], Some(&commit), secs),
+                    None,
+                )
                 .await
-                .map(|(o, _)| o)
+                .map(|d| d.outcome)
         }
     };
     let commits = || async {
@@ -111,32 +114,39 @@ pub async fn finish_attempt_is_one_transaction(store: Arc<dyn Store>) {
     assert_gone(
         store
             .finish_attempt(
-                runner.runner_id,
-                run.id,
-                "forged",
-                &done,
-                &tail,
-                Some(&commit),
-                t(5),
+                end(
+                    runner.runner_id,
+                    run.id,
+                    "forged",
+                    &done,
+                    &tail,
+                    Some(&commit),
+                    5,
+                ),
+                None,
             )
             .await
-            .map(|(o, _)| o),
+            .map(|d| d.outcome),
     );
     let d = f.get(run.id).await;
     assert_eq!(d.run.status, RunStatus::Running);
     assert_eq!(d.attempts[0].source_commit, None);
-    let (outcome, stored) = store
+    let first = store
         .finish_attempt(
-            runner.runner_id,
-            run.id,
-            &held.token_hash,
-            &done,
-            &tail,
-            Some(&commit),
-            t(5),
+            end(
+                runner.runner_id,
+                run.id,
+                &held.token_hash,
+                &done,
+                &tail,
+                Some(&commit),
+                5,
+            ),
+            None,
         )
         .await
         .unwrap();
+    let (outcome, stored) = (first.outcome, first.stored);
     assert_eq!(stored, 2);
     assert_eq!(outcome.ack.run_status, RunStatus::Completed);
     let finished = outcome.finished.expect("the run finished");
@@ -161,18 +171,22 @@ pub async fn finish_attempt_is_one_transaction(store: Arc<dyn Store>) {
 
     // The same call again (its answer was lost): nothing new, same answer.
     let more = [line(4)];
-    let (again, stored) = store
+    let repeat = store
         .finish_attempt(
-            runner.runner_id,
-            run.id,
-            &held.token_hash,
-            &done,
-            &more,
-            Some("d4d4d4d4"),
-            t(6),
+            end(
+                runner.runner_id,
+                run.id,
+                &held.token_hash,
+                &done,
+                &more,
+                Some("d4d4d4d4"),
+                6,
+            ),
+            None,
         )
         .await
         .unwrap();
+    let (again, stored) = (repeat.outcome, repeat.stored);
     assert_eq!(stored, 0);
     assert_eq!(
         (again.ack.status, again.ack.run_status),
