@@ -108,11 +108,14 @@ pub struct Options {
     /// dispatch: simulated runners.
     #[arg(long, default_value_t = 16)]
     pub dispatch_runners: usize,
-    /// dispatch: tasks creating runs.
-    #[arg(long, default_value_t = 4)]
+    /// dispatch: tasks creating runs, each one create at a time. Enough
+    /// that creates keep the server busy: with 4, the rate was capped by 4
+    /// creates in flight (4 / create latency) while a third of the machine
+    /// idled (2026-12-07).
+    #[arg(long, default_value_t = 16)]
     pub dispatch_creators: usize,
     /// dispatch: most runs created but not completed at any time.
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = 64)]
     pub dispatch_inflight: usize,
     /// dispatch, dispatch-pg: the runner protocol the simulated runners speak.
     #[arg(long, value_enum, default_value_t = scenarios::dispatch::Protocol::Chained)]
