@@ -296,38 +296,30 @@ impl Picked {
         lease_token: &str,
         params: &LeaseParams,
     ) -> StoreResult<Leased> {
-        let Picked {
-            row,
-            run_id,
-            attempt_no,
-            expires,
-            run_status,
-            attempt_status,
-            team_id,
-            run_env,
-            sealed,
-        } = self;
-        let import_paths = serde_json::from_value(db::json(&row, "import_paths")?)
+        let (row, run_id, attempt_no, expires) =
+            (&self.row, self.run_id, self.attempt_no, self.expires);
+        let (run_status, attempt_status) = (self.run_status, self.attempt_status);
+        let import_paths = serde_json::from_value(db::json(row, "import_paths")?)
             .map_err(|e| StoreError::Database(format!("import_paths: {e}")))?;
-        let app: String = get(&row, "app")?;
-        let team: String = get(&row, "team")?;
-        let entrypoint: String = get(&row, "entrypoint")?;
-        let job = lease_job(&row, &entrypoint)?;
+        let app: String = get(row, "app")?;
+        let team: String = get(row, "team")?;
+        let entrypoint: String = get(row, "entrypoint")?;
+        let job = lease_job(row, &entrypoint)?;
         let lease = Lease {
             job,
             run_id,
-            run_no: get(&row, "run_no")?,
+            run_no: get(row, "run_no")?,
             attempt_no,
             lease_token: lease_token.to_string(),
             lease_expires_at: db::ts(expires)?,
             app: app.clone(),
-            version_no: get(&row, "version_no")?,
+            version_no: get(row, "version_no")?,
             entrypoint,
-            timeout_seconds: get(&row, "timeout_seconds")?,
-            artifact_sha256: get(&row, "artifact_sha256")?,
-            input: db::json(&row, "input")?,
+            timeout_seconds: get(row, "timeout_seconds")?,
+            artifact_sha256: get(row, "artifact_sha256")?,
+            input: db::json(row, "input")?,
             team: team.clone(),
-            last_log_seq: get::<Option<i64>>(&row, "last_log_seq")?.unwrap_or(0),
+            last_log_seq: get::<Option<i64>>(row, "last_log_seq")?.unwrap_or(0),
             import_paths,
             ttl_ms: Some(params.ttl.as_millis() as u64),
             fencing_token: Some(attempt_no),
@@ -349,14 +341,14 @@ impl Picked {
                 run_id,
                 team,
                 app,
-                environment: get(&row, "environment")?,
+                environment: get(row, "environment")?,
             },
-            queued_at: db::time(&row, "queued_at")?,
+            queued_at: db::time(row, "queued_at")?,
             secrets: RunSecrets {
-                team_id,
-                environment: run_env,
-                towerfile: get(&row, "towerfile")?,
-                secrets: sealed,
+                team_id: self.team_id,
+                towerfile: get(row, "towerfile")?,
+                environment: self.run_env,
+                secrets: self.sealed,
             },
         })
     }
