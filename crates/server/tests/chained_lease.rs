@@ -145,3 +145,46 @@ async fn a_refused_result_leases_nothing() {
         RunStatus::Queued
     );
 }
+
+/// The run a result leases in its own transaction is delivered like any
+/// lease: one whose declared secret is missing is failed there, naming it,
+/// and the runner gets the run after it instead.
+#[tokio::test]
+async fn an_undeliverable_next_run_is_failed_and_the_one_after_it_comes() {
+    let app = spawn_app().await;
+    let team = app.team("acme").await;
+    app_with_version(&team, "hello").await;
+    team.create_app("db", None).await.unwrap();
+    let towerfile = "[app]\nname = \"db\"\nscript = \"main.py\"\nsecrets = [\"DB_PASSWORD\"]\n";
+    let files = [
+        Entry::File("Towerfile", towerfile.as_bytes()),
+        Entry::File("main.py", b"print('never runs')\n"),
+    ];
+    upload(&team, "db", targz(&files), None, None)
+        .await
+        .unwrap();
+    let runner = app.runner("runner-1", None).await;
+    let first = queue_run(&team, "hello", None).await;
+    let doomed = queue_run(&team, "db", None).await;
+    let third = queue_run(&team, "hello", None).await;
+
+    let lease = fast_lease(&runner).await;
+    assert_eq!(lease.run_id, first.id);
+    let ack = runner
+        .result_with_logs(first.id, &lease.lease_token, &report(true))
+        .await
+        .unwrap();
+    assert_eq!(ack.run_status, RunStatus::Completed);
+    let next = ack.next.expect("the run after the undeliverable one");
+    assert_eq!(next.run_id, third.id);
+    assert!(next.started.is_some());
+
+    let failed = team.get_run(doomed.id).await.unwrap();
+    assert_eq!(failed.run.status, RunStatus::Failed);
+    let why = failed.run.error_message.unwrap_or_default();
+    assert!(why.contains("DB_PASSWORD"), "{why}");
+    assert_eq!(
+        team.get_run(third.id).await.unwrap().run.status,
+        RunStatus::Running
+    );
+}
