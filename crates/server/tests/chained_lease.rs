@@ -32,18 +32,25 @@ async fn two_queued(
     (team, runner, first, second)
 }
 
-#[tokio::test]
-async fn a_result_that_asks_leases_the_next_run_started() {
-    let app = spawn_app().await;
-    let (team, runner, first, second) = two_queued(&app).await;
-
-    let lease = fast_lease(&runner).await;
+/// Leases `first` (a lease that starts) and sends its completed result
+/// asking for the next run; returns the result's answer.
+async fn first_result_asking(runner: &minitower_client::Client, first: &Run) -> ResultAck {
+    let lease = fast_lease(runner).await;
     assert_eq!(lease.run_id, first.id);
     let ack = runner
         .result_with_logs(first.id, &lease.lease_token, &report(true))
         .await
         .unwrap();
     assert_eq!(ack.run_status, RunStatus::Completed);
+    ack
+}
+
+#[tokio::test]
+async fn a_result_that_asks_leases_the_next_run_started() {
+    let app = spawn_app().await;
+    let (team, runner, first, second) = two_queued(&app).await;
+
+    let ack = first_result_asking(&runner, &first).await;
     let next = ack.next.expect("the second run came with the result");
     assert_eq!(next.run_id, second.id);
     let state = next.started.clone().expect("the next lease is started");
@@ -168,13 +175,7 @@ async fn an_undeliverable_next_run_is_failed_and_the_one_after_it_comes() {
     let doomed = queue_run(&team, "db", None).await;
     let third = queue_run(&team, "hello", None).await;
 
-    let lease = fast_lease(&runner).await;
-    assert_eq!(lease.run_id, first.id);
-    let ack = runner
-        .result_with_logs(first.id, &lease.lease_token, &report(true))
-        .await
-        .unwrap();
-    assert_eq!(ack.run_status, RunStatus::Completed);
+    let ack = first_result_asking(&runner, &first).await;
     let next = ack.next.expect("the run after the undeliverable one");
     assert_eq!(next.run_id, third.id);
     assert!(next.started.is_some());
