@@ -19,6 +19,9 @@ const MAX_LOG_LIMIT: i64 = 10_000;
 pub(crate) const ACTIVE: &str = "('leased', 'running', 'cancelling')";
 
 pub(crate) async fn create_run(s: &SqlStore, run: NewRun) -> StoreResult<(Run, bool)> {
+    if let Some(created) = create_alone(s, &run).await? {
+        return Ok((created, true));
+    }
     let mut tx = s.write().await?;
     // Everything that needs no app lock is read first: on PostgreSQL the
     // lock serializes every create of the app, so it is held only from the
@@ -52,6 +55,35 @@ pub(crate) async fn create_run(s: &SqlStore, run: NewRun) -> StoreResult<(Run, b
     Ok((created, true))
 }
 
+/// The common create on PostgreSQL (no idempotency key, no webhook
+/// endpoint for `run.queued`) as one statement in autocommit: the
+/// environment's `FOR KEY SHARE`, the app's counter and the insert, then
+/// the commit, all in one round trip. The app row's lock, which every
+/// create of the app takes in turn, is then held only while PostgreSQL
+/// executes and commits that statement, not across two more round trips
+/// to this process and back (with two replicas that lock set the rate of
+/// `dispatch-pg`; see `bench/README.md`). Numbers
+/// stay gap-free: a refused statement gives its number back as a
+/// rolled-back transaction did. `None` when the create must take
+/// [`create_run`]'s transaction: a key, hooks, SQLite (no writable CTEs),
+/// or no row (a missing environment or a version not the app's, which that
+/// path names precisely).
+async fn create_alone(s: &SqlStore, run: &NewRun) -> StoreResult<Option<Run>> {
+    if !s.dialect.writable_ctes || run.idempotency_key.is_some() || run.environment.contains('\0') {
+        return Ok(None);
+    }
+    let mut conn = s.write_conn().await?;
+    let Ok(version) = version_defaults(&mut conn, run).await else {
+        return Ok(None);
+    };
+    let hooks =
+        crate::webhooks::app_hooks(&mut conn, run.team_id, run.app_id, &[RunEvent::Queued]).await?;
+    if !hooks.is_empty() {
+        return Ok(None);
+    }
+    insert(s, &mut conn, run, &version, None, None, true).await
+}
+
 /// What a new run takes from its version: failure-retry settings and
 /// priority (unless the run has its own), and the version number and app
 /// slug its [`Run`] shows.
@@ -66,7 +98,7 @@ pub(crate) struct VersionDefaults {
 /// Reads [`VersionDefaults`] of `run.version_id`, which must belong to
 /// `run.app_id` of `run.team_id`.
 pub(crate) async fn version_defaults(
-    tx: &mut crate::Tx,
+    conn: &mut crate::Db,
     run: &NewRun,
 ) -> StoreResult<VersionDefaults> {
     let row = sqlx::query(
@@ -77,7 +109,7 @@ pub(crate) async fn version_defaults(
     .bind(run.version_id)
     .bind(run.app_id)
     .bind(run.team_id)
-    .fetch_optional(&mut **tx)
+    .fetch_optional(conn)
     .await
     .map_err(db::err)?
     .ok_or(StoreError::NotFound("version"))?;
@@ -124,6 +156,27 @@ pub(crate) async fn insert_run(
     key: Option<&str>,
     tick: Option<(i64, i64)>,
 ) -> StoreResult<Run> {
+    let created = insert(s, tx, run, version, key, tick, false)
+        .await?
+        // no row: the app is not the team's (PostgreSQL's CTE updated none)
+        .ok_or(StoreError::NotFound("version"))?;
+    // The `run.queued` webhook event commits with the run.
+    crate::webhooks::write_events(tx, hooks, &created, &[RunEvent::Queued], ms(run.now)).await?;
+    Ok(created)
+}
+
+/// [`insert_run`]'s statements. `alone` (PostgreSQL only): the statement
+/// also takes the environment's `FOR KEY SHARE` lock and inserts nothing
+/// without it, for [`create_alone`]. `None`: no row was inserted.
+async fn insert(
+    s: &SqlStore,
+    conn: &mut crate::Db,
+    run: &NewRun,
+    version: &VersionDefaults,
+    key: Option<&str>,
+    tick: Option<(i64, i64)>,
+    alone: bool,
+) -> StoreResult<Option<Run>> {
     let failure_retries = run.failure_retries.unwrap_or(version.retries);
     let retry_delay_ms = run.retry_delay_ms.unwrap_or(version.retry_delay_ms);
     // A scheduled run takes its version's default priority (a trigger's
@@ -139,23 +192,33 @@ pub(crate) async fn insert_run(
         _ => None,
     };
     const NEXT: &str = "UPDATE apps SET last_run_no = last_run_no + 1 \
-         WHERE id = $2 AND team_id = $1 RETURNING last_run_no";
+         WHERE id = $2 AND team_id = $1";
+    // `$5` is the run's environment.
+    const ENV: &str = "e AS (SELECT 1 FROM environments WHERE team_id = $1 AND name = $5 \
+         FOR KEY SHARE), ";
     let (sql, run_no) = if s.dialect.writable_ctes {
+        let (env, guard) = if alone {
+            (ENV, " AND EXISTS (SELECT 1 FROM e)")
+        } else {
+            ("", "")
+        };
         let sql = format!(
-            "WITH n AS ({}) INSERT INTO runs ({INSERT_COLUMNS}) SELECT {} FROM n \
-             {INSERT_RETURNING}",
-            NEXT,
+            "WITH {env}n AS ({NEXT}{guard} RETURNING last_run_no) \
+             INSERT INTO runs ({INSERT_COLUMNS}) SELECT {} FROM n {INSERT_RETURNING}",
             INSERT_VALUES.replace("$3", "n.last_run_no")
         );
         (sql, None)
     } else {
-        let next: Option<i64> = sqlx::query_scalar(NEXT)
+        debug_assert!(!alone, "one statement needs writable CTEs");
+        let next: Option<i64> = sqlx::query_scalar(&format!("{NEXT} RETURNING last_run_no"))
             .bind(run.team_id)
             .bind(run.app_id)
-            .fetch_optional(&mut **tx)
+            .fetch_optional(&mut *conn)
             .await
             .map_err(db::err)?;
-        let no = next.ok_or(StoreError::NotFound("version"))?;
+        let Some(no) = next else {
+            return Ok(None);
+        };
         let sql = format!(
             "INSERT INTO runs ({INSERT_COLUMNS}) VALUES ({INSERT_VALUES}) {INSERT_RETURNING}"
         );
@@ -182,17 +245,12 @@ pub(crate) async fn insert_run(
         .bind(overrides)
         .bind(&version.app)
         .bind(version.version_no)
-        .fetch_optional(&mut **tx)
+        .fetch_optional(conn)
         .await
         .map_err(db::unique(|| {
             "the run number was taken by a concurrent create".to_string()
-        }))?
-        // no row: the app is not the team's (PostgreSQL's CTE updated none)
-        .ok_or(StoreError::NotFound("version"))?;
-    let created = db::run_from_row(&row)?;
-    // The `run.queued` webhook event commits with the run.
-    crate::webhooks::write_events(tx, hooks, &created, &[RunEvent::Queued], ms(run.now)).await?;
-    Ok(created)
+        }))?;
+    row.map(|row| db::run_from_row(&row)).transpose()
 }
 
 pub(crate) async fn get_run(

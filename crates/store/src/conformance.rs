@@ -102,6 +102,7 @@ macro_rules! conformance_tests {
             races::heartbeat_racing_reaper_has_one_winner,
             races::concurrent_creates_number_runs_uniquely,
             races::a_failed_create_gives_its_number_back,
+            races::creates_racing_environment_delete,
             retries::failed_attempt_requeues_until_the_budget_is_spent,
             retries::no_budget_fails_at_once,
             retries::version_defaults_and_run_overrides,

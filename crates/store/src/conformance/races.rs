@@ -221,3 +221,84 @@ pub async fn concurrent_creates_number_runs_uniquely(store: Arc<dyn Store>) {
     };
     assert_eq!(store.list_runs(f.team.id, &filter).await.unwrap().len(), 41);
 }
+
+/// Creates racing the deletion of their environment, round after round (the
+/// deleter starts a little later each round, so the interleavings vary): a
+/// delete that succeeds leaves no run in the environment (no create slips
+/// in between its check for runs and its delete), a refused delete leaves
+/// the environment and every create's run, and a create either made its
+/// run or was refused as `NotFound("environment")`. On PostgreSQL a create
+/// is one statement that takes the environment's `FOR KEY SHARE` itself.
+pub async fn creates_racing_environment_delete(store: Arc<dyn Store>) {
+    let f = Arc::new(Fixture::new(store.clone()).await);
+    let mut made = 0;
+    for round in 0..16 {
+        let env = format!("race{round}");
+        f.environment(&env).await;
+        let mut creates = vec![];
+        for i in 0..6 {
+            let (f, env) = (f.clone(), env.clone());
+            creates.push(tokio::spawn(async move {
+                let run = NewRun {
+                    environment: env,
+                    ..f.new_run(i)
+                };
+                f.store.create_run(run).await
+            }));
+        }
+        let deleter = {
+            let (store, team, env) = (store.clone(), f.team.id, env.clone());
+            tokio::spawn(async move {
+                for _ in 0..round % 8 {
+                    tokio::task::yield_now().await;
+                }
+                store.delete_environment(team, &env).await
+            })
+        };
+        let mut created = 0;
+        let mut refused = 0;
+        for c in futures::future::join_all(creates).await {
+            match c.unwrap() {
+                Ok((run, true)) => {
+                    assert_eq!(run.environment, env);
+                    created += 1;
+                }
+                Err(StoreError::NotFound("environment")) => refused += 1,
+                other => panic!("round {round}: create gave {other:?}"),
+            }
+        }
+        let deleted = deleter.await.unwrap();
+        let exists = store.environment_exists(f.team.id, &env).await.unwrap();
+        let stored = f
+            .store
+            .list_runs(
+                f.team.id,
+                &crate::RunFilter {
+                    limit: 500,
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|r| r.environment == env)
+            .count();
+        match deleted {
+            Ok(()) => {
+                assert!(!exists, "round {round}");
+                assert_eq!(
+                    (stored, created),
+                    (0, 0),
+                    "round {round}: runs in a deleted environment"
+                );
+            }
+            Err(e) => {
+                assert!(matches!(e, StoreError::Conflict(_)), "round {round}: {e:?}");
+                assert!(exists, "round {round}");
+                assert_eq!((stored, created, refused), (6, 6, 0), "round {round}");
+            }
+        }
+        made += created;
+    }
+    assert_eq!(f.runs().await.len(), made);
+}
