@@ -73,15 +73,7 @@ async fn create_alone(s: &SqlStore, run: &NewRun) -> StoreResult<Option<Run>> {
         return Ok(None);
     }
     let mut conn = s.write_conn().await?;
-    let Ok(version) = version_defaults(&mut conn, run).await else {
-        return Ok(None);
-    };
-    let hooks =
-        crate::webhooks::app_hooks(&mut conn, run.team_id, run.app_id, &[RunEvent::Queued]).await?;
-    if !hooks.is_empty() {
-        return Ok(None);
-    }
-    insert(s, &mut conn, run, &version, None, None, true).await
+    insert(s, &mut conn, run, None, None, None).await
 }
 
 /// What a new run takes from its version: failure-retry settings and
@@ -156,7 +148,7 @@ pub(crate) async fn insert_run(
     key: Option<&str>,
     tick: Option<(i64, i64)>,
 ) -> StoreResult<Run> {
-    let created = insert(s, tx, run, version, key, tick, false)
+    let created = insert(s, tx, run, Some(version), key, tick)
         .await?
         // no row: the app is not the team's (PostgreSQL's CTE updated none)
         .ok_or(StoreError::NotFound("version"))?;
@@ -165,25 +157,28 @@ pub(crate) async fn insert_run(
     Ok(created)
 }
 
-/// [`insert_run`]'s statements. `alone` (PostgreSQL only): the statement
-/// also takes the environment's `FOR KEY SHARE` lock and inserts nothing
-/// without it, for [`create_alone`]. `None`: no row was inserted.
+/// [`insert_run`]'s statements. Without `version` (PostgreSQL only, for
+/// [`create_alone`]) the statement reads the version's defaults itself, and
+/// takes its number and inserts only if the environment exists (taking its
+/// `FOR KEY SHARE` lock), the version is the app's and no endpoint takes
+/// `run.queued`. `None`: no row was inserted.
 async fn insert(
     s: &SqlStore,
     conn: &mut crate::Db,
     run: &NewRun,
-    version: &VersionDefaults,
+    version: Option<&VersionDefaults>,
     key: Option<&str>,
     tick: Option<(i64, i64)>,
-    alone: bool,
 ) -> StoreResult<Option<Run>> {
-    let failure_retries = run.failure_retries.unwrap_or(version.retries);
-    let retry_delay_ms = run.retry_delay_ms.unwrap_or(version.retry_delay_ms);
+    // Without `version`, the run's own settings or NULL (the statement's
+    // COALESCE takes the version's).
+    let failure_retries = run.failure_retries.or(version.map(|v| v.retries));
+    let retry_delay_ms = run.retry_delay_ms.or(version.map(|v| v.retry_delay_ms));
     // A scheduled run takes its version's default priority (a trigger's
     // priority was resolved against the version by the server already).
-    let priority = match tick {
-        Some(_) => version.priority.unwrap_or(run.priority),
-        None => run.priority,
+    let priority = match (tick, version) {
+        (Some(_), Some(v)) => v.priority.unwrap_or(run.priority),
+        _ => run.priority,
     };
     let overrides = match &run.job_overrides {
         Some(o) if !o.is_empty() => {
@@ -193,23 +188,16 @@ async fn insert(
     };
     const NEXT: &str = "UPDATE apps SET last_run_no = last_run_no + 1 \
          WHERE id = $2 AND team_id = $1";
-    // `$5` is the run's environment.
-    const ENV: &str = "e AS (SELECT 1 FROM environments WHERE team_id = $1 AND name = $5 \
-         FOR KEY SHARE), ";
-    let (sql, run_no) = if s.dialect.writable_ctes {
-        let (env, guard) = if alone {
-            (ENV, " AND EXISTS (SELECT 1 FROM e)")
-        } else {
-            ("", "")
-        };
+    let (sql, run_no) = if version.is_none() {
+        (alone_sql().to_string(), None)
+    } else if s.dialect.writable_ctes {
         let sql = format!(
-            "WITH {env}n AS ({NEXT}{guard} RETURNING last_run_no) \
+            "WITH n AS ({NEXT} RETURNING last_run_no) \
              INSERT INTO runs ({INSERT_COLUMNS}) SELECT {} FROM n {INSERT_RETURNING}",
             INSERT_VALUES.replace("$3", "n.last_run_no")
         );
         (sql, None)
     } else {
-        debug_assert!(!alone, "one statement needs writable CTEs");
         let next: Option<i64> = sqlx::query_scalar(&format!("{NEXT} RETURNING last_run_no"))
             .bind(run.team_id)
             .bind(run.app_id)
@@ -243,14 +231,46 @@ async fn insert(
         .bind(failure_retries)
         .bind(retry_delay_ms)
         .bind(overrides)
-        .bind(&version.app)
-        .bind(version.version_no)
+        .bind(version.map(|v| v.app.as_str()))
+        .bind(version.map(|v| v.version_no))
         .fetch_optional(conn)
         .await
         .map_err(db::unique(|| {
             "the run number was taken by a concurrent create".to_string()
         }))?;
     row.map(|row| db::run_from_row(&row)).transpose()
+}
+
+/// [`create_alone`]'s statement (PostgreSQL): [`insert`]'s parameters, the
+/// version's defaults (`d`) where the run has none (`$14`, `$15` NULL), and
+/// the app's counter taken only when everything the transactional create
+/// would check holds, so a statement that inserts nothing takes no number.
+fn alone_sql() -> &'static str {
+    static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    SQL.get_or_init(|| {
+        let values = INSERT_VALUES
+            .replace("$3", "n.last_run_no")
+            .replace("$14", "COALESCE($14, d.d_retries)")
+            .replace("$15", "COALESCE($15, d.d_retry_delay_ms)");
+        let returning = INSERT_RETURNING
+            .replace("RETURNING ", "SELECT ")
+            .replace("$17 AS app", "d.d_app AS app")
+            .replace("$18 AS version_no", "d.d_version_no AS version_no");
+        format!(
+            "WITH e AS (SELECT 1 FROM environments WHERE team_id = $1 AND name = $5 \
+               FOR KEY SHARE), \
+             d AS (SELECT v.retries AS d_retries, v.retry_delay_ms AS d_retry_delay_ms, \
+               v.version_no AS d_version_no, a.slug AS d_app \
+               FROM versions v JOIN apps a ON a.id = v.app_id \
+               WHERE v.id = $4 AND v.app_id = $2 AND a.team_id = $1), \
+             n AS (UPDATE apps SET last_run_no = last_run_no + 1 WHERE id = $2 AND team_id = $1 \
+               AND EXISTS (SELECT 1 FROM e) AND EXISTS (SELECT 1 FROM d) \
+               AND NOT EXISTS (SELECT 1 FROM webhooks WHERE {}) RETURNING last_run_no), \
+             r AS (INSERT INTO runs ({INSERT_COLUMNS}) SELECT {values} FROM n, d RETURNING *) \
+             {returning} FROM r, d",
+            crate::webhooks::app_hooks_where(&[RunEvent::Queued])
+        )
+    })
 }
 
 pub(crate) async fn get_run(

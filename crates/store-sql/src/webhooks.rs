@@ -144,6 +144,15 @@ pub(crate) async fn run_events(
     write_events(conn, &hooks, &run, events, now).await
 }
 
+/// [`app_hooks`]' condition on `webhooks`, team `$1` and app `$2`; also
+/// what a statement checks with `NOT EXISTS` to know there are none.
+pub(crate) fn app_hooks_where(events: &[RunEvent]) -> String {
+    format!(
+        "team_id = $1 AND enabled = TRUE AND (app_id IS NULL OR app_id = $2) AND events IN ({})",
+        filter_list(events)
+    )
+}
+
 /// The endpoints of app `app_id` of team `team_id` that take any of
 /// `events`: a creation looks them up before it takes the app lock, so the
 /// lock is held for fewer statements. (An endpoint created meanwhile misses
@@ -155,9 +164,8 @@ pub(crate) async fn app_hooks(
     events: &[RunEvent],
 ) -> StoreResult<Hooks> {
     sqlx::query_as(&format!(
-        "SELECT id, team_id, events FROM webhooks WHERE team_id = $1 AND enabled = TRUE \
-         AND (app_id IS NULL OR app_id = $2) AND events IN ({}) ORDER BY id",
-        filter_list(events)
+        "SELECT id, team_id, events FROM webhooks WHERE {} ORDER BY id",
+        app_hooks_where(events)
     ))
     .bind(team_id)
     .bind(app_id)

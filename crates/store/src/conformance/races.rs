@@ -178,6 +178,30 @@ pub async fn a_failed_create_gives_its_number_back(store: Arc<dyn Store>) {
     assert!(refused.is_err(), "{refused:?}");
     assert_eq!(f.run(3).await.run_no, 2);
     assert_eq!(f.runs().await.len(), 2, "the refused create left no row");
+    // Refused for what it names (on PostgreSQL the one-statement create
+    // checks these in the statement that takes the number): no number.
+    let nowhere = store
+        .create_run(NewRun {
+            environment: "nowhere".into(),
+            ..f.new_run(4)
+        })
+        .await;
+    assert!(
+        matches!(nowhere, Err(StoreError::NotFound("environment"))),
+        "{nowhere:?}"
+    );
+    let unknown = store
+        .create_run(NewRun {
+            version_id: f.version.id + 1_000,
+            ..f.new_run(5)
+        })
+        .await;
+    assert!(
+        matches!(unknown, Err(StoreError::NotFound("version"))),
+        "{unknown:?}"
+    );
+    assert_eq!(f.run(6).await.run_no, 3);
+    assert_eq!(f.runs().await.len(), 3);
 }
 
 /// Concurrent creates get distinct, gap-free run numbers, and one
