@@ -56,18 +56,19 @@ pub(crate) async fn create_run(s: &SqlStore, run: NewRun) -> StoreResult<(Run, b
 }
 
 /// The common create on PostgreSQL (no idempotency key, no webhook
-/// endpoint for `run.queued`) as one statement in autocommit: the
-/// environment's `FOR KEY SHARE`, the app's counter and the insert, then
-/// the commit, all in one round trip. The app row's lock, which every
-/// create of the app takes in turn, is then held only while PostgreSQL
-/// executes and commits that statement, not across two more round trips
+/// endpoint for `run.queued`) as one statement in autocommit
+/// ([`alone_sql`]): the environment's `FOR KEY SHARE`, the version's
+/// defaults, the check for endpoints, the app's counter and the insert,
+/// then the commit, in one round trip instead of six. The app row's lock,
+/// which every create of the app takes in turn, is then held only while
+/// PostgreSQL executes and commits that statement, not across a round trip
 /// to this process and back (with two replicas that lock set the rate of
-/// `dispatch-pg`; see `bench/README.md`). Numbers
-/// stay gap-free: a refused statement gives its number back as a
-/// rolled-back transaction did. `None` when the create must take
-/// [`create_run`]'s transaction: a key, hooks, SQLite (no writable CTEs),
-/// or no row (a missing environment or a version not the app's, which that
-/// path names precisely).
+/// `dispatch-pg`; see `bench/README.md`). Numbers stay gap-free: a refused
+/// statement gives its number back as a rolled-back transaction did, and
+/// one that inserts nothing takes none. `None` when the create must take
+/// [`create_run`]'s transaction: a key, SQLite (no writable CTEs), or no row
+/// (a missing environment or version, which that path names precisely, or
+/// endpoints to write the `run.queued` event to).
 async fn create_alone(s: &SqlStore, run: &NewRun) -> StoreResult<Option<Run>> {
     if !s.dialect.writable_ctes || run.idempotency_key.is_some() || run.environment.contains('\0') {
         return Ok(None);
@@ -188,15 +189,15 @@ async fn insert(
     };
     const NEXT: &str = "UPDATE apps SET last_run_no = last_run_no + 1 \
          WHERE id = $2 AND team_id = $1";
-    let (sql, run_no) = if version.is_none() {
-        (alone_sql().to_string(), None)
+    let (sql, run_no): (std::borrow::Cow<str>, _) = if version.is_none() {
+        (alone_sql().into(), None)
     } else if s.dialect.writable_ctes {
         let sql = format!(
             "WITH n AS ({NEXT} RETURNING last_run_no) \
              INSERT INTO runs ({INSERT_COLUMNS}) SELECT {} FROM n {INSERT_RETURNING}",
             INSERT_VALUES.replace("$3", "n.last_run_no")
         );
-        (sql, None)
+        (sql.into(), None)
     } else {
         let next: Option<i64> = sqlx::query_scalar(&format!("{NEXT} RETURNING last_run_no"))
             .bind(run.team_id)
@@ -210,7 +211,7 @@ async fn insert(
         let sql = format!(
             "INSERT INTO runs ({INSERT_COLUMNS}) VALUES ({INSERT_VALUES}) {INSERT_RETURNING}"
         );
-        (sql, Some(no))
+        (sql.into(), Some(no))
     };
     let row = sqlx::query(&sql)
         .bind(run.team_id)
