@@ -11,6 +11,11 @@ use clap::Parser;
 use error::{exit, CliError};
 use std::io::Write;
 
+/// mimalloc, as in `minitowerd` (see there why): `minitower dev` runs the
+/// server and a runner in this process.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     // `minitower dev` runs a runner in-process, whose supervisors re-execute
     // this program: such a process must stay single-threaded.

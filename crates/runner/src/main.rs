@@ -21,6 +21,12 @@ struct Cli {
     log_format: String,
 }
 
+/// mimalloc, as in `minitowerd` (see there why): the runner's per-run
+/// requests, log batches and workspace unpacking allocate as the server's
+/// requests do.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> anyhow::Result<()> {
     // Re-executed as an attempt's supervisor: stay single-threaded.
     minitower_runner::supervisor::run_if_requested();

@@ -71,18 +71,39 @@ impl Lite {
     ///
     /// Memory statistics off: with them on (SQLite's default) every one of
     /// SQLite's allocations and frees takes a process-wide mutex to count
-    /// bytes, which nothing here reads (no soft heap limit is set). SQLite
-    /// refuses the setting once initialized; that is harmless.
+    /// bytes, which nothing here reads (no soft heap limit is set).
+    ///
+    /// SQLite allocates from mimalloc, as the binaries' Rust code does (see
+    /// `minitowerd.rs`): through glibc's `malloc`, SQLite's allocations were
+    /// 11% of the server's CPU in `dispatch` (`perf`, 2026-12-08), the writer
+    /// building and freeing statement cursors, records and pages per row.
+    ///
+    /// SQLite refuses both settings once initialized; that is harmless (it
+    /// then keeps its own allocator, for every allocation alike).
     pub fn configure_library() {
         static ONCE: std::sync::Once = std::sync::Once::new();
         ONCE.call_once(|| {
-            // SAFETY: SQLITE_CONFIG_MEMSTATUS takes one int; sqlite3_config
-            // is called before any connection of this process (or returns
-            // SQLITE_MISUSE without effect).
+            use rusqlite::ffi;
+            // SAFETY: SQLITE_CONFIG_MEMSTATUS takes one int and
+            // SQLITE_CONFIG_MALLOC a pointer to methods SQLite copies;
+            // sqlite3_config is called before any connection of this
+            // process (or returns SQLITE_MISUSE without effect), so no
+            // allocation made by one allocator is ever freed by the other.
             unsafe {
-                rusqlite::ffi::sqlite3_config(
-                    rusqlite::ffi::SQLITE_CONFIG_MEMSTATUS,
-                    0 as std::os::raw::c_int,
+                ffi::sqlite3_config(ffi::SQLITE_CONFIG_MEMSTATUS, 0 as std::os::raw::c_int);
+                let methods = ffi::sqlite3_mem_methods {
+                    xMalloc: Some(mi::malloc),
+                    xFree: Some(mi::free),
+                    xRealloc: Some(mi::realloc),
+                    xSize: Some(mi::size),
+                    xRoundup: Some(mi::roundup),
+                    xInit: Some(mi::init),
+                    xShutdown: Some(mi::shutdown),
+                    pAppData: std::ptr::null_mut(),
+                };
+                ffi::sqlite3_config(
+                    ffi::SQLITE_CONFIG_MALLOC,
+                    &methods as *const ffi::sqlite3_mem_methods,
                 );
             }
         });
@@ -502,4 +523,32 @@ mod tests {
             "a second statement is never dropped silently"
         );
     }
+}
+
+/// SQLite's memory methods on mimalloc (see [`Lite::configure_library`]).
+/// SQLite passes sizes as positive `int`s and frees only what these
+/// returned.
+mod mi {
+    use libmimalloc_sys as sys;
+    use std::os::raw::{c_int, c_void};
+
+    pub(super) unsafe extern "C" fn malloc(n: c_int) -> *mut c_void {
+        sys::mi_malloc(n.max(0) as usize)
+    }
+    pub(super) unsafe extern "C" fn free(p: *mut c_void) {
+        sys::mi_free(p)
+    }
+    pub(super) unsafe extern "C" fn realloc(p: *mut c_void, n: c_int) -> *mut c_void {
+        sys::mi_realloc(p, n.max(0) as usize)
+    }
+    pub(super) unsafe extern "C" fn size(p: *mut c_void) -> c_int {
+        c_int::try_from(sys::mi_usable_size(p)).unwrap_or(c_int::MAX)
+    }
+    pub(super) unsafe extern "C" fn roundup(n: c_int) -> c_int {
+        c_int::try_from(sys::mi_good_size(n.max(0) as usize)).unwrap_or(n)
+    }
+    pub(super) unsafe extern "C" fn init(_: *mut c_void) -> c_int {
+        0
+    }
+    pub(super) unsafe extern "C" fn shutdown(_: *mut c_void) {}
 }

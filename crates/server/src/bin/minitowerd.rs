@@ -4,6 +4,16 @@
 use clap::Parser;
 use minitower_server::{bind, telemetry, Application, ServerConfig};
 
+/// mimalloc instead of glibc's `malloc` (SQLite's allocations too: see
+/// `minitower_store_sql::Lite::configure_library`). `perf` in `dispatch`
+/// (2026-12-08) had glibc's allocator at 20% of the server's CPU, requests
+/// and rows being many small short-lived allocations; with mimalloc the
+/// server spent 10-26% less CPU per run (`bench/README.md`). Built with
+/// `no_thp`: mimalloc otherwise asks for transparent huge pages, which
+/// added 16 MiB to the idle server's RSS.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let mut config = ServerConfig::parse();
