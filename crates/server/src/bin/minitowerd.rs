@@ -8,7 +8,7 @@ use minitower_server::{bind, telemetry, Application, ServerConfig};
 /// `minitower_store_sql::Lite::configure_library`). `perf` in `dispatch`
 /// (2026-12-08) had glibc's allocator at 20% of the server's CPU, requests
 /// and rows being many small short-lived allocations; with mimalloc the
-/// server spent 10-26% less CPU per run (`bench/README.md`). Built with
+/// server spent 9-26% less CPU per run (`bench/README.md`). Built with
 /// `no_thp`: mimalloc otherwise asks for transparent huge pages, which
 /// added 16 MiB to the idle server's RSS.
 #[global_allocator]
